@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 tools/install.sh
-exec .venv/bin/python -m pytest -q --durations=15 "${@:-tests}"
+exec .venv/bin/python -m pytest -q --durations=15 "$@"

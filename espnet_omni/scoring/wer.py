@@ -1,0 +1,81 @@
+"""Word and character error rates with substitution/deletion/insertion counts.
+
+Pure functions over token lists; no ESPnet.
+
+>>> e = align_counts("a b c".split(), "a x c d".split())
+>>> (e.sub, e.dele, e.ins, e.ref_len)
+(1, 0, 1, 3)
+>>> round(e.rate, 4)
+0.6667
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass
+class ErrorCounts:
+    """Edit counts of hypotheses against references (summable)."""
+
+    sub: int = 0
+    dele: int = 0
+    ins: int = 0
+    ref_len: int = 0
+    n_utts: int = 0
+
+    @property
+    def errors(self) -> int:
+        return self.sub + self.dele + self.ins
+
+    @property
+    def rate(self) -> float:
+        """Errors / reference length (0.0 for an empty reference set)."""
+        return self.errors / self.ref_len if self.ref_len else 0.0
+
+    def __add__(self, other: "ErrorCounts") -> "ErrorCounts":
+        return ErrorCounts(
+            self.sub + other.sub,
+            self.dele + other.dele,
+            self.ins + other.ins,
+            self.ref_len + other.ref_len,
+            self.n_utts + other.n_utts,
+        )
+
+
+def align_counts(ref: Sequence[str], hyp: Sequence[str]) -> ErrorCounts:
+    """Minimum edit alignment of `hyp` to `ref` (Levenshtein, unit costs).
+
+    Among alignments of equal cost, the one with the most substitutions is
+    preferred over a deletion + insertion pair, as sclite does.
+    """
+    n, m = len(ref), len(hyp)
+    # Cells are (cost, sub, del, ins) for ref[:i] vs hyp[:j].
+    prev = [(j, 0, 0, j) for j in range(m + 1)]  # empty ref: j insertions
+    for i in range(1, n + 1):
+        cur = [(i, 0, i, 0)]  # empty hyp: i deletions
+        for j in range(1, m + 1):
+            c_sub = prev[j - 1]
+            same = ref[i - 1] == hyp[j - 1]
+            cand = [
+                (c_sub[0] + (0 if same else 1), c_sub[1] + (0 if same else 1), c_sub[2], c_sub[3]),
+                (prev[j][0] + 1, prev[j][1], prev[j][2] + 1, prev[j][3]),  # deletion
+                (cur[j - 1][0] + 1, cur[j - 1][1], cur[j - 1][2], cur[j - 1][3] + 1),  # insertion
+            ]
+            best = min(cand, key=lambda c: (c[0], -c[1]))
+            cur.append(best)
+        prev = cur
+    cost, sub, dele, ins = prev[m]
+    assert cost == sub + dele + ins
+    return ErrorCounts(sub=sub, dele=dele, ins=ins, ref_len=n, n_utts=1)
+
+
+def word_counts(ref: str, hyp: str) -> ErrorCounts:
+    """Word-level counts of two transcripts."""
+    return align_counts(ref.split(), hyp.split())
+
+
+def char_counts(ref: str, hyp: str) -> ErrorCounts:
+    """Character-level counts; a word boundary counts as one character."""
+    return align_counts(list(" ".join(ref.split())), list(" ".join(hyp.split())))
