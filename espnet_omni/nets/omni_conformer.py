@@ -1,0 +1,259 @@
+"""Omni-sparsity Conformer encoder: ESPnet's ConformerEncoder as a supernet.
+
+The encoder is built exactly as ``ConformerEncoder`` builds it, then the
+prunable layers are swapped in place for masked ones that keep the same
+parameter names (see :mod:`espnet_omni.sparsity.layers`): a stock
+``ConformerEncoder`` state dict loads with ``strict=True`` and, with every
+sparsity at 0, the output is bitwise the stock one.
+
+Supernet verbs (once-for-all vocabulary): :meth:`prunable_layers`,
+:meth:`set_active_subnet`, :meth:`sample_active_subnet`, :meth:`set_max_net`,
+:meth:`set_min_net`, :meth:`get_active_subnet`, :meth:`refresh_masks`,
+:meth:`active_nonzero_params`, :meth:`active_size_bytes`.
+
+Mask ranks follow the weights only when :meth:`refresh_masks` runs (the
+trainer calls it at step 0 and every ``mask_update_interval`` steps; loading a
+state dict refreshes automatically). Re-initialising the weights after
+construction without a refresh leaves ranks of the old weights.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+from typing import List, Optional, Sequence, Union
+
+import torch
+from typeguard import typechecked
+
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+from espnet_omni.sparsity.layers import convert_to_masked
+from espnet_omni.sparsity.masks import MaskSpec
+from espnet_omni.sparsity.subnet import (
+    DEFAULT_CHOICES,
+    SearchSpace,
+    SubnetConfig,
+    sample,
+    sparsest,
+)
+
+# Encoder blocks: attention q/k/v/out, both feed-forwards (Linear, or Conv1d
+# for the conv1d positionwise types), the conv module's pointwise convs. The
+# depthwise conv (kernel 31, groups = channels) and linear_pos stay dense:
+# few weights, and the depthwise kernel does not tile into 1x4 / 4-groups.
+BLOCK_PATTERNS = (
+    "encoders.*.self_attn.linear_q",
+    "encoders.*.self_attn.linear_k",
+    "encoders.*.self_attn.linear_v",
+    "encoders.*.self_attn.linear_out",
+    "encoders.*.feed_forward.w_[12]",
+    "encoders.*.feed_forward_macaron.w_[12]",
+    "encoders.*.conv_module.pointwise_conv[12]",
+)
+# Front end (~60% of CPU time in a 4x144 model, DESIGN.md section 2): every
+# subsampling conv but the first (1 input channel: its 9-weight rows neither
+# tile nor cost much, ~1/odim of the second conv's MACs) and the output
+# Linear; ``embed.0`` is the Linear of input_layer="linear".
+FRONTEND_PATTERNS = ("embed.conv.[1-9]*", "embed.out", "embed.0")
+
+
+def _matching(module: torch.nn.Module, patterns: Sequence[str]) -> list[str]:
+    """The patterns that match at least one Linear/Conv submodule name."""
+    names = [
+        n for n, m in module.named_modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))
+    ]
+    return [p for p in patterns if any(fnmatch.fnmatchcase(n, p) for n in names)]
+
+
+class OmniConformerEncoder(ConformerEncoder):
+    """ConformerEncoder whose Linear / pointwise-conv weights carry nested masks.
+
+    Args (beyond ``ConformerEncoder``'s, which keep their meaning and defaults):
+        mask_granularity: ``unstructured`` | ``block`` | ``nm`` | ``row``.
+        mask_block: ``(bh, bw)`` tile for ``block``.
+        mask_n, mask_m: the ``N:M`` pattern for ``nm`` (masks group ``m``
+            inputs; ``n`` is the deployment target, see ``MaskSpec``).
+        prune_frontend: also prune the subsampling convs (not the first) and
+            its output Linear. Off by default: the papers prune the blocks.
+        prunable: module-name patterns (fnmatch, ``*`` crosses dots) to prune
+            instead of the defaults; each must match a layer.
+        prune_exclude: patterns removed from the prunable set.
+
+    Dual-mode (streaming) options will join here later (chunk size, left
+    chunks, look-ahead, causal depthwise conv) together with a mode verb; the
+    forward below is ESPnet's, untouched, until then.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int = 256,
+        attention_heads: int = 4,
+        linear_units: int = 2048,
+        num_blocks: int = 6,
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        attention_dropout_rate: float = 0.0,
+        input_layer: Optional[str] = "conv2d",
+        normalize_before: bool = True,
+        concat_after: bool = False,
+        positionwise_layer_type: str = "linear",
+        positionwise_conv_kernel_size: int = 3,
+        macaron_style: bool = False,
+        rel_pos_type: str = "legacy",
+        pos_enc_layer_type: str = "rel_pos",
+        selfattention_layer_type: str = "rel_selfattn",
+        activation_type: str = "swish",
+        use_cnn_module: bool = True,
+        zero_triu: bool = False,
+        cnn_module_kernel: int = 31,
+        padding_idx: int = -1,
+        interctc_layer_idx: List[int] = [],
+        interctc_use_conditioning: bool = False,
+        ctc_trim: bool = False,
+        stochastic_depth_rate: Union[float, List[float]] = 0.0,
+        layer_drop_rate: float = 0.0,
+        max_pos_emb_len: int = 5000,
+        qk_norm: bool = False,
+        use_flash_attn: bool = True,
+        use_sdpa: bool = False,
+        # --- supernet options ---
+        mask_granularity: str = "unstructured",
+        mask_block: Sequence[int] = (1, 4),
+        mask_n: int = 2,
+        mask_m: int = 4,
+        prune_frontend: bool = False,
+        prunable: Optional[List[str]] = None,
+        prune_exclude: Optional[List[str]] = None,
+        # --- dual-mode streaming options: to come (see class docstring) ---
+    ):
+        super().__init__(
+            input_size=input_size,
+            output_size=output_size,
+            attention_heads=attention_heads,
+            linear_units=linear_units,
+            num_blocks=num_blocks,
+            dropout_rate=dropout_rate,
+            positional_dropout_rate=positional_dropout_rate,
+            attention_dropout_rate=attention_dropout_rate,
+            input_layer=input_layer,
+            normalize_before=normalize_before,
+            concat_after=concat_after,
+            positionwise_layer_type=positionwise_layer_type,
+            positionwise_conv_kernel_size=positionwise_conv_kernel_size,
+            macaron_style=macaron_style,
+            rel_pos_type=rel_pos_type,
+            pos_enc_layer_type=pos_enc_layer_type,
+            selfattention_layer_type=selfattention_layer_type,
+            activation_type=activation_type,
+            use_cnn_module=use_cnn_module,
+            zero_triu=zero_triu,
+            cnn_module_kernel=cnn_module_kernel,
+            padding_idx=padding_idx,
+            interctc_layer_idx=interctc_layer_idx,
+            interctc_use_conditioning=interctc_use_conditioning,
+            ctc_trim=ctc_trim,
+            stochastic_depth_rate=stochastic_depth_rate,
+            layer_drop_rate=layer_drop_rate,
+            max_pos_emb_len=max_pos_emb_len,
+            qk_norm=qk_norm,
+            use_flash_attn=use_flash_attn,
+            use_sdpa=use_sdpa,
+        )
+        self.mask_spec = MaskSpec(
+            mask_granularity, tuple(mask_block), n=mask_n, m=mask_m
+        )
+        if prunable is None:
+            patterns = _matching(self, BLOCK_PATTERNS)  # absent modules are fine
+        else:
+            patterns = list(prunable)  # user patterns: each must match
+        if prune_frontend:
+            front = _matching(self, FRONTEND_PATTERNS)
+            if not front:
+                raise ValueError(
+                    f"prune_frontend=True but input_layer={input_layer!r} has no "
+                    f"prunable layer matching {FRONTEND_PATTERNS}"
+                )
+            patterns += front
+        self._prunable = convert_to_masked(
+            self, self.mask_spec, include=patterns, exclude=prune_exclude or ()
+        )
+        if not self._prunable:
+            raise ValueError("OmniConformerEncoder has no prunable layer")
+
+    # ----------------------------------------------------------- supernet verbs
+    def prunable_layers(self) -> list[str]:
+        """Names of the masked layers (the keys of a SubnetConfig)."""
+        return list(self._prunable)
+
+    def _masked(self) -> dict[str, torch.nn.Module]:
+        return {name: self.get_submodule(name) for name in self._prunable}
+
+    def set_active_subnet(self, cfg: SubnetConfig) -> None:
+        """Activate per-layer sparsities; raises if ``cfg`` is for another
+        architecture (layer names) or another mask spec."""
+        cfg.check_layers(self._prunable)
+        if cfg.spec != self.mask_spec:
+            raise ValueError(
+                f"SubnetConfig spec {cfg.spec} does not match the encoder's "
+                f"mask spec {self.mask_spec}"
+            )
+        for name, layer in self._masked().items():
+            layer.sparsity = cfg.sparsities[name]
+
+    def get_active_subnet(self) -> SubnetConfig:
+        """The active per-layer sparsities."""
+        return SubnetConfig(
+            {n: m.sparsity for n, m in self._masked().items()}, self.mask_spec
+        )
+
+    def sample_active_subnet(
+        self, space: SearchSpace, rng: random.Random | torch.Generator
+    ) -> SubnetConfig:
+        """Draw a sub-network from ``space`` with ``rng``, activate it, return it."""
+        cfg = sample(space, rng)
+        self.set_active_subnet(cfg)
+        return cfg
+
+    def set_max_net(self) -> None:
+        """The dense network (every sparsity 0)."""
+        for layer in self._masked().values():
+            layer.sparsity = 0.0
+
+    def set_min_net(self, space: SearchSpace) -> None:
+        """The sparsest sub-network of ``space``."""
+        self.set_active_subnet(sparsest(space))
+
+    def search_space(
+        self, choices: Sequence[float] = DEFAULT_CHOICES, tie: str = "per_layer"
+    ) -> SearchSpace:
+        """A SearchSpace over this encoder's prunable layers."""
+        return SearchSpace(
+            tuple(self._prunable), tuple(choices), tie=tie, spec=self.mask_spec
+        )
+
+    def refresh_masks(self) -> None:
+        """Re-rank every prunable layer from its live weights (one sort each)."""
+        for layer in self._masked().values():
+            layer.refresh_ranks()
+
+    def active_nonzero_params(self) -> int:
+        """Parameters of the active sub-network: masked layers' kept weights and
+        biases, plus every other parameter (dense)."""
+        masked = self._masked().values()
+        inside = {id(p) for m in masked for p in m.parameters(recurse=False)}
+        rest = sum(p.numel() for p in self.parameters() if id(p) not in inside)
+        return rest + sum(m.nonzero_params() for m in masked)
+
+    def active_size_bytes(self, dtype_bytes: int = 4, storage: str = "auto") -> int:
+        """Bytes of the active sub-network's parameters: masked layers in
+        ``storage`` format, everything else dense (buffers not counted)."""
+        masked = self._masked().values()
+        inside = {id(p) for m in masked for p in m.parameters(recurse=False)}
+        rest = sum(p.numel() for p in self.parameters() if id(p) not in inside)
+        return rest * dtype_bytes + sum(
+            m.size_bytes(dtype_bytes, storage) for m in masked
+        )
+

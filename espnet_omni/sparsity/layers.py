@@ -1,0 +1,262 @@
+"""Masked drop-in layers: same parameter names, so stock checkpoints load.
+
+``MaskedLinear``, ``MaskedConv1d`` and ``MaskedConv2d`` subclass the torch
+layers and keep ``weight`` / ``bias`` as they are: ``state_dict()`` keys
+equal the stock module's. Each holds
+
+* ``mask_ranks``: per-element unit ranks (:func:`unit_ranks`), a
+  *non-persistent* buffer (not in ``state_dict``; moves with ``.to()``),
+  recomputed from the live weights by :meth:`refresh_ranks` only (the trainer
+  calls it every ``mask_update_interval`` steps) and after
+  ``load_state_dict``;
+* ``sparsity``: the active sparsity in ``[0, 1)``.
+
+Forward at sparsity 0 is exactly the stock forward (bitwise); otherwise it
+uses ``weight * mask``, so the gradient of a pruned weight is zero for that
+sub-network. The float mask is cached until the ranks or the sparsity change
+(a float mask multiplies ~10x faster than a bool one on CPU, measured).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from espnet_omni.sparsity.masks import (
+    MaskSpec,
+    check_sparsity,
+    kept_weights,
+    mask_at,
+    unit_ranks,
+)
+from espnet_omni.sparsity.storage import weight_storage_bytes
+
+
+class _Masked:
+    """Mixin for the masked layers (state and verbs; no ``__init__``)."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    mask_ranks: torch.Tensor
+
+    def _init_masking(self, spec: MaskSpec) -> None:
+        self.spec = spec
+        self._sparsity = 0.0
+        self._ranks_epoch = 0
+        self._mask_key: tuple | None = None
+        self._mask_cache: torch.Tensor | None = None
+        self.register_buffer(
+            "mask_ranks", unit_ranks(self.weight, spec), persistent=False
+        )
+
+    @property
+    def sparsity(self) -> float:
+        """Active sparsity in ``[0, 1)``; 0 runs the stock forward."""
+        return self._sparsity
+
+    @sparsity.setter
+    def sparsity(self, value: float) -> None:
+        self._sparsity = check_sparsity(value, f"{type(self).__name__}.sparsity")
+
+    @torch.no_grad()
+    def refresh_ranks(self) -> None:
+        """Re-rank the units from the live weights (one sort); drops the mask cache."""
+        self.mask_ranks = unit_ranks(self.weight, self.spec)
+        self._ranks_epoch += 1
+        self._mask_key = None
+        self._mask_cache = None
+
+    def bool_mask(self, sparsity: float | None = None) -> torch.Tensor:
+        """Bool mask (``weight.shape``) at ``sparsity`` (default: the active one)."""
+        s = self._sparsity if sparsity is None else sparsity
+        return mask_at(self.mask_ranks, self.spec, s)
+
+    def active_mask(self) -> torch.Tensor | None:
+        """Cached float mask at the active sparsity, or None at sparsity 0."""
+        if self._sparsity == 0.0:
+            return None
+        w = self.weight
+        key = (self._sparsity, self._ranks_epoch, w.device, w.dtype)
+        if self._mask_key != key:
+            self._mask_cache = self.bool_mask().to(device=w.device, dtype=w.dtype)
+            self._mask_key = key
+        return self._mask_cache
+
+    def masked_weight(self) -> torch.Tensor:
+        """``weight * mask`` (the Parameter itself at sparsity 0)."""
+        mask = self.active_mask()
+        return self.weight if mask is None else self.weight * mask
+
+    def nonzero_params(self) -> int:
+        """Weights the active mask keeps, plus the (dense) bias."""
+        bias = 0 if self.bias is None else self.bias.numel()
+        return kept_weights(self.weight.shape, self.spec, self._sparsity) + bias
+
+    def size_bytes(self, dtype_bytes: int = 4, storage: str = "auto") -> int:
+        """Storage of weight (see :mod:`~espnet_omni.sparsity.storage`) + dense bias."""
+        bias = 0 if self.bias is None else self.bias.numel() * dtype_bytes
+        w = weight_storage_bytes(
+            self.weight.shape, self.spec, self._sparsity, dtype_bytes, storage
+        )
+        return w + bias
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)  # type: ignore[misc]
+        self.refresh_ranks()  # ranks of the loaded weights, not the old ones
+
+    def extra_repr(self) -> str:
+        base = super().extra_repr()  # type: ignore[misc]
+        return f"{base}, granularity={self.spec.granularity}, sparsity={self._sparsity}"
+
+
+def _adopt(new: nn.Module, old: nn.Module, spec: MaskSpec) -> nn.Module:
+    """Give ``new`` (built on ``meta``) the Parameter objects of ``old``."""
+    new.weight = old.weight
+    new.bias = old.bias
+    new.train(old.training)
+    new._init_masking(spec)
+    return new
+
+
+class MaskedLinear(_Masked, nn.Linear):
+    """``nn.Linear`` with a nested magnitude mask (weight ``(out, in)``)."""
+
+    def __init__(self, in_features, out_features, bias=True, device=None,
+                 dtype=None, *, spec: MaskSpec | None = None) -> None:
+        super().__init__(in_features, out_features, bias, device, dtype)
+        self._init_masking(spec or MaskSpec())
+
+    @classmethod
+    def from_module(cls, m: nn.Linear, spec: MaskSpec) -> "MaskedLinear":
+        """Wrap ``m``, sharing its Parameters (no copy)."""
+        new = cls(m.in_features, m.out_features, m.bias is not None,
+                  device="meta", spec=MaskSpec())
+        return _adopt(new, m, spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in) -> (..., out); bitwise ``nn.Linear`` at sparsity 0."""
+        mask = self.active_mask()
+        if mask is None:
+            return F.linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight * mask, self.bias)
+
+
+def _conv_args(m: nn.modules.conv._ConvNd) -> dict:
+    return dict(
+        in_channels=m.in_channels, out_channels=m.out_channels,
+        kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+        dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
+        padding_mode=m.padding_mode,
+    )
+
+
+class MaskedConv1d(_Masked, nn.Conv1d):
+    """``nn.Conv1d`` with a nested mask over ``(out, in/groups * k)``.
+
+    Meant for the Conformer pointwise convs (``k = 1``); a depthwise conv
+    works too but is excluded by the default patterns.
+    """
+
+    def __init__(self, *args, spec: MaskSpec | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_masking(spec or MaskSpec())
+
+    @classmethod
+    def from_module(cls, m: nn.Conv1d, spec: MaskSpec) -> "MaskedConv1d":
+        new = cls(**_conv_args(m), device="meta", spec=MaskSpec())
+        return _adopt(new, m, spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, T) -> (B, C_out, T')."""
+        mask = self.active_mask()
+        w = self.weight if mask is None else self.weight * mask
+        return self._conv_forward(x, w, self.bias)
+
+
+class MaskedConv2d(_Masked, nn.Conv2d):
+    """``nn.Conv2d`` with a nested mask over ``(out, in/groups * kh * kw)``
+    (the convolutional subsampling front end)."""
+
+    def __init__(self, *args, spec: MaskSpec | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_masking(spec or MaskSpec())
+
+    @classmethod
+    def from_module(cls, m: nn.Conv2d, spec: MaskSpec) -> "MaskedConv2d":
+        new = cls(**_conv_args(m), device="meta", spec=MaskSpec())
+        return _adopt(new, m, spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H', W')."""
+        mask = self.active_mask()
+        w = self.weight if mask is None else self.weight * mask
+        return self._conv_forward(x, w, self.bias)
+
+
+MASKED_LAYERS = (MaskedLinear, MaskedConv1d, MaskedConv2d)
+_WRAPPERS: tuple[tuple[type, type], ...] = (
+    (nn.Linear, MaskedLinear),
+    (nn.Conv1d, MaskedConv1d),
+    (nn.Conv2d, MaskedConv2d),
+)
+
+
+def _wrapper_for(m: nn.Module) -> type | None:
+    if isinstance(m, MASKED_LAYERS):
+        return None
+    for base, wrapper in _WRAPPERS:
+        if type(m) is base:  # exact type: a subclass may change forward
+            return wrapper
+    return None
+
+
+def convert_to_masked(
+    module: nn.Module,
+    spec: MaskSpec,
+    include: Sequence[str],
+    exclude: Sequence[str] = (),
+) -> list[str]:
+    """Swap matching Linear/Conv1d/Conv2d submodules for masked ones, in place.
+
+    Names are matched with :func:`fnmatch.fnmatchcase` (``*`` also crosses
+    dots), e.g. ``"encoders.*.self_attn.linear_q"``. The new modules share the
+    old Parameter tensors. Every ``include`` pattern must match at least one
+    convertible layer (a typo raises, listing the candidates); ``exclude``
+    wins over ``include``. A shape the spec cannot tile raises naming the
+    layer. Already-masked layers are kept and reported.
+
+    Returns:
+        The prunable (masked) layer names, in ``named_modules`` order.
+    """
+    candidates = {
+        name: m for name, m in module.named_modules()
+        if name and (_wrapper_for(m) is not None or isinstance(m, MASKED_LAYERS))
+    }
+    for pat in include:
+        if not any(fnmatch.fnmatchcase(n, pat) for n in candidates):
+            raise ValueError(
+                f"prunable pattern {pat!r} matches no Linear/Conv1d/Conv2d layer; "
+                f"candidates: {sorted(candidates)}"
+            )
+    names = [
+        n for n in candidates
+        if any(fnmatch.fnmatchcase(n, p) for p in include)
+        and not any(fnmatch.fnmatchcase(n, p) for p in exclude)
+    ]
+    for name in names:
+        old = candidates[name]
+        wrapper = _wrapper_for(old)
+        if wrapper is None:
+            continue
+        parent_name, _, leaf = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        try:
+            new = wrapper.from_module(old, spec)
+        except ValueError as err:
+            raise ValueError(f"layer {name!r}: {err}") from None
+        setattr(parent, leaf, new)
+    return names
