@@ -1,0 +1,28 @@
+"""The one place where espnet_omni registers into ESPnet.
+
+Importing this package defines our task classes; it never mutates ESPnet's
+module-level registries (see :mod:`espnet_omni.tasks.registry`). Our classes
+are listed in :mod:`espnet_omni.tasks.entries`.
+
+Public API:
+    OmniASRTask, OmniSSLTask: ESPnet task subclasses (our choices, our trainer).
+    ASR_CHOICES, SSL_CHOICES: their :class:`ChoiceTable` (query, register).
+    ChoiceEntry, ChoiceTable: the table types.
+    OmniSpeech2Text, omni_asr_inference: ESPnet ASR inference through OmniASRTask.
+"""
+
+from espnet_omni.tasks.asr import ASR_CHOICES, OmniASRTask
+from espnet_omni.tasks.registry import ChoiceEntry, ChoiceTable
+from espnet_omni.tasks.speech2text import OmniSpeech2Text, omni_asr_inference
+from espnet_omni.tasks.ssl import SSL_CHOICES, OmniSSLTask
+
+__all__ = [
+    "ASR_CHOICES",
+    "SSL_CHOICES",
+    "ChoiceEntry",
+    "ChoiceTable",
+    "OmniASRTask",
+    "OmniSSLTask",
+    "OmniSpeech2Text",
+    "omni_asr_inference",
+]

@@ -1,0 +1,30 @@
+"""THE table of our classes offered through ESPnet options.
+
+To offer a new class, add one :class:`ChoiceEntry` line below; nothing else
+changes. ``choice`` is the ESPnet option (``encoder`` -> ``--encoder`` and
+``encoder:`` in a YAML config), ``key`` is the value users write, ``target``
+is ``"module:Class"``. A target whose module does not exist yet is skipped
+(listed in ``ASR_CHOICES.skipped`` / ``SSL_CHOICES.skipped``); a module that
+exists but fails to import, or lacks the class, raises at import of
+``espnet_omni.tasks``.
+
+Options a table can extend (ESPnet 202611):
+    ASR: frontend specaug normalize model preencoder encoder postencoder
+         decoder preprocessor
+    SSL: frontend specaug normalize preencoder encoder model loss util
+"""
+
+from espnet_omni.tasks.registry import ChoiceEntry
+
+_OMNI_CONFORMER = "espnet_omni.nets.omni_conformer:OmniConformerEncoder"
+
+ASR_ENTRIES: tuple[ChoiceEntry, ...] = (
+    ChoiceEntry("encoder", "omni_conformer", _OMNI_CONFORMER),
+)
+
+SSL_ENTRIES: tuple[ChoiceEntry, ...] = (
+    ChoiceEntry("encoder", "omni_conformer", _OMNI_CONFORMER),
+    # The wav2vec 2.0 loss goes here once it exists, e.g.
+    # ChoiceEntry("loss", "wav2vec2", "espnet_omni.ssl.<module>:<AbsSSLLoss subclass>"),
+    # SSL losses are chosen in YAML as  loss: [{name: wav2vec2, conf: {...}}].
+)
