@@ -1,16 +1,48 @@
-"""OmniTrainer: ESPnet's Trainer plus the place where supernet training goes.
+"""OmniTrainer: ESPnet's Trainer plus supernet steps.
 
-For now it trains exactly like ``espnet2.train.trainer.Trainer``; it only adds
-the ``--omni_*`` option group and its typed options dataclass.
+With an empty ``--omni_conf`` (the default) it trains exactly like
+``espnet2.train.trainer.Trainer``. With an ``omni_conf`` and a supernet
+encoder (one with the supernet verbs, e.g. ``omni_conformer``) every
+mini-batch is replayed once per sub-network of the step and ESPnet's
+gradient accumulation sums them (see :mod:`espnet_omni.train.supernet`).
+
+Seams of ESPnet 202611 used here:
+    ``AbsTask.get_parser`` calls ``cls.trainer.add_arguments(parser)``, so our
+    ``--omni_*`` flags and YAML keys live in :meth:`add_arguments`;
+    ``cls.trainer.build_options(args)`` copies namespace fields named like
+    the dataclass fields into :class:`OmniTrainerOptions`, handed to
+    ``train_one_epoch`` / ``validate_one_epoch`` as ``options``. To add an
+    option: one dataclass field + one ``add_argument`` of the same name.
+    ``--use_deepspeed true`` is refused by ESPnet for any trainer but its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Optional
 
+import torch
+from espnet2.torch_utils.device_funcs import to_device
+from espnet2.torch_utils.recursive_op import recursive_average
 from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
+from espnet2.utils.nested_dict_action import NestedDictAction
+
+from espnet_omni.train.supernet import (
+    SupernetConfig,
+    SupernetState,
+    TaggedModel,
+    log_plan,
+    replay,
+    supernet_encoder,
+    valid_subnets,
+    validation_stats,
+)
 
 
 @dataclasses.dataclass
@@ -18,58 +50,42 @@ class OmniTrainerOptions(TrainerOptions):
     """ESPnet's trainer options plus ours (every field of ours is ``omni_*``).
 
     Attributes:
-        omni_num_subnets: sub-networks forwarded (and their gradients
-            accumulated) per mini-batch before the optimizer step.
-            1 = plain ESPnet training, the only value implemented so far.
+        omni_conf: the supernet training mapping (see
+            :class:`espnet_omni.train.supernet.SupernetConfig`); empty = plain
+            ESPnet training.
     """
 
-    omni_num_subnets: int = 1
+    omni_conf: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.omni_num_subnets < 1:
-            raise ValueError(
-                f"--omni_num_subnets {self.omni_num_subnets}: must be >= 1"
-            )
-        if self.omni_num_subnets != 1:
-            raise NotImplementedError(
-                f"--omni_num_subnets {self.omni_num_subnets}: supernet steps are "
-                "not implemented yet; only 1 (plain training) is supported"
-            )
+        self.supernet: Optional[SupernetConfig] = SupernetConfig.from_dict(self.omni_conf)
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int) -> None:
+    """Accumulate the compute of one finished training epoch in compute.json."""
+    if output_dir is None:
+        return
+    path = Path(output_dir) / "compute.json"
+    d = json.loads(path.read_text()) if path.exists() else {}
+    d["train_cpu_seconds"] = d.get("train_cpu_seconds", 0.0) + cpu
+    d["train_wall_seconds_epochs"] = d.get("train_wall_seconds_epochs", 0.0) + wall
+    d["epochs_counted"] = d.get("epochs_counted", 0) + 1
+    d["subnets_per_step"] = k
+    path.write_text(json.dumps(d, indent=1))
 
 
 class OmniTrainer(Trainer):
-    """ESPnet Trainer subclass; the seams found in ESPnet 202611.
+    """ESPnet Trainer with supernet steps and compute accounting.
 
-    How options reach the trainer:
-        ``AbsTask.get_parser`` calls ``cls.trainer.add_arguments(parser)``
-        (ESPnet's is a no-op), so our ``--omni_*`` flags and YAML keys live in
-        :meth:`add_arguments`. ``AbsTask.main_worker`` then calls
-        ``cls.trainer.build_options(args)``, which copies the namespace fields
-        named like the dataclass fields (``build_dataclass``) into
-        :class:`OmniTrainerOptions`, and passes it as ``trainer_options`` to
-        ``cls.trainer.run(...)``; ``run`` hands it on as ``options`` to
-        ``cls.train_one_epoch`` and ``cls.validate_one_epoch``. To add an
-        option: one dataclass field + one ``add_argument`` with the same name.
-        The namespace also lands in ``<output_dir>/config.yaml``.
-
-    Where the supernet step goes:
-        Every method is a classmethod called through ``cls``, so overriding
-        works. ``Trainer.train_one_epoch`` holds forward (``model(**batch)``),
-        ``loss /= accum_grad``, backward, and every ``accum_grad``-th batch
-        grad clip + ``optimizer.step()`` + batch-step schedulers, in one loop
-        with no per-batch hook: several sub-networks per step (sandwich rule,
-        in-place distillation, per-subnet stats) means overriding
-        ``train_one_epoch`` (loop over subnets around forward/backward, then
-        the unchanged step block). ``model`` there is the task's model
-        (wrapped in DDP when distributed: use ``model.module``). Mask updates
-        every N steps fit right after ``optimizer.step()`` there.
-        ``validate_one_epoch`` (under ``torch.no_grad``) is the seam for
-        per-subnet validation: stats keys go to the reporter, and
-        ``--best_model_criterion valid <key> min|max`` can select on them.
-
-    Quirks:
-        ``--use_deepspeed true`` is refused by ESPnet for any trainer other
-        than its own (``AbsTask.main_worker``).
+    Every training epoch adds its CPU seconds (all threads of this process,
+    plus finished data-loader workers) to ``<output_dir>/compute.json``: the
+    training-compute column of the results tables.
     """
 
     @classmethod
@@ -82,9 +98,69 @@ class OmniTrainer(Trainer):
         """Add the ``--omni_*`` trainer options (one group, one place)."""
         group = parser.add_argument_group("Omni supernet trainer related")
         group.add_argument(
-            "--omni_num_subnets",
-            type=int,
-            default=1,
-            help="Sub-networks forwarded per mini-batch before the optimizer "
-            "step (1 = plain ESPnet training; the only value implemented yet)",
+            "--omni_conf",
+            action=NestedDictAction,
+            default=dict(),
+            help="Supernet training (espnet_omni.train.supernet.SupernetConfig): "
+            "sampler {rule: sandwich|uniform|fixed|dense, num_subnets, fixed}, choices, tie, "
+            "distill_weight, mask_update_interval, schedule {final_sparsity, begin_step, "
+            "end_step}, valid_sparsities, seed. Empty = plain ESPnet training.",
         )
+
+    @classmethod
+    def train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter,
+                        summary_writer, options, distributed_option) -> bool:
+        cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+        cfg = getattr(options, "supernet", None)
+        encoder = supernet_encoder(model)
+        k = 1
+        if cfg is None or encoder is None:
+            if cfg is not None:
+                raise ValueError("omni_conf is set but the encoder has no supernet verbs (use an omni_* encoder)")
+            invalid = super().train_one_epoch(model, iterator, optimizers, schedulers, scaler, reporter,
+                                              summary_writer, options, distributed_option)
+        else:
+            k = cfg.sampler.k
+            state = SupernetState(cfg, encoder, options.accum_grad)
+            log_plan(state)
+            tagged = TaggedModel(model, state)
+            replayed = replay(iterator, state, reporter.get_total_count())
+            # ESPnet's accumulation over K * accum_grad micro-steps = one supernet step.
+            opts = dataclasses.replace(options, accum_grad=options.accum_grad * k)
+            try:
+                invalid = super().train_one_epoch(tagged, replayed, optimizers, schedulers, scaler, reporter,
+                                                  summary_writer, opts, distributed_option)
+            finally:
+                tagged.remove_hooks()
+                encoder.set_max_net()
+        _add_compute(options.output_dir, _cpu_seconds() - cpu0, time.perf_counter() - wall0, k)
+        return invalid
+
+    @classmethod
+    @torch.no_grad()
+    def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option) -> None:
+        cfg = getattr(options, "supernet", None)
+        encoder = supernet_encoder(model)
+        if cfg is None or encoder is None:
+            return super().validate_one_epoch(model, iterator, reporter, options, distributed_option)
+        subnets = valid_subnets(encoder, cfg)
+        encoder.refresh_masks()
+        model.eval()
+        distributed = distributed_option.distributed
+        iterator_stop = torch.tensor(0).to("cuda" if options.ngpu > 0 else "cpu")
+        for utt_id, batch in iterator:
+            if distributed:
+                torch.distributed.all_reduce(iterator_stop, torch.distributed.ReduceOp.SUM)
+                if iterator_stop > 0:
+                    break
+            batch["utt_id"] = utt_id
+            batch = to_device(batch, "cuda" if options.ngpu > 0 else "cpu")
+            stats, weight = validation_stats(model, batch, encoder, subnets)
+            if options.ngpu > 1 or distributed:
+                stats, weight = recursive_average(stats, weight, distributed)
+            reporter.register(stats, weight)
+            reporter.next()
+        else:
+            if distributed:
+                iterator_stop.fill_(1)
+                torch.distributed.all_reduce(iterator_stop, torch.distributed.ReduceOp.SUM)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from espnet2.main_funcs.pack_funcs import unpack
 
-from bin_tiny_asr import (
+from espnet_omni.testing.tiny_asr import (
     N_VALID,
     collect_stats_flags,
     decode_flags,
@@ -63,7 +63,7 @@ def test_help_lists_our_flags(capsys):
         asr_train.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "--omni_num_subnets" in out and "--encoder" in out
+    assert "--omni_conf" in out and "--encoder" in out
 
 
 def test_collect_stats_and_train_outputs(trained):
@@ -71,7 +71,7 @@ def test_collect_stats_and_train_outputs(trained):
         for name in ("speech_shape", "text_shape", "feats_stats.npz"):
             assert (trained / STATS / split / name).is_file()
     config = yaml.safe_load((trained / EXP / "config.yaml").read_text())
-    assert config["omni_num_subnets"] == 1
+    assert config["omni_conf"] == {}
     assert config["model_conf"]["ctc_weight"] == 1.0
     assert (trained / EXP / "valid.loss.best.pth").is_file()
 

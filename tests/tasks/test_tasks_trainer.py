@@ -27,22 +27,36 @@ def test_trainer_is_ours_and_an_espnet_trainer():
 def test_options_carry_espnet_and_omni_fields():
     opts = _options("--max_epoch", "3")
     assert isinstance(opts, OmniTrainerOptions)
-    assert opts.max_epoch == 3 and opts.omni_num_subnets == 1
+    assert opts.max_epoch == 3 and opts.omni_conf == {} and opts.supernet is None
     espnet_fields = {f.name for f in dataclasses.fields(TrainerOptions)}
     ours = {f.name for f in dataclasses.fields(OmniTrainerOptions)} - espnet_fields
     assert ours and all(name.startswith("omni_") for name in ours)
 
 
 @pytest.mark.parametrize(
-    "value, error", [("0", ValueError), ("2", NotImplementedError)]
+    "conf, match",
+    [
+        ("{sampler: {rule: zigzag}}", "rule='zigzag' is not one of"),
+        ("{sampler: {rule: sandwich, num_subnets: 1}}", "num_subnets=1 is outside"),
+        ("{tie: per_head}", "tie='per_head' is not one of"),
+        ("{mask_update_interval: 0}", "mask_update_interval=0"),
+        ("{valid_sparsities: [0.0, 1.2]}", "outside the valid range"),
+        ("{sampler_rule: sandwich}", "sampler_rule"),
+        ("{schedule: {final_sparsity: 0.5, end_step: 0}}", "end_step=0"),
+    ],
 )
-def test_bad_omni_num_subnets_raises_naming_the_flag(value, error):
-    with pytest.raises(error, match="--omni_num_subnets"):
-        _options("--omni_num_subnets", value)
+def test_bad_omni_conf_raises_naming_the_key(conf, match):
+    with pytest.raises(ValueError, match=match):
+        _options("--omni_conf", conf)
+
+
+def test_omni_conf_parses_into_a_supernet_config():
+    opts = _options("--omni_conf", "{sampler: {rule: uniform, num_subnets: 2}, distill_weight: 0.5}")
+    assert opts.supernet.sampler.k == 2 and opts.supernet.distill_weight == 0.5
 
 
 def test_print_config_lists_omni_options():
     out = io.StringIO()
     OmniASRTask.print_config(file=out)
     config = yaml.safe_load(out.getvalue())
-    assert config["omni_num_subnets"] == 1
+    assert config["omni_conf"] == {}

@@ -1,4 +1,4 @@
-"""Tiny CTC-only ASR corpus and flag sets for the tests/bin smoke tests.
+"""Tiny CTC-only ASR corpus and flag sets for smoke tests (bin, train, export).
 
 Not a test module. All paths are relative to the corpus root: run the
 entries with that root as the working directory (as a recipe does), so

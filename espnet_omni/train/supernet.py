@@ -1,0 +1,250 @@
+"""Supernet training: several sub-networks per optimizer step.
+
+ESPnet's ``Trainer.train_one_epoch`` already accumulates gradients over
+``accum_grad`` mini-batches before one optimizer step. A supernet step is
+that loop seen from the other side: each mini-batch is replayed K times, once
+per sub-network, and ``accum_grad`` is multiplied by K. So ESPnet's own loop
+(gradient clipping, AMP, schedulers, DDP, reporter, TensorBoard) runs
+unchanged, and the loss of each sub-network is scaled by ``1 / (K *
+accum_grad)``: the step's gradient is the mean of the sub-networks'.
+
+Pieces:
+- :class:`SupernetConfig` — the ``--omni_conf`` YAML, typed and validated;
+- :class:`SupernetState` — step counting, masks refresh, sampling; all
+  derived from ESPnet's reporter count, so a resumed run continues the same
+  sequence of masks and sub-networks;
+- :func:`replay` — the iterator that activates sub-network k before handing
+  out the k-th copy of a mini-batch;
+- :class:`TaggedModel` — wraps the ASR model: renames the reported stats per
+  sub-network (``loss_max``, ``loss_min``, ``loss_rand0`` ...) and adds the
+  in-place distillation loss (the densest sub-network's detached CTC
+  posteriors teach the others).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+from espnet_omni.sparsity.masks import check_sparsity
+from espnet_omni.sparsity.schedule import CubicSchedule
+from espnet_omni.sparsity.subnet import DEFAULT_CHOICES, TIES, SearchSpace, SubnetConfig
+from espnet_omni.sparsity.yaml_io import check_keys
+from espnet_omni.train.samplers import SamplerConfig, plan_step, uniform_subnets
+
+
+@dataclass
+class SupernetConfig:
+    """What ``--omni_conf`` holds (an empty mapping = plain ESPnet training).
+
+    Attributes:
+        sampler: :class:`SamplerConfig` mapping (rule, num_subnets, fixed).
+        choices: Sparsities a layer may take when sampling.
+        tie: How layers share a sparsity: ``global``, ``per_block`` or
+            ``per_layer``.
+        distill_weight: Weight of the in-place distillation loss (KL from the
+            densest sub-network's CTC posteriors, detached) added to every
+            other sub-network's loss; 0 switches it off.
+        mask_update_interval: Optimizer steps between mask refreshes (the
+            masks are re-ranked from the live weights; one sort per layer).
+        schedule: Optional :class:`CubicSchedule` mapping: caps the sampled
+            sparsities (and the ``fixed`` ones) by a cubic ramp, e.g. for
+            gradual magnitude pruning.
+        valid_sparsities: Uniform sparsities validated every epoch; the
+            generic ``loss``/``cer_ctc`` keys are their mean, and each is also
+            reported as ``<key>_s<percent>``.
+        seed: Seed of the sub-network sampling (combined with the step).
+    """
+
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    choices: tuple[float, ...] = DEFAULT_CHOICES
+    tie: str = "per_layer"
+    distill_weight: float = 0.0
+    mask_update_interval: int = 50
+    schedule: Optional[CubicSchedule] = None
+    valid_sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sampler, dict):
+            self.sampler = SamplerConfig.from_dict(self.sampler)
+        if isinstance(self.schedule, dict):
+            self.schedule = CubicSchedule(**self.schedule)
+        if self.tie not in TIES:
+            raise ValueError(f"omni_conf.tie={self.tie!r} is not one of {TIES}")
+        if not 0.0 <= self.distill_weight <= 10.0:
+            raise ValueError(f"omni_conf.distill_weight={self.distill_weight} is outside [0, 10]")
+        if self.mask_update_interval < 1:
+            raise ValueError(f"omni_conf.mask_update_interval={self.mask_update_interval} must be >= 1")
+        self.choices = tuple(check_sparsity(v, f"omni_conf.choices[{i}]") for i, v in enumerate(self.choices))
+        self.valid_sparsities = tuple(
+            check_sparsity(v, f"omni_conf.valid_sparsities[{i}]") for i, v in enumerate(self.valid_sparsities)
+        )
+        if not self.valid_sparsities:
+            raise ValueError("omni_conf.valid_sparsities must not be empty")
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]) -> Optional["SupernetConfig"]:
+        """None for an empty/absent ``--omni_conf`` (plain training)."""
+        if not d:
+            return None
+        check_keys(d, [f for f in cls.__dataclass_fields__], "omni_conf")
+        return cls(**d)
+
+
+def supernet_encoder(model: torch.nn.Module):
+    """The model's encoder if it is a supernet (has the supernet verbs), else None."""
+    core = getattr(model, "module", model)  # DDP
+    enc = getattr(core, "encoder", None)
+    return enc if callable(getattr(enc, "set_active_subnet", None)) else None
+
+
+class SupernetState:
+    """Per-run supernet bookkeeping, derived from the optimizer step count."""
+
+    def __init__(self, cfg: SupernetConfig, encoder, accum_grad: int):
+        self.cfg = cfg
+        self.encoder = encoder
+        self.accum_grad = accum_grad
+        self.space = SearchSpace(tuple(encoder.prunable_layers()), cfg.choices, tie=cfg.tie, spec=encoder.mask_spec)
+        self.tag = "max"
+        self.teacher: Optional[torch.Tensor] = None  # (B, T, V) detached log-probs
+
+    def max_sparsity(self, step: int) -> float:
+        return self.cfg.schedule.sparsity_at(step) if self.cfg.schedule else 1.0
+
+    def plan(self, step: int) -> list[tuple[str, SubnetConfig]]:
+        """Sub-networks of optimizer step ``step`` (deterministic in seed and step)."""
+        cap = self.max_sparsity(step)
+        space = self.space.capped(cap) if self.cfg.schedule else self.space
+        rng = random.Random(self.cfg.seed * 1_000_003 + step)
+        plan = plan_step(space, self.cfg.sampler, rng)
+        if self.cfg.schedule:  # fixed targets ramp up too (gradual pruning)
+            plan = [(t, SubnetConfig({k: min(v, cap) for k, v in c.sparsities.items()}, c.spec)) for t, c in plan]
+        return plan
+
+
+def replay(iterator: Iterable, state: SupernetState, first_micro_step: int) -> Iterator:
+    """Yield every mini-batch K times, activating sub-network k before copy k.
+
+    ``first_micro_step`` is ESPnet's reporter count at the start of the epoch
+    (mini-batches seen so far, each K-replayed), so the optimizer step number
+    and therefore the schedule, the mask refreshes and the sampled
+    sub-networks continue across epochs and resumes.
+    """
+    k = state.cfg.sampler.k
+    micro = first_micro_step
+    for utt_id, batch in iterator:
+        step = micro // (k * state.accum_grad)
+        if micro % (k * state.accum_grad) == 0 and step % state.cfg.mask_update_interval == 0:
+            state.encoder.refresh_masks()
+        for tag, cfg in state.plan(step):
+            state.encoder.set_active_subnet(cfg)
+            state.tag = tag
+            yield utt_id, batch
+            micro += 1
+    state.encoder.set_max_net()
+
+
+def _masked_kl(teacher: torch.Tensor, student_logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Mean over valid frames of KL(teacher || student); teacher are log-probs.
+
+    teacher, student_logits: (B, T, V); lens: (B,).
+    """
+    logp = F.log_softmax(student_logits, dim=-1)  # (B, T, V)
+    kl = (teacher.exp() * (teacher - logp)).sum(-1)  # (B, T)
+    valid = torch.arange(kl.size(1), device=kl.device)[None, :] < lens[:, None]  # (B, T)
+    return (kl * valid).sum() / valid.sum().clamp(min=1)
+
+
+class TaggedModel(torch.nn.Module):
+    """The ASR model seen by ESPnet's loop during a supernet epoch.
+
+    Renames every reported stat ``x`` to ``x_<tag>`` (tag of the active
+    sub-network) and keeps ``loss`` as the step's loss; with distillation on,
+    captures the CTC logits (forward hook on ``ctc.ctc_lo``) and adds
+    ``distill_weight * KL(teacher || student)``.
+    """
+
+    def __init__(self, model: torch.nn.Module, state: SupernetState):
+        super().__init__()
+        self.model = model
+        self.state = state
+        self._logits: Optional[torch.Tensor] = None
+        self._lens: Optional[torch.Tensor] = None
+        core = getattr(model, "module", model)
+        self._hooks = []
+        if state.cfg.distill_weight > 0:
+            self._hooks.append(core.ctc.ctc_lo.register_forward_hook(self._keep_logits))
+            self._hooks.append(core.encoder.register_forward_hook(self._keep_lens))
+
+    def _keep_logits(self, module, inputs, output) -> None:
+        self._logits = output  # (B, T, V)
+
+    def _keep_lens(self, module, inputs, output) -> None:
+        self._lens = output[1]  # (B,)
+
+    def remove_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+
+    def forward(self, **batch):
+        loss, stats, weight = self.model(**batch)
+        tag = self.state.tag
+        out = {f"{k}_{tag}": v for k, v in stats.items()}
+        if self._logits is not None and self._lens is not None:
+            if tag == "max":
+                self.state.teacher = F.log_softmax(self._logits.detach(), dim=-1)
+            elif self.state.teacher is not None and self.state.teacher.shape == self._logits.shape:
+                kd = _masked_kl(self.state.teacher, self._logits, self._lens)
+                loss = loss + self.state.cfg.distill_weight * kd
+                out[f"distill_{tag}"] = kd.detach()
+            self._logits = self._lens = None
+        out["loss"] = loss.detach()
+        return loss, out, weight
+
+
+def validation_stats(model: torch.nn.Module, batch: dict, encoder, subnets) -> tuple[dict, torch.Tensor]:
+    """Forward one validation batch through each (tag, SubnetConfig).
+
+    Returns stats with ``<key>_<tag>`` per sub-network, plus each key's mean
+    over the sub-networks under its plain name (so ``valid.loss`` and
+    ``valid.cer_ctc`` stay usable as ESPnet's best-model criteria).
+    """
+    merged: dict = {}
+    sums: dict = {}
+    weight = None
+    for tag, cfg in subnets:
+        encoder.set_active_subnet(cfg)
+        retval = model(**batch)
+        stats, weight = (retval["stats"], retval["weight"]) if isinstance(retval, dict) else retval[1:]
+        for k, v in stats.items():
+            if v is None:
+                continue
+            merged[f"{k}_{tag}"] = v
+            sums.setdefault(k, []).append(v)
+    encoder.set_max_net()
+    for k, vs in sums.items():
+        merged[k] = sum(vs) / len(vs)
+    return merged, weight
+
+
+def valid_subnets(state_or_encoder, cfg: SupernetConfig) -> list[tuple[str, SubnetConfig]]:
+    """The fixed validation list of ``cfg.valid_sparsities``."""
+    enc = state_or_encoder
+    space = SearchSpace(tuple(enc.prunable_layers()), cfg.choices, tie=cfg.tie, spec=enc.mask_spec)
+    return uniform_subnets(space, cfg.valid_sparsities)
+
+
+def log_plan(state: SupernetState) -> None:
+    """One line describing the supernet run (at the start of each epoch)."""
+    logging.info(
+        "supernet: %d prunable layers, rule=%s, K=%d, distill=%.2f, mask refresh every %d steps, schedule=%s",
+        len(state.space.layers), state.cfg.sampler.rule, state.cfg.sampler.k, state.cfg.distill_weight,
+        state.cfg.mask_update_interval, state.cfg.schedule,
+    )

@@ -1,0 +1,133 @@
+"""Supernet trainer: each sampling rule trains, per-subnet stats are reported,
+the step is K sub-networks with one optimizer step, and resume continues."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from espnet_omni.bin import asr_train
+from espnet_omni.sparsity.subnet import SearchSpace
+from espnet_omni.testing.tiny_asr import collect_stats_flags, train_flags, write_corpus
+from espnet_omni.train.samplers import SamplerConfig, plan_step
+from espnet_omni.train.supernet import SupernetConfig, _masked_kl
+
+pytestmark = pytest.mark.filterwarnings("ignore:No valid stats found:UserWarning")
+STATS = Path("exp/stats")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("supernet")
+    write_corpus(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        asr_train.main(collect_stats_flags(STATS, "omni_conformer"))
+    return root
+
+
+def _train(root: Path, out: str, omni_conf: str, *extra: str) -> dict:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        asr_train.main(train_flags(STATS, Path(out), "omni_conformer") + ["--omni_conf", omni_conf, *extra])
+    return torch.load(root / out / "checkpoint.pth", weights_only=False)
+
+
+def _train_stats(ckpt: dict, epoch: int = 1) -> dict:
+    return ckpt["reporter"]["stats"][epoch]["train"]
+
+
+@pytest.mark.parametrize(
+    "conf, tags",
+    [
+        ("{sampler: {rule: sandwich, num_subnets: 3}}", ["max", "min", "rand0"]),
+        ("{sampler: {rule: uniform, num_subnets: 2}}", ["rand0", "rand1"]),
+        ("{sampler: {rule: fixed, fixed: [0.0, 0.7]}}", ["s00", "s70"]),
+        ("{sampler: {rule: sandwich, num_subnets: 2}, distill_weight: 1.0}", ["max", "min"]),
+    ],
+)
+def test_each_rule_trains_and_reports_per_subnet_losses(corpus, conf, tags):
+    out = f"exp/sn_{abs(hash(conf))}"
+    ckpt = _train(corpus, out, conf)
+    stats = _train_stats(ckpt)
+    for tag in tags:
+        assert f"loss_{tag}" in stats and stats[f"loss_{tag}"] == stats[f"loss_{tag}"]  # not NaN
+    if "distill" in conf:
+        assert stats["distill_min"] >= 0.0
+    valid = ckpt["reporter"]["stats"][1]["valid"]
+    for s in ("s00", "s50", "s70", "s90"):
+        assert f"loss_{s}" in valid
+    assert valid["loss"] == pytest.approx(sum(valid[f"loss_{s}"] for s in ("s00", "s50", "s70", "s90")) / 4)
+    compute = json.loads((corpus / out / "compute.json").read_text())
+    assert compute["train_cpu_seconds"] > 0 and compute["subnets_per_step"] == len(tags)
+
+
+def test_one_optimizer_step_per_k_subnets(corpus):
+    """8 utterances, batch 4 -> 2 mini-batches -> 2 Adam steps whatever K is."""
+    ckpt = _train(corpus, "exp/sn_steps", "{sampler: {rule: sandwich, num_subnets: 3}}")
+    adam_steps = {int(s["step"]) for s in ckpt["optimizers"][0]["state"].values()}
+    assert adam_steps == {2}
+    assert _train_stats(ckpt)["total_count"] == 2 * 3  # micro-steps seen by the reporter
+
+
+def test_resume_continues_where_it_stopped(corpus):
+    conf = "{sampler: {rule: sandwich, num_subnets: 2}}"
+    _train(corpus, "exp/sn_resume", conf)
+    ckpt = _train(corpus, "exp/sn_resume", conf, "--max_epoch", "2", "--resume", "true")
+    assert sorted(ckpt["reporter"]["stats"]) == [1, 2]
+    assert _train_stats(ckpt, 2)["total_count"] == 2 * 2 * 2
+    config = yaml.safe_load((corpus / "exp/sn_resume/config.yaml").read_text())
+    assert config["omni_conf"]["sampler"]["num_subnets"] == 2
+
+
+def test_plain_encoder_with_omni_conf_is_refused(corpus):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(corpus)
+        with pytest.raises(ValueError, match="no supernet verbs"):
+            asr_train.main(train_flags(STATS, Path("exp/bad"), "conformer") + ["--omni_conf", "{sampler: {rule: dense}}"])
+
+
+def test_schedule_caps_sampled_sparsity():
+    from espnet_omni.train.supernet import SupernetState
+
+    class Enc:
+        mask_spec = SearchSpace(("a",)).spec
+
+        def prunable_layers(self):
+            return ["a", "b"]
+
+    cfg = SupernetConfig.from_dict(
+        {"sampler": {"rule": "sandwich", "num_subnets": 4}, "schedule": {"final_sparsity": 0.8, "end_step": 100}}
+    )
+    state = SupernetState(cfg, Enc(), accum_grad=1)
+    assert max(v for _, c in state.plan(0) for v in c.sparsities.values()) == 0.0
+    assert max(v for _, c in state.plan(1000) for v in c.sparsities.values()) == pytest.approx(0.8)
+    assert state.plan(7)[2][1] == state.plan(7)[2][1]  # deterministic per step
+    fixed = SupernetState(SupernetConfig.from_dict({"sampler": {"rule": "fixed", "fixed": [0.7]},
+                                                    "schedule": {"final_sparsity": 0.7, "end_step": 10}}), Enc(), 1)
+    assert fixed.plan(0)[0][1].sparsities["a"] == 0.0 and fixed.plan(10)[0][1].sparsities["a"] == 0.7
+
+
+def test_sandwich_plan_has_the_two_ends():
+    space = SearchSpace(("a", "b", "c"), (0.0, 0.3, 0.6))
+    plan = plan_step(space, SamplerConfig("sandwich", 4), random.Random(1))
+    assert [t for t, _ in plan] == ["max", "min", "rand0", "rand1"]
+    assert set(plan[0][1].sparsities.values()) == {0.0} and set(plan[1][1].sparsities.values()) == {0.6}
+
+
+def test_masked_kl_matches_naive_reference():
+    torch.manual_seed(0)
+    t = torch.log_softmax(torch.randn(2, 5, 4), -1)
+    s = torch.randn(2, 5, 4)
+    lens = torch.tensor([5, 3])
+    ref = []
+    for b in range(2):
+        for f in range(int(lens[b])):
+            p, q = t[b, f].exp(), torch.log_softmax(s[b, f], -1)
+            ref.append((p * (t[b, f] - q)).sum())
+    assert _masked_kl(t, s, lens) == pytest.approx(torch.stack(ref).mean().item(), rel=1e-5)
