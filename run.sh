@@ -80,7 +80,7 @@ export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
 
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 data=$dir/data; dump=$dir/dump/raw; exp=$dir/exp
-[ -n "$asr_tag" ] || asr_tag=$(basename "$asr_config" .yaml); asr_tag=${asr_tag#train_}
+[ -n "$asr_tag" ] || { asr_tag=$(basename "$asr_config" .yaml); asr_tag=${asr_tag#train_}; asr_tag=${asr_tag#asr_}; }
 [ -n "$results_file" ] || results_file=$dir/RESULTS.md
 asr_exp=$exp/asr_$asr_tag
 inference_tag=$(basename "$inference_config" .yaml)_${inference_model%.pth}
@@ -146,9 +146,9 @@ if run_stage 3; then
     bpe_opts="--token_type bpe --bpemodel $token_dir/bpe.model"
   fi
   $python -m espnet2.bin.tokenize_text $bpe_opts --input "$token_dir/train_text.txt" \
-    --output "$token_dir/train_tokens.txt" --field 1- --cleaner none --g2p none \
+    --output "$token_dir/tokens.txt" --field 1- --cleaner none --g2p none \
     --write_vocabulary true --add_symbol "<blank>:0" --add_symbol "<unk>:1" \
-    --add_symbol "<sos/eos>:-1" > "$token_dir/tokens.txt"
+    --add_symbol "<sos/eos>:-1"
   log "$(wc -l < "$token_dir/tokens.txt") tokens in $token_dir/tokens.txt"
   finish_stage 3
 fi
@@ -198,9 +198,9 @@ if run_stage 5; then
     --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \
     --valid_data_path_and_name_and_type "$dump/$valid_set/text,text,text" \
     --train_shape_file "$stats_dir/train/speech_shape" \
-    --train_shape_file "$stats_dir/train/text_shape.$token_type" \
+    --train_shape_file "$stats_dir/train/text_shape" \
     --valid_shape_file "$stats_dir/valid/speech_shape" \
-    --valid_shape_file "$stats_dir/valid/text_shape.$token_type" \
+    --valid_shape_file "$stats_dir/valid/text_shape" \
     --output_dir "$asr_exp" $asr_args 2>&1; echo $? > "$asr_exp/.train_rc" ) \
     | tee -a "$asr_exp/train.log" | { grep --line-buffered -E 'epoch results|Error' >&2 || true; }
   [ "$(cat "$asr_exp/.train_rc")" = 0 ] || { log "training failed: see $asr_exp/train.log"; exit 1; }
