@@ -20,6 +20,14 @@
 #   6  decoding of every test set -> exp/asr_<tag>/decode_<inference>/<set>/text
 #   7  scoring: WER/CER per test set and per voice family -> exp/asr_<tag>/RESULTS.md
 #      and the section of --results_file for this experiment
+#  Table A (omni-sparsity; not run by default: ./run.sh --stage 8 --stop_stage 13):
+#   8  supernet training from the dense model (omni_config) -> exp/asr_<tag>_omni/
+#   9  individually pruned models, one per --prune_targets sparsity -> exp/asr_<tag>_prune<s>/
+#  10  export of each individual model -> exp/asr_<tag>_prune<s>/export/
+#  11  search of the supernet under each individual model's size, and export of the
+#      sub-networks found -> exp/asr_<tag>_omni/search/, exp/asr_<tag>_omni/export_<s>/
+#  12  decoding and scoring of every export
+#  13  Table A and its Pareto plot -> the table_a section of --results_file, exp/table_a.png
 #
 # Inputs: conf/*.yaml, db.sh (corpus locations). Outputs: <dir>/{data,dump,exp}.
 set -euo pipefail
@@ -50,12 +58,18 @@ inference_args=""       # extra arguments for asr_inference
 inference_model=valid.loss.ave.pth
 results_file=""         # markdown file whose section for this experiment is (re)written;
                         # default <dir>/RESULTS.md
-
-valid_options=$(sed -n '/^# -* options/,/^# -* end of options/p' "$0" | grep -oE '^[a-z_]+=' | tr -d = | tr '\n' ' ')
+# Table A (omni-sparsity, stages 8-13; they start from the dense model of stage 5)
+omni_config=conf/train_asr_omni.yaml    # the supernet
+prune_config=conf/train_asr_prune.yaml  # the individually pruned models (gradual magnitude pruning)
+prune_targets="0.5 0.6 0.7 0.8 0.9"     # one individual model per sparsity; the search budgets are their sizes
+prune_ramp_steps=400                    # optimizer steps of the cubic sparsity ramp of each individual model
+export_format=sparse                    # sparse | dense | row (see espnet_omni.bin.export)
+search_args=""                          # extra arguments for espnet_omni.bin.search
 # ------------------------------------------------------------------ end of options
+valid_options=$(sed -n '/^# -* options/,/^# -* end of options/p' "$0" | grep -oE '^[a-z_]+=' | tr -d = | tr '\n' ' ')
 
 command_line="./run.sh $*"
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; echo "Options (defaults in $0): $valid_options"; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; echo "Options (defaults in $0): $valid_options"; }
 while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) usage; exit 0 ;;
@@ -87,6 +101,7 @@ inference_tag=$(basename "$inference_config" .yaml)_${inference_model%.pth}
 token_dir=$data/token_list/$token_type
 [ "$token_type" = bpe ] && token_dir=${token_dir}$nbpe
 stats_dir=$exp/asr_stats_$(basename "$token_dir")
+omni_exp=${asr_exp}_omni
 case $token_type in char|bpe) ;; *) echo "run.sh: --token_type must be char or bpe, got '$token_type'" >&2; exit 2;; esac
 case $corpus in embedded|librispeech) ;; *) echo "run.sh: --corpus must be embedded or librispeech, got '$corpus'" >&2; exit 2;; esac
 
@@ -105,6 +120,7 @@ done_marker() {
     3) echo "$token_dir/.done" ;;
     4) echo "$stats_dir/.done" ;;
     5) echo "$asr_exp/.stage5.done" ;;
+    8|9|10|11|12|13) echo "$omni_exp/.stage$1.done" ;;
     *) echo "$asr_exp/decode_$inference_tag/.stage$1.done" ;;
   esac
 }
@@ -184,13 +200,15 @@ if run_stage 4; then
   finish_stage 4
 fi
 
-# ------------------------------------------------------------------ 5: training
-if run_stage 5; then
-  mkdir -p "$asr_exp"
-  log "training $asr_exp (log: $asr_exp/train.log; TensorBoard: $asr_exp/tensorboard)"
-  start=$SECONDS
+# ------------------------------------------------------------------ shared steps
+# train_asr CONFIG EXP_DIR [asr_train args...]: train (resuming) into EXP_DIR.
+train_asr() {
+  local config=$1 dir=$2; shift 2
+  mkdir -p "$dir"
+  log "training $dir (log: $dir/train.log; TensorBoard: $dir/tensorboard)"
+  local start=$SECONDS
   # The full ESPnet log goes to train.log; epoch summaries are echoed here.
-  ( set +e; $python -m espnet_omni.bin.asr_train --config "$asr_config" $token_opts \
+  ( set +e; $python -m espnet_omni.bin.asr_train --config "$config" $token_opts \
     --use_preprocessor true --ngpu "$ngpu" --seed "$seed" --resume true \
     --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz" \
     --train_data_path_and_name_and_type "$dump/$train_set/wav.scp,speech,sound" \
@@ -201,17 +219,17 @@ if run_stage 5; then
     --train_shape_file "$stats_dir/train/text_shape" \
     --valid_shape_file "$stats_dir/valid/speech_shape" \
     --valid_shape_file "$stats_dir/valid/text_shape" \
-    --output_dir "$asr_exp" $asr_args 2>&1; echo $? > "$asr_exp/.train_rc" ) \
-    | tee -a "$asr_exp/train.log" | { grep --line-buffered -E 'epoch results|Error' >&2 || true; }
-  [ "$(cat "$asr_exp/.train_rc")" = 0 ] || { log "training failed: see $asr_exp/train.log"; exit 1; }
-  echo $((SECONDS - start)) >> "$asr_exp/train.wall_seconds"
-  finish_stage 5
-fi
+    --output_dir "$dir" "$@" 2>&1; echo $? > "$dir/.train_rc" ) \
+    | tee -a "$dir/train.log" | { grep --line-buffered -E 'epoch results|Error' >&2 || true; }
+  [ "$(cat "$dir/.train_rc")" = 0 ] || { log "training failed: see $dir/train.log"; exit 1; }
+  echo $((SECONDS - start)) >> "$dir/train.wall_seconds"
+}
 
-# ------------------------------------------------------------------ 6: decoding
-if run_stage 6; then
+# decode_model TRAIN_CONFIG MODEL_FILE DECODE_DIR: decode every test set into DECODE_DIR/<set>/text.
+decode_model() {
+  local config=$1 model=$2 ddir=$3 x out n i j start pids
   for x in $test_sets; do
-    out=$asr_exp/decode_$inference_tag/$x
+    out=$ddir/$x
     rm -rf "$out/logdir"; mkdir -p "$out/logdir"
     n=$(( nj < $(wc -l < "$dump/$x/wav.scp") ? nj : 1 ))
     split -n "l/$n" -d -a 2 "$dump/$x/wav.scp" "$out/logdir/keys."
@@ -220,8 +238,7 @@ if run_stage 6; then
     for i in $(seq 0 $((n - 1))); do
       j=$(printf '%02d' "$i")
       OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference --ngpu 0 --batch_size 1 \
-        --config "$inference_config" \
-        --asr_train_config "$asr_exp/config.yaml" --asr_model_file "$asr_exp/$inference_model" \
+        --config "$inference_config" --asr_train_config "$config" --asr_model_file "$model" \
         --data_path_and_name_and_type "$dump/$x/wav.scp,speech,sound" \
         --key_file "$out/logdir/keys.$j" --output_dir "$out/logdir/out.$j" $inference_args \
         > "$out/logdir/decode.$j.log" 2>&1 &
@@ -231,14 +248,92 @@ if run_stage 6; then
     cat "$out"/logdir/out.*/1best_recog/text | sort > "$out/text"
     echo $((SECONDS - start)) > "$out/wall_seconds"
   done
+}
+
+# score_decode EXP_DIR DECODE_NAME CONFIG: WER/CER tables, and the section of $results_file.
+score_decode() {
+  $python -m espnet_omni.scoring.score --exp "$1" --decode "$2" \
+    --dump "$dump" --sets $test_sets --results_file "$results_file" \
+    --command "$command_line" --config "$3" --inference_config "$inference_config"
+}
+
+# ------------------------------------------------------------------ 5: training
+if run_stage 5; then
+  train_asr "$asr_config" "$asr_exp" $asr_args
+  finish_stage 5
+fi
+
+# ------------------------------------------------------------------ 6: decoding
+if run_stage 6; then
+  decode_model "$asr_exp/config.yaml" "$asr_exp/$inference_model" "$asr_exp/decode_$inference_tag"
   finish_stage 6
 fi
 
 # ------------------------------------------------------------------ 7: scoring
 if run_stage 7; then
-  $python -m espnet_omni.scoring.score --exp "$asr_exp" --decode "decode_$inference_tag" \
-    --dump "$dump" --sets $test_sets --results_file "$results_file" \
-    --command "$command_line" --config "$asr_config" --inference_config "$inference_config"
+  score_decode "$asr_exp" "decode_$inference_tag" "$asr_config"
   finish_stage 7
+fi
+# ------------------------------------------------------------------ Table A
+# export_model EXP_DIR SUBNET_YAML OUT_DIR: a standalone model directory.
+export_model() {
+  $python -m espnet_omni.bin.export --asr_train_config "$1/config.yaml" \
+    --asr_model_file "$1/$inference_model" --subnet "$2" --format "$export_format" --out_dir "$3"
+}
+prune_exp() { echo "${asr_exp}_prune$1"; }
+
+if run_stage 8; then
+  train_asr "$omni_config" "$omni_exp" --init_param "$asr_exp/$inference_model"
+  finish_stage 8
+fi
+
+if run_stage 9; then
+  for s in $prune_targets; do
+    train_asr "$prune_config" "$(prune_exp "$s")" --init_param "$asr_exp/$inference_model" \
+      --omni_conf "{sampler: {rule: fixed, fixed: [$s]}, schedule: {final_sparsity: $s, end_step: $prune_ramp_steps}, valid_sparsities: [$s]}"
+  done
+  finish_stage 9
+fi
+
+if run_stage 10; then
+  for s in $prune_targets; do
+    d=$(prune_exp "$s")
+    $python -m espnet_omni.bin.subnet_yaml --asr_train_config "$d/config.yaml" --sparsity "$s" --out "$d/subnet.yaml"
+    export_model "$d" "$d/subnet.yaml" "$d/export"
+  done
+  finish_stage 10
+fi
+
+if run_stage 11; then
+  budgets=$(for s in $prune_targets; do
+    $python -c 'import json,sys; print(json.load(open(sys.argv[1]))["nonzero_params"])' "$(prune_exp "$s")/export/export.json"
+  done | tr '\n' ' ')
+  log "search budgets (non-zero encoder parameters of the individual models): $budgets"
+  $python -m espnet_omni.bin.search --asr_train_config "$omni_exp/config.yaml" \
+    --asr_model_file "$omni_exp/$inference_model" --data_dir "$dump/$valid_set" \
+    --budgets $budgets --budget_unit params --out_dir "$omni_exp/search" $search_args
+  for s in $prune_targets; do
+    b=$($python -c 'import json,sys; print(json.load(open(sys.argv[1]))["nonzero_params"])' "$(prune_exp "$s")/export/export.json")
+    export_model "$omni_exp" "$omni_exp/search/subnet_$b.yaml" "$omni_exp/export_$s"
+  done
+  finish_stage 11
+fi
+
+if run_stage 12; then
+  for s in $prune_targets; do
+    for d in "$(prune_exp "$s")/export" "$omni_exp/export_$s"; do
+      decode_model "$d/config.yaml" "$d/model.pth" "$d/decode_$inference_tag"
+      score_decode "$d" "decode_$inference_tag" "$d/config.yaml"
+    done
+  done
+  finish_stage 12
+fi
+
+if run_stage 13; then
+  $python local/table_a.py --dense "$asr_exp" --omni "$omni_exp" \
+    --prune $(for s in $prune_targets; do printf '%s ' "$(prune_exp "$s")"; done) \
+    --targets $prune_targets --decode "decode_$inference_tag" --sets $test_sets \
+    --results_file "$results_file" --plot "$exp/table_a.png" --command "$command_line"
+  finish_stage 13
 fi
 log "finished stages $stage..$stop_stage"

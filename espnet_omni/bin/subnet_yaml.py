@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Write a uniform-sparsity SubnetConfig YAML for a trained supernet's encoder.
+
+Usage:
+    python -m espnet_omni.bin.subnet_yaml --asr_train_config exp/x/config.yaml \
+        --sparsity 0.7 --out exp/x/subnet.yaml
+Writes: --out (every prunable layer of the encoder at --sparsity, the encoder's mask spec).
+"""
+
+import argparse
+from pathlib import Path
+
+from espnet_omni.sparsity.subnet import SubnetConfig
+from espnet_omni.tasks import OmniASRTask
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--asr_train_config", type=Path, required=True)
+    p.add_argument("--sparsity", type=float, required=True, help="in [0, 1)")
+    p.add_argument("--out", type=Path, required=True)
+    return p
+
+
+def main(cmd=None) -> None:
+    args = get_parser().parse_args(cmd)
+    model, _ = OmniASRTask.build_model_from_file(args.asr_train_config, None, "cpu")
+    enc = model.encoder
+    if not callable(getattr(enc, "prunable_layers", None)):
+        raise SystemExit(f"{args.asr_train_config}: encoder {type(enc).__name__} is not a supernet (no prunable layers)")
+    SubnetConfig.uniform(enc.prunable_layers(), args.sparsity, enc.mask_spec).to_yaml(args.out)
+
+
+if __name__ == "__main__":
+    main()
