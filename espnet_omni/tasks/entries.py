@@ -20,6 +20,8 @@ _OMNI_CONFORMER = "espnet_omni.nets.omni_conformer:OmniConformerEncoder"
 
 ASR_ENTRIES: tuple[ChoiceEntry, ...] = (
     ChoiceEntry("encoder", "omni_conformer", _OMNI_CONFORMER),
+    # An exported sub-network (sparse or row format): stock shapes or per-layer sizes.
+    ChoiceEntry("encoder", "omni_conformer_pruned", "espnet_omni.nets.pruned_conformer:PrunedConformerEncoder"),
 )
 
 SSL_ENTRIES: tuple[ChoiceEntry, ...] = (

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Export a sub-network of a trained supernet as a standalone model directory.
+
+Usage:
+    python -m espnet_omni.bin.export \
+        --asr_train_config exp/asr/config.yaml \
+        --asr_model_file exp/asr/valid.loss.ave.pth \
+        --subnet exp/search/subnet_80.yaml --format sparse \
+        --out_dir exp/asr/export_80
+Writes: <out_dir>/config.yaml, <out_dir>/model.pth, <out_dir>/export.json.
+Decode: python -m espnet_omni.bin.asr_inference --asr_train_config
+    <out_dir>/config.yaml --asr_model_file <out_dir>/model.pth ...
+    (--format dense also loads with stock espnet2.bin.asr_inference).
+"""
+
+import argparse
+import logging
+
+import yaml
+
+from espnet_omni.export import DTYPES, FORMATS, export_asr_model
+from espnet_omni.nets.packed_state import CODECS
+from espnet_omni.sparsity.subnet import SubnetConfig
+from espnet_omni.tasks import OmniASRTask
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--asr_train_config", required=True, help="experiment config.yaml")
+    p.add_argument("--asr_model_file", required=True, help="supernet checkpoint .pth")
+    p.add_argument("--subnet", required=True, help="SubnetConfig YAML")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--dtype", default="float32", choices=tuple(DTYPES),
+                   help="storage dtype of floating tensors (float16: ~half size)")
+    p.add_argument("--codec", default="zlib", choices=CODECS,
+                   help="packed weights: zlib-compressed or raw bitmask + values "
+                        "(both lossless)")
+    return p
+
+
+def main(cmd=None):
+    """Export; ``cmd`` defaults to ``sys.argv``."""
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    model, _ = OmniASRTask.build_model_from_file(args.asr_train_config,
+                                                 args.asr_model_file, "cpu")
+    with open(args.asr_train_config, encoding="utf-8") as f:
+        train_config = yaml.safe_load(f)
+    report = export_asr_model(model, train_config, SubnetConfig.from_yaml(args.subnet),
+                              args.format, args.out_dir, args.dtype, args.codec)
+    print(report.to_json(), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Test dummies for tests/export (not a test module): a tiny supernet experiment."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
+
+from espnet_omni.export import PRUNED_ENCODER
+from espnet_omni.nets.pruned_conformer import PrunedConformerEncoder
+from espnet_omni.tasks import ASR_CHOICES, OmniASRTask
+
+TOKENS = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]
+# 2 blocks x 16 dims, macaron + conv module, conv2d front end on 20 mels.
+ENCODER_CONF = dict(
+    output_size=16, attention_heads=2, linear_units=32, num_blocks=2,
+    cnn_module_kernel=5, macaron_style=True, rel_pos_type="latest",
+    pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
+    input_layer="conv2d",
+)
+# Block patterns of OmniConformerEncoder plus the whole front end (conv.0 too).
+ALL_PRUNABLE = [
+    "encoders.*.self_attn.linear_[qkvo]*", "encoders.*.feed_forward*.w_[12]",
+    "encoders.*.conv_module.pointwise_conv[12]", "embed.conv.*", "embed.out",
+]
+
+
+@pytest.fixture(scope="session")
+def pruned_registered():
+    """``omni_conformer_pruned`` offered by OmniASRTask (if tasks/ lacks it)."""
+    added = PRUNED_ENCODER not in ASR_CHOICES.choices("encoder").classes
+    if added:
+        ASR_CHOICES.register("encoder", PRUNED_ENCODER, PrunedConformerEncoder)
+    yield
+    if added:
+        ASR_CHOICES.unregister("encoder", PRUNED_ENCODER)
+
+
+def make_experiment(directory: Path, seed: int = 0, **supernet_conf) -> tuple[Path, Path]:
+    """Write ``config.yaml`` + ``model.pth`` of a random tiny supernet."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tokens = directory / "tokens.txt"
+    tokens.write_text("\n".join(TOKENS) + "\n")
+    conf = {**ENCODER_CONF, **supernet_conf}
+    args = OmniASRTask.get_parser().parse_args([
+        "--token_list", str(tokens), "--token_type", "char",
+        "--frontend_conf", "{n_fft: 128, hop_length: 64, n_mels: 20}",
+        "--normalize", "none",
+        "--encoder", "omni_conformer",
+        "--encoder_conf", yaml.safe_dump(conf, default_flow_style=True),
+        "--decoder", "none",
+        "--model_conf", "{ctc_weight: 1.0}",
+    ])
+    torch.manual_seed(seed)
+    model = OmniASRTask.build_model(args)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    config, weights = directory / "config.yaml", directory / "model.pth"
+    with config.open("w") as f:
+        yaml_no_alias_safe_dump(vars(args), f, indent=4, sort_keys=False)
+    torch.save(model.state_dict(), weights)
+    return config, weights
+
+
+def load_supernet(config: Path, weights: Path):
+    """(model, config dict) as the export entry point builds them."""
+    model, _ = OmniASRTask.build_model_from_file(config, weights, "cpu")
+    return model.eval(), yaml.safe_load(config.read_text())
+
+
+def random_subnet(model, choices=(0.3, 0.5, 0.8), seed: int = 0):
+    """A per-layer random sub-network of the model's encoder."""
+    space = model.encoder.search_space(choices)
+    return model.encoder.sample_active_subnet(space, random.Random(seed))
+
+
+def speech_batch():
+    """Waveforms ``(B, S)`` with different lengths (padding exercised)."""
+    g = torch.Generator().manual_seed(0)
+    speech = torch.randn(2, 3200, generator=g)
+    return speech, torch.tensor([3200, 2400])
+
+
+@torch.no_grad()
+def encode(model, speech, lengths) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder output ``(B, T', D)`` (padded frames included) and lengths."""
+    return model.eval().encode(speech, lengths)
