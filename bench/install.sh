@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d /tmp/espnet_omni_install.XXXX)
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
-ESPNET_OMNI_CACHE=$tmp/cache tools/install.sh --no-apt
+# No pip cache: measure what a fresh machine downloads and unpacks.
+PIP_NO_CACHE_DIR=1 ESPNET_OMNI_CACHE=$tmp/cache tools/install.sh --no-apt
 secs=$(( $(date +%s) - start ))
 gb=$(du -sb "$tmp/cache" | awk '{printf "%.1f", $1 / 1e9}')
 start=$(date +%s); ESPNET_OMNI_CACHE=$tmp/cache tools/install.sh --no-apt; again=$(( $(date +%s) - start ))

@@ -23,6 +23,7 @@ Pieces:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass, field
@@ -36,6 +37,49 @@ from espnet_omni.sparsity.schedule import CubicSchedule
 from espnet_omni.sparsity.subnet import DEFAULT_CHOICES, TIES, SearchSpace, SubnetConfig
 from espnet_omni.sparsity.yaml_io import check_keys
 from espnet_omni.train.samplers import SamplerConfig, plan_step, uniform_subnets
+
+
+@dataclass
+class DualModeConfig:
+    """Dual mode (DESIGN.md section 3): every step trains the dense full-context
+    network and a sparse streaming sub-network of the same weights.
+
+    Attributes:
+        full_weight: Loss weight of the dense full-context micro-step.
+        streaming_weight: Loss weight of each sparse streaming micro-step.
+        streaming_sparsity: Uniform sparsity of the streaming model; None =
+            the streaming sub-networks come from the sampler (omni + dual).
+        chunk_sizes: Dynamic chunk training: one chunk size (frames after
+            subsampling) drawn per step; empty = the encoder's own
+            streaming config every step.
+    """
+
+    full_weight: float = 1.0
+    streaming_weight: float = 1.0
+    streaming_sparsity: Optional[float] = 0.7
+    chunk_sizes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        for key in ("full_weight", "streaming_weight"):
+            if not 0.0 <= getattr(self, key) <= 10.0:
+                raise ValueError(f"omni_conf.dual_mode.{key}={getattr(self, key)} is outside [0, 10]")
+        if self.streaming_sparsity is not None:
+            check_sparsity(self.streaming_sparsity, "omni_conf.dual_mode.streaming_sparsity")
+        self.chunk_sizes = tuple(self.chunk_sizes)
+        bad = [c for c in self.chunk_sizes if not isinstance(c, int) or c <= 0]
+        if bad:
+            raise ValueError(f"omni_conf.dual_mode.chunk_sizes has {bad}: chunk sizes are frames > 0")
+
+
+@dataclass
+class MicroStep:
+    """One forward/backward of a supernet step."""
+
+    tag: str  # names the reported stats: loss_<tag>
+    subnet: SubnetConfig
+    mode: Optional[str] = None  # None (single-mode encoder) | "full" | "streaming"
+    chunk_size: Optional[int] = None  # streaming chunk (dynamic chunk training)
+    weight: float = 1.0
 
 
 @dataclass
@@ -59,6 +103,7 @@ class SupernetConfig:
             generic ``loss``/``cer_ctc`` keys are their mean, and each is also
             reported as ``<key>_s<percent>``.
         seed: Seed of the sub-network sampling (combined with the step).
+        dual_mode: Optional :class:`DualModeConfig` mapping.
     """
 
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -69,8 +114,12 @@ class SupernetConfig:
     schedule: Optional[CubicSchedule] = None
     valid_sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)
     seed: int = 0
+    dual_mode: Optional[DualModeConfig] = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.dual_mode, dict):
+            check_keys(self.dual_mode, list(DualModeConfig.__dataclass_fields__), "omni_conf.dual_mode")
+            self.dual_mode = DualModeConfig(**self.dual_mode)
         if isinstance(self.sampler, dict):
             self.sampler = SamplerConfig.from_dict(self.sampler)
         if isinstance(self.schedule, dict):
@@ -112,21 +161,45 @@ class SupernetState:
         self.encoder = encoder
         self.accum_grad = accum_grad
         self.space = SearchSpace(tuple(encoder.prunable_layers()), cfg.choices, tie=cfg.tie, spec=encoder.mask_spec)
-        self.tag = "max"
+        self.micro = MicroStep("max", SubnetConfig.uniform(self.space.layers, 0.0, self.space.spec))
         self.teacher: Optional[torch.Tensor] = None  # (B, T, V) detached log-probs
 
     def max_sparsity(self, step: int) -> float:
         return self.cfg.schedule.sparsity_at(step) if self.cfg.schedule else 1.0
 
-    def plan(self, step: int) -> list[tuple[str, SubnetConfig]]:
-        """Sub-networks of optimizer step ``step`` (deterministic in seed and step)."""
+    @property
+    def k(self) -> int:
+        """Micro-steps per optimizer step."""
+        dual = self.cfg.dual_mode
+        if dual is None:
+            return self.cfg.sampler.k
+        return 2 if dual.streaming_sparsity is not None else 1 + self.cfg.sampler.k
+
+    def plan(self, step: int) -> list[MicroStep]:
+        """Micro-steps of optimizer step ``step`` (deterministic in seed and step).
+
+        The first one is the teacher of in-place distillation: the densest
+        sub-network, or in dual mode the dense full-context network.
+        """
         cap = self.max_sparsity(step)
         space = self.space.capped(cap) if self.cfg.schedule else self.space
         rng = random.Random(self.cfg.seed * 1_000_003 + step)
         plan = plan_step(space, self.cfg.sampler, rng)
         if self.cfg.schedule:  # fixed targets ramp up too (gradual pruning)
             plan = [(t, SubnetConfig({k: min(v, cap) for k, v in c.sparsities.items()}, c.spec)) for t, c in plan]
-        return plan
+        dual = self.cfg.dual_mode
+        if dual is None:
+            return [MicroStep(t, c) for t, c in plan]
+        chunk = dual.chunk_sizes[rng.randrange(len(dual.chunk_sizes))] if dual.chunk_sizes else None
+        if dual.streaming_sparsity is not None:
+            s_stream = min(dual.streaming_sparsity, cap) if self.cfg.schedule else dual.streaming_sparsity
+            plan = [("stream", SubnetConfig.uniform(space.layers, s_stream, space.spec))]
+        else:
+            plan = [(f"stream_{t}", c) for t, c in plan]
+        dense = SubnetConfig.uniform(space.layers, 0.0, space.spec)
+        return [MicroStep("full", dense, "full", None, dual.full_weight)] + [
+            MicroStep(t, c, "streaming", chunk, dual.streaming_weight) for t, c in plan
+        ]
 
 
 def replay(iterator: Iterable, state: SupernetState, first_micro_step: int) -> Iterator:
@@ -137,18 +210,37 @@ def replay(iterator: Iterable, state: SupernetState, first_micro_step: int) -> I
     and therefore the schedule, the mask refreshes and the sampled
     sub-networks continue across epochs and resumes.
     """
-    k = state.cfg.sampler.k
+    k = state.k
     micro = first_micro_step
     for utt_id, batch in iterator:
         step = micro // (k * state.accum_grad)
         if micro % (k * state.accum_grad) == 0 and step % state.cfg.mask_update_interval == 0:
             state.encoder.refresh_masks()
-        for tag, cfg in state.plan(step):
-            state.encoder.set_active_subnet(cfg)
-            state.tag = tag
+        for ms in state.plan(step):
+            activate(state.encoder, ms)
+            state.micro = ms
             yield utt_id, batch
             micro += 1
-    state.encoder.set_max_net()
+    reset(state.encoder)
+
+
+def activate(encoder, ms: MicroStep) -> None:
+    """Put the encoder in the sub-network (and mode) of one micro-step."""
+    encoder.set_active_subnet(ms.subnet)
+    if ms.mode is not None:
+        if not callable(getattr(encoder, "set_active_mode", None)):
+            raise ValueError(f"omni_conf.dual_mode needs an encoder with streaming mode; {type(encoder).__name__} has none")
+        stream_cfg = None
+        if ms.chunk_size is not None:
+            stream_cfg = dataclasses.replace(encoder.streaming_config, chunk_size=ms.chunk_size)
+        encoder.set_active_mode(ms.mode, stream_cfg)
+
+
+def reset(encoder) -> None:
+    """Back to the dense (full-context) network."""
+    encoder.set_max_net()
+    if callable(getattr(encoder, "set_active_mode", None)):
+        encoder.set_active_mode("full")
 
 
 def _masked_kl(teacher: torch.Tensor, student_logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -166,7 +258,8 @@ class TaggedModel(torch.nn.Module):
     """The ASR model seen by ESPnet's loop during a supernet epoch.
 
     Renames every reported stat ``x`` to ``x_<tag>`` (tag of the active
-    sub-network) and keeps ``loss`` as the step's loss; with distillation on,
+    sub-network), scales the loss by the micro-step's weight and keeps
+    ``loss`` as the step's loss; with distillation on,
     captures the CTC logits (forward hook on ``ctc.ctc_lo``) and adds
     ``distill_weight * KL(teacher || student)``.
     """
@@ -195,10 +288,12 @@ class TaggedModel(torch.nn.Module):
 
     def forward(self, **batch):
         loss, stats, weight = self.model(**batch)
-        tag = self.state.tag
+        ms = self.state.micro
+        tag = ms.tag
         out = {f"{k}_{tag}": v for k, v in stats.items()}
+        loss = loss * ms.weight if ms.weight != 1.0 else loss
         if self._logits is not None and self._lens is not None:
-            if tag == "max":
+            if tag in ("max", "full"):
                 self.state.teacher = F.log_softmax(self._logits.detach(), dim=-1)
             elif self.state.teacher is not None and self.state.teacher.shape == self._logits.shape:
                 kd = _masked_kl(self.state.teacher, self._logits, self._lens)
@@ -209,8 +304,8 @@ class TaggedModel(torch.nn.Module):
         return loss, out, weight
 
 
-def validation_stats(model: torch.nn.Module, batch: dict, encoder, subnets) -> tuple[dict, torch.Tensor]:
-    """Forward one validation batch through each (tag, SubnetConfig).
+def validation_stats(model: torch.nn.Module, batch: dict, encoder, subnets: list[MicroStep]) -> tuple[dict, torch.Tensor]:
+    """Forward one validation batch through each micro-step's network.
 
     Returns stats with ``<key>_<tag>`` per sub-network, plus each key's mean
     over the sub-networks under its plain name (so ``valid.loss`` and
@@ -219,8 +314,9 @@ def validation_stats(model: torch.nn.Module, batch: dict, encoder, subnets) -> t
     merged: dict = {}
     sums: dict = {}
     weight = None
-    for tag, cfg in subnets:
-        encoder.set_active_subnet(cfg)
+    for ms in subnets:
+        activate(encoder, ms)
+        tag = ms.tag
         retval = model(**batch)
         stats, weight = (retval["stats"], retval["weight"]) if isinstance(retval, dict) else retval[1:]
         for k, v in stats.items():
@@ -228,23 +324,28 @@ def validation_stats(model: torch.nn.Module, batch: dict, encoder, subnets) -> t
                 continue
             merged[f"{k}_{tag}"] = v
             sums.setdefault(k, []).append(v)
-    encoder.set_max_net()
+    reset(encoder)
     for k, vs in sums.items():
         merged[k] = sum(vs) / len(vs)
     return merged, weight
 
 
-def valid_subnets(state_or_encoder, cfg: SupernetConfig) -> list[tuple[str, SubnetConfig]]:
-    """The fixed validation list of ``cfg.valid_sparsities``."""
-    enc = state_or_encoder
+def valid_subnets(enc, cfg: SupernetConfig) -> list[MicroStep]:
+    """The fixed validation list: ``cfg.valid_sparsities``; in dual mode the
+    dense full-context network plus those sparsities in streaming mode."""
     space = SearchSpace(tuple(enc.prunable_layers()), cfg.choices, tie=cfg.tie, spec=enc.mask_spec)
-    return uniform_subnets(space, cfg.valid_sparsities)
+    subnets = uniform_subnets(space, cfg.valid_sparsities)
+    if cfg.dual_mode is None:
+        return [MicroStep(t, c) for t, c in subnets]
+    full = MicroStep("full", SubnetConfig.uniform(space.layers, 0.0, space.spec), "full")
+    return [full] + [MicroStep(f"stream_{t}", c, "streaming") for t, c in subnets]
 
 
 def log_plan(state: SupernetState) -> None:
     """One line describing the supernet run (at the start of each epoch)."""
     logging.info(
-        "supernet: %d prunable layers, rule=%s, K=%d, distill=%.2f, mask refresh every %d steps, schedule=%s",
-        len(state.space.layers), state.cfg.sampler.rule, state.cfg.sampler.k, state.cfg.distill_weight,
-        state.cfg.mask_update_interval, state.cfg.schedule,
+        "supernet: %d prunable layers, rule=%s, %d micro-steps per step, distill=%.2f, mask refresh every %d "
+        "steps, schedule=%s, dual_mode=%s",
+        len(state.space.layers), state.cfg.sampler.rule, state.k, state.cfg.distill_weight,
+        state.cfg.mask_update_interval, state.cfg.schedule, state.cfg.dual_mode,
     )

@@ -39,6 +39,7 @@ from espnet_omni.train.supernet import (
     TaggedModel,
     log_plan,
     replay,
+    reset,
     supernet_encoder,
     valid_subnets,
     validation_stats,
@@ -120,8 +121,8 @@ class OmniTrainer(Trainer):
             invalid = super().train_one_epoch(model, iterator, optimizers, schedulers, scaler, reporter,
                                               summary_writer, options, distributed_option)
         else:
-            k = cfg.sampler.k
             state = SupernetState(cfg, encoder, options.accum_grad)
+            k = state.k
             log_plan(state)
             tagged = TaggedModel(model, state)
             replayed = replay(iterator, state, reporter.get_total_count())
@@ -132,7 +133,7 @@ class OmniTrainer(Trainer):
                                                   summary_writer, opts, distributed_option)
             finally:
                 tagged.remove_hooks()
-                encoder.set_max_net()
+                reset(encoder)
         _add_compute(options.output_dir, _cpu_seconds() - cpu0, time.perf_counter() - wall0, k)
         return invalid
 

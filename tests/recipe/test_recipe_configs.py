@@ -10,8 +10,9 @@ import yaml
 
 from espnet_omni.tasks import OmniASRTask
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-TRAIN_CONFIGS = sorted(CONF.glob("train_*.yaml"))
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf"
+TRAIN_CONFIGS = sorted(CONF.glob("train_*.yaml")) + sorted(ROOT.glob("egs/*/*/conf/train_*.yaml"))
 SUPERNET_ONLY = {"mask_granularity", "mask_block", "mask_n", "mask_m", "prune_frontend", "prunable", "prune_exclude"}
 
 
@@ -28,7 +29,7 @@ def _args(config: Path, tmp_path: Path):
     )
 
 
-@pytest.mark.parametrize("config", TRAIN_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("config", TRAIN_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_config_builds_model_and_trainer_options(config, tmp_path):
     args = _args(config, tmp_path)
     model = OmniASRTask.build_model(args)
@@ -37,10 +38,11 @@ def test_config_builds_model_and_trainer_options(config, tmp_path):
     assert "Hardware" in config.read_text() or "tests run it" in config.read_text(), f"{config.name}: say what it needs"
 
 
+@pytest.mark.parametrize("conf_dir", [CONF, ROOT / "egs/librispeech/asr1/conf"], ids=["embedded", "librispeech"])
 @pytest.mark.parametrize("name", ["train_asr_omni.yaml", "train_asr_prune.yaml"])
-def test_table_a_configs_match_the_dense_model(name):
-    dense = yaml.safe_load((CONF / "train_asr_ctc.yaml").read_text())
-    other = yaml.safe_load((CONF / name).read_text())
+def test_table_a_configs_match_the_dense_model(conf_dir, name):
+    dense = yaml.safe_load((conf_dir / "train_asr_ctc.yaml").read_text())
+    other = yaml.safe_load((conf_dir / name).read_text())
     conf = {k: v for k, v in other["encoder_conf"].items() if k not in SUPERNET_ONLY}
     assert conf == dense["encoder_conf"]
     for key in ("frontend_conf", "model_conf", "normalize", "specaug_conf", "optim", "batch_bins"):

@@ -105,12 +105,42 @@ def test_schedule_caps_sampled_sparsity():
         {"sampler": {"rule": "sandwich", "num_subnets": 4}, "schedule": {"final_sparsity": 0.8, "end_step": 100}}
     )
     state = SupernetState(cfg, Enc(), accum_grad=1)
-    assert max(v for _, c in state.plan(0) for v in c.sparsities.values()) == 0.0
-    assert max(v for _, c in state.plan(1000) for v in c.sparsities.values()) == pytest.approx(0.8)
-    assert state.plan(7)[2][1] == state.plan(7)[2][1]  # deterministic per step
+    assert max(v for ms in state.plan(0) for v in ms.subnet.sparsities.values()) == 0.0
+    assert max(v for ms in state.plan(1000) for v in ms.subnet.sparsities.values()) == pytest.approx(0.8)
+    assert state.plan(7)[2].subnet == state.plan(7)[2].subnet  # deterministic per step
     fixed = SupernetState(SupernetConfig.from_dict({"sampler": {"rule": "fixed", "fixed": [0.7]},
                                                     "schedule": {"final_sparsity": 0.7, "end_step": 10}}), Enc(), 1)
-    assert fixed.plan(0)[0][1].sparsities["a"] == 0.0 and fixed.plan(10)[0][1].sparsities["a"] == 0.7
+    assert fixed.plan(0)[0].subnet.sparsities["a"] == 0.0 and fixed.plan(10)[0].subnet.sparsities["a"] == 0.7
+
+
+class _Enc:
+    mask_spec = SearchSpace(("a",)).spec
+
+    def prunable_layers(self):
+        return ["a", "b"]
+
+
+def test_dual_mode_plan_runs_dense_full_then_sparse_streaming():
+    from espnet_omni.train.supernet import SupernetState
+
+    cfg = SupernetConfig.from_dict({"dual_mode": {"streaming_sparsity": 0.7, "full_weight": 0.5,
+                                                  "chunk_sizes": [4, 8]}})
+    state = SupernetState(cfg, _Enc(), accum_grad=1)
+    plan = state.plan(3)
+    assert state.k == 2 and [ms.tag for ms in plan] == ["full", "stream"]
+    assert plan[0].mode == "full" and set(plan[0].subnet.sparsities.values()) == {0.0} and plan[0].weight == 0.5
+    assert plan[1].mode == "streaming" and set(plan[1].subnet.sparsities.values()) == {0.7}
+    assert {state.plan(t)[1].chunk_size for t in range(40)} == {4, 8}
+    omni = SupernetState(SupernetConfig.from_dict({"sampler": {"rule": "sandwich", "num_subnets": 2},
+                                                   "dual_mode": {"streaming_sparsity": None}}), _Enc(), 1)
+    assert [ms.tag for ms in omni.plan(0)] == ["full", "stream_max", "stream_min"] and omni.k == 3
+
+
+@pytest.mark.parametrize("bad, match", [({"full_weight": -1}, "full_weight"), ({"chunk_sizes": [0]}, "chunk_sizes"),
+                                         ({"streaming_sparsity": 1.0}, "streaming_sparsity"), ({"chunk": 4}, "chunk")])
+def test_bad_dual_mode_config_raises(bad, match):
+    with pytest.raises(ValueError, match=match):
+        SupernetConfig.from_dict({"dual_mode": bad})
 
 
 def test_sandwich_plan_has_the_two_ends():

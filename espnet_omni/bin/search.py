@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Evolutionary search for the best sub-network of a supernet per size budget.
+
+Usage:
+    python -m espnet_omni.bin.search \
+        --asr_train_config exp/x/config.yaml --asr_model_file exp/x/valid.loss.ave.pth \
+        --data_dir dump/raw/dev --budgets 0.5 0.3 0.2 --budget_unit fraction \
+        --metric wer --tie per_layer --population 16 --generations 12 --seed 0 \
+        --max_utts 200 --out_dir exp/x/search
+Writes: <out_dir>/{front.csv,front.yaml,search.json}, one SubnetConfig YAML
+<out_dir>/subnet_<budget>.yaml per budget, and the score cache
+<out_dir>/scores.jsonl (a rerun with the same options resumes from it).
+Export one: python -m espnet_omni.bin.export --subnet <out_dir>/subnet_0.3.yaml ...
+"""
+
+import argparse
+import logging
+
+from espnet_omni.inference.subnet_eval import DEFAULT_BATCH_SECONDS, METRICS
+from espnet_omni.inference.subnet_search import (
+    BUDGET_UNITS,
+    SubnetSearchConfig,
+    search_from_files,
+)
+from espnet_omni.search import EvolutionConfig
+from espnet_omni.sparsity.storage import STORAGES
+from espnet_omni.sparsity.subnet import DEFAULT_CHOICES, TIES
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--asr_train_config", required=True, help="supernet config.yaml")
+    p.add_argument("--asr_model_file", required=True, help="supernet checkpoint .pth")
+    p.add_argument("--data_dir", required=True, help="dev dir with wav.scp and text")
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--budgets", type=float, nargs="+", required=True)
+    p.add_argument("--budget_unit", default="fraction", choices=BUDGET_UNITS,
+                   help="fraction of the dense encoder's params, non-zero params, or bytes")
+    p.add_argument("--metric", default="wer", choices=METRICS)
+    p.add_argument("--choices", type=float, nargs="+", default=list(DEFAULT_CHOICES))
+    p.add_argument("--tie", default="per_layer", choices=TIES)
+    p.add_argument("--storage", default="auto", choices=STORAGES,
+                   help="byte cost model (--budget_unit bytes)")
+    p.add_argument("--population", type=int, default=16)
+    p.add_argument("--generations", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max_utts", type=int, default=None, help="first N dev utterances")
+    p.add_argument("--batch_seconds", type=float, default=DEFAULT_BATCH_SECONDS)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no_progress", action="store_true", help="no tqdm bars")
+    return p
+
+
+def main(cmd=None):
+    """Search; ``cmd`` defaults to ``sys.argv``."""
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    config = SubnetSearchConfig(
+        budgets=args.budgets, budget_unit=args.budget_unit, metric=args.metric,
+        choices=tuple(args.choices), tie=args.tie, storage=args.storage,
+        evolution=EvolutionConfig(population=args.population, generations=args.generations,
+                                  seed=args.seed, progress=not args.no_progress),
+        max_utts=args.max_utts, batch_seconds=args.batch_seconds,
+    )
+    summary = search_from_files(args.asr_train_config, args.asr_model_file, args.data_dir,
+                                args.out_dir, config, device=args.device)
+    print(summary.to_json(), end="")
+
+
+if __name__ == "__main__":
+    main()

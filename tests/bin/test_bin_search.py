@@ -1,0 +1,120 @@
+"""``python -m espnet_omni.bin.search`` on a tiny supernet trained for one epoch."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
+
+from espnet_omni.bin import asr_train, search
+from espnet_omni.sparsity.subnet import SubnetConfig
+from espnet_omni.tasks import OmniASRTask
+from espnet_omni.testing.tiny_asr import collect_stats_flags, train_flags, write_corpus
+
+pytestmark = pytest.mark.filterwarnings("ignore:No valid stats found:UserWarning")
+STATS, EXP = Path("exp/stats"), Path("exp/sn")
+CONFIG, MODEL = EXP / "config.yaml", EXP / "valid.loss.best.pth"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bin_search")
+    write_corpus(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        asr_train.main(collect_stats_flags(STATS, "omni_conformer"))
+        asr_train.main(train_flags(STATS, EXP, "omni_conformer")
+                       + ["--omni_conf", "{sampler: {rule: sandwich, num_subnets: 2}}"])
+    return root
+
+
+def _cmd(out: str, *budgets: str, unit: str = "fraction", config: Path = CONFIG,
+         model: Path = MODEL) -> list[str]:
+    return ["--asr_train_config", str(config), "--asr_model_file", str(model),
+            "--data_dir", "data/train", "--out_dir", out, "--budgets", *budgets,
+            "--budget_unit", unit, "--metric", "loss", "--choices", "0", "0.3", "0.6", "0.9",
+            "--population", "4", "--generations", "2", "--seed", "0", "--max_utts", "6",
+            "--no_progress"]
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "search.json").read_text())
+
+
+def test_search_writes_subnets_within_budget_and_resumes(root, monkeypatch, capsys):
+    monkeypatch.chdir(root)
+    search.main(_cmd("exp/search", "0.95", "0.8"))
+    out = root / "exp/search"
+    first = _summary(out)
+    assert json.loads(capsys.readouterr().out) == first
+    assert first["budgets"] == [0.8, 0.95] and first["n_utts"] == 6
+    assert first["n_evaluations"] > 0 and first["n_cached"] == first["n_evaluations"]
+    assert first["seconds_per_evaluation"] > 0
+
+    model, _ = OmniASRTask.build_model_from_file(CONFIG, MODEL, "cpu")
+    enc = model.encoder
+    enc.set_max_net()
+    dense = enc.active_nonzero_params()
+    assert first["dense_params"] == dense
+    for res in first["results"]:
+        path = out / res["file"]
+        assert path.name == f"subnet_{res['budget']:g}.yaml"
+        assert path.read_text().startswith("# Sub-network chosen")
+        cfg = SubnetConfig.from_yaml(path)
+        cfg.check_layers(enc.prunable_layers())
+        enc.set_active_subnet(cfg)
+        assert enc.active_nonzero_params() == res["nonzero_params"]
+        assert enc.active_nonzero_params() / dense == res["cost"] <= res["budget"]
+        assert set(cfg.sparsities.values()) <= {0.0, 0.3, 0.6, 0.9}
+    with open(out / "front.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and list(rows[0])[2:] == enc.prunable_layers()  # per_layer dimensions
+    costs = [float(r["cost"]) for r in rows]
+    assert costs == sorted(costs)
+    assert len(yaml.safe_load((out / "front.yaml").read_text())["front"]) == len(rows)
+
+    search.main(_cmd("exp/search", "0.95", "0.8"))  # rerun: everything from the cache
+    again = _summary(out)
+    assert again["n_evaluations"] == 0 and again["n_cached"] == first["n_cached"]
+    assert again["results"] == first["results"]
+
+
+def test_bytes_budget(root, monkeypatch):
+    monkeypatch.chdir(root)
+    model, _ = OmniASRTask.build_model_from_file(CONFIG, MODEL, "cpu")
+    model.encoder.set_max_net()
+    budget = int(0.85 * model.encoder.active_size_bytes())
+    search.main(_cmd("exp/search_bytes", str(budget), unit="bytes"))
+    (res,) = _summary(root / "exp/search_bytes")["results"]
+    model.encoder.set_active_subnet(SubnetConfig.from_yaml(root / "exp/search_bytes" / res["file"]))
+    assert model.encoder.active_size_bytes() == res["cost"] <= budget
+
+
+def test_impossible_budget_names_the_minimum(root, monkeypatch):
+    monkeypatch.chdir(root)
+    with pytest.raises(ValueError, match=r"budget 0\.01 \(fraction\) is impossible: the "
+                                         r"minimum achievable is 0\.\d+"):
+        search.main(_cmd("exp/search_bad", "0.9", "0.01"))
+    assert not (root / "exp/search_bad").exists()
+
+
+def test_stock_encoder_config_is_refused(root, monkeypatch):
+    monkeypatch.chdir(root)
+    args = yaml.safe_load(CONFIG.read_text())
+    args["encoder"] = "conformer"
+    stock_dir = Path("exp/stock")
+    stock_dir.mkdir(exist_ok=True)
+    with open(stock_dir / "config.yaml", "w") as f:
+        yaml_no_alias_safe_dump(args, f)
+    torch.save(OmniASRTask.build_model(argparse.Namespace(**args)).state_dict(),
+               stock_dir / "model.pth")
+    with pytest.raises(ValueError, match=r"exp/stock/config.yaml: the encoder is "
+                                         r"ConformerEncoder, not a supernet"):
+        search.main(_cmd("exp/search_stock", "0.5", config=stock_dir / "config.yaml",
+                         model=stock_dir / "model.pth"))
