@@ -57,6 +57,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward i
 )
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder
 from espnet_omni.nets.pruned_conformer import subsampling_convs
+from espnet_omni.nets.pruned_conv_module import PrunedConvolutionModule
 
 State = MutableMapping[str, torch.Tensor]
 #: Weights a row export adds that have pruned (zero) rows worth packing.
@@ -205,7 +206,9 @@ def _compact_conv_modules(
     encoder: OmniConformerEncoder, state: State, prefix: str
 ) -> Optional[list[int]]:
     modules = [block.conv_module for block in encoder.encoders]
-    if not all(type(m) is ConvolutionModule for m in modules):
+    # A dual-mode conv module (streaming-capable) is still a ConvolutionModule
+    # with the same weights; an already pruned one is not compactable again.
+    if not all(isinstance(m, ConvolutionModule) and not isinstance(m, PrunedConvolutionModule) for m in modules):
         return None
     kept = []  # (value rows, gate rows) kept, each (C,)
     for i, module in enumerate(modules):

@@ -11,6 +11,12 @@ Supernet verbs (once-for-all vocabulary): :meth:`prunable_layers`,
 :meth:`set_min_net`, :meth:`get_active_subnet`, :meth:`refresh_masks`,
 :meth:`active_nonzero_params`, :meth:`active_size_bytes`.
 
+Dual-mode verbs (shared weights, DESIGN.md section 3): :meth:`set_active_mode`
+(``"full"``: ESPnet's forward, bitwise; ``"streaming"``: chunked
+self-attention and causal depthwise convs, see
+:mod:`espnet_omni.nets.streaming`), :meth:`get_active_mode`. Mode and
+sub-network are independent: the trainer sets both per micro-step.
+
 Mask ranks follow the weights only when :meth:`refresh_masks` runs (the
 trainer calls it at step 0 and every ``mask_update_interval`` steps; loading a
 state dict refreshes automatically). Re-initialising the weights after
@@ -19,14 +25,31 @@ construction without a refresh leaves ranks of the old weights.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import random
-from typing import List, Optional, Sequence, Union
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from typeguard import typechecked
 
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+from espnet2.legacy.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import (
+    Conv2dSubsampling,
+    Conv2dSubsampling1,
+    Conv2dSubsampling2,
+    Conv2dSubsampling6,
+    Conv2dSubsampling8,
+    TooShortUttError,
+    check_short_utt,
+)
+from espnet_omni.nets.dual_mode_conv import enable_dual_mode_conv
+from espnet_omni.nets.streaming import (
+    StreamingConfig,
+    chunk_attention_mask,
+    streaming_attention_mask,
+)
 from espnet_omni.sparsity.layers import convert_to_masked
 from espnet_omni.sparsity.masks import MaskSpec
 from espnet_omni.sparsity.subnet import (
@@ -66,6 +89,25 @@ def _matching(module: torch.nn.Module, patterns: Sequence[str]) -> list[str]:
     return [p for p in patterns if any(fnmatch.fnmatchcase(n, p) for n in names)]
 
 
+MODES = ("full", "streaming")
+# the front ends that take and subsample the mask (as in ESPnet's forward)
+CONV_SUBSAMPLING = (
+    Conv2dSubsampling,
+    Conv2dSubsampling1,
+    Conv2dSubsampling2,
+    Conv2dSubsampling6,
+    Conv2dSubsampling8,
+)
+
+
+class EncoderMode(NamedTuple):
+    """The active mode: ``name`` in :data:`MODES`; ``streaming`` is the chunk
+    config in streaming mode, ``None`` in full mode."""
+
+    name: str
+    streaming: Optional[StreamingConfig]
+
+
 class OmniConformerEncoder(ConformerEncoder):
     """ConformerEncoder whose Linear / pointwise-conv weights carry nested masks.
 
@@ -79,10 +121,16 @@ class OmniConformerEncoder(ConformerEncoder):
         prunable: module-name patterns (fnmatch, ``*`` crosses dots) to prune
             instead of the defaults; each must match a layer.
         prune_exclude: patterns removed from the prunable set.
+        streaming: the default :class:`StreamingConfig` of the streaming mode
+            (keys ``chunk_size``, ``left_chunks``, ``lookahead``,
+            ``lookahead_layers``; default ``{chunk_size: 16, left_chunks: -1,
+            lookahead: 0}``). The encoder starts in full mode either way.
 
-    Dual-mode (streaming) options will join here later (chunk size, left
-    chunks, look-ahead, causal depthwise conv) together with a mode verb; the
-    forward below is ESPnet's, untouched, until then.
+    Streaming mode keeps the ``conv2d`` subsampling front end as it is: it is
+    a fixed finite-context function (encoder frame ``i`` reads feature
+    frames ``4i .. 4i+6``), so chunked inference reproduces it exactly by
+    waiting for 3 more feature frames (30 ms) plus half an STFT window; see
+    :func:`~espnet_omni.nets.streaming.algorithmic_latency`.
     """
 
     @typechecked
@@ -127,7 +175,8 @@ class OmniConformerEncoder(ConformerEncoder):
         prune_frontend: bool = False,
         prunable: Optional[List[str]] = None,
         prune_exclude: Optional[List[str]] = None,
-        # --- dual-mode streaming options: to come (see class docstring) ---
+        # --- dual-mode option ---
+        streaming: Optional[dict] = None,
     ):
         super().__init__(
             input_size=input_size,
@@ -182,6 +231,119 @@ class OmniConformerEncoder(ConformerEncoder):
         )
         if not self._prunable:
             raise ValueError("OmniConformerEncoder has no prunable layer")
+        self.streaming_config = StreamingConfig.from_dict(streaming)
+        self._dual_convs = None  # swapped in by dual_mode_convs()
+        self._flash = [layer.self_attn.use_flash_attn for layer in self.encoders]
+        self._mode = EncoderMode("full", None)
+
+    # --------------------------------------------------------- dual-mode verbs
+    def set_active_mode(
+        self, mode: str, cfg: Optional[StreamingConfig] = None
+    ) -> EncoderMode:
+        """Select ``"full"`` or ``"streaming"`` (with ``cfg``, default the
+        constructor's ``streaming`` config); returns the active mode.
+
+        Dynamic chunk training: pass a config drawn by
+        :func:`~espnet_omni.nets.streaming.sample_streaming_config`.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}: must be one of {MODES}")
+        if mode == "full":
+            if cfg is not None:
+                raise ValueError("a StreamingConfig is meaningless in full mode")
+            self._mode = EncoderMode("full", None)
+        else:
+            if self.interctc_layer_idx:
+                raise NotImplementedError(
+                    "streaming mode does not support interctc_layer_idx "
+                    f"{self.interctc_layer_idx}"
+                )
+            cfg = self.streaming_config if cfg is None else cfg
+            if not isinstance(cfg, StreamingConfig):
+                raise TypeError(f"cfg must be a StreamingConfig, got {type(cfg)}")
+            self._mode = EncoderMode("streaming", cfg)
+        streaming = mode == "streaming"
+        convs = self.dual_mode_convs() if streaming else (self._dual_convs or [])
+        for conv in convs:
+            conv.causal = streaming
+        for layer, flash in zip(self.encoders, self._flash):
+            # flash_attn reads only the last mask row: no chunk masks there
+            layer.self_attn.use_flash_attn = flash and not streaming
+        return self._mode
+
+    def dual_mode_convs(self) -> list:
+        """The blocks' conv modules as ``DualModeConvolutionModule`` s.
+
+        Swapped in on first use (same children and parameters, stock forward
+        while not causal), so an encoder never put in streaming mode keeps
+        ESPnet's ``ConvolutionModule`` type (the ``row`` exporter checks it).
+        """
+        if self._dual_convs is None:
+            self._dual_convs = enable_dual_mode_conv(self.encoders)
+        return self._dual_convs
+
+    def get_active_mode(self) -> EncoderMode:
+        """The active mode and, in streaming mode, its chunk config."""
+        return self._mode
+
+    def forward(
+        self,
+        xs_pad: torch.Tensor,
+        ilens: torch.Tensor,
+        prev_states: torch.Tensor = None,
+        masks: torch.Tensor = None,
+        ctc=None,
+        return_all_hs: bool = False,
+    ):
+        """ESPnet's forward in full mode; the simulated streaming forward
+        (chunk masks, causal convs) in streaming mode.
+
+        Args:
+            xs_pad: ``(B, T, D_in)`` features; ilens: ``(B,)``.
+            masks: optional ``(B, T)`` padding mask (``True`` = padded).
+
+        Returns:
+            ``(B, T', D)`` output, ``(B,)`` output lengths, ``None``.
+        """
+        if self._mode.name == "full":
+            return super().forward(
+                xs_pad, ilens, prev_states, masks, ctc, return_all_hs
+            )
+        if masks is None:
+            masks = (~make_pad_mask(ilens)[:, None, :]).to(xs_pad.device)
+        else:
+            masks = ~masks[:, None, :]  # (B, 1, T)
+        if isinstance(self.embed, CONV_SUBSAMPLING):
+            short, limit = check_short_utt(self.embed, xs_pad.size(1))
+            if short:
+                raise TooShortUttError(
+                    f"has {xs_pad.size(1)} frames and is too short for "
+                    f"subsampling (it needs more than {limit} frames)",
+                    xs_pad.size(1),
+                    limit,
+                )
+            xs, masks = self.embed(xs_pad, masks)  # masks: (B, 1, T')
+        else:
+            xs = self.embed(xs_pad)
+        x = xs[0] if isinstance(xs, tuple) else xs  # (B, T', D)
+        all_hs = []
+        chunk_masks = {}
+        for layer_idx, layer in enumerate(self.encoders):
+            ahead = self._mode.streaming.layer_lookahead(layer_idx)
+            if ahead not in chunk_masks:
+                cfg = dataclasses.replace(self._mode.streaming, lookahead=ahead)
+                chunk = chunk_attention_mask(x.size(1), cfg, x.device)  # (T', T')
+                chunk_masks[ahead] = streaming_attention_mask(chunk, masks)
+            xs, _ = layer(xs, chunk_masks[ahead])  # (B, T', D) or (x, pos_emb)
+            if return_all_hs:
+                all_hs.append(xs[0] if isinstance(xs, tuple) else xs)
+        x = xs[0] if isinstance(xs, tuple) else xs
+        if self.normalize_before:
+            x = self.after_norm(x)
+        olens = masks.squeeze(1).sum(1)
+        if all_hs:
+            return (x, all_hs), olens, None
+        return x, olens, None
 
     # ----------------------------------------------------------- supernet verbs
     def prunable_layers(self) -> list[str]:

@@ -154,47 +154,36 @@ def _conv_args(m: nn.modules.conv._ConvNd) -> dict:
     )
 
 
-class MaskedConv1d(_Masked, nn.Conv1d):
+class _MaskedConv(_Masked):
+    """Shared body of the masked convolutions (mixed in before ``nn.ConvNd``)."""
+
+    def __init__(self, *args, spec: MaskSpec | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_masking(spec or MaskSpec())
+
+    @classmethod
+    def from_module(cls, m: nn.Module, spec: MaskSpec) -> "_MaskedConv":
+        new = cls(**_conv_args(m), device="meta", spec=MaskSpec())
+        return _adopt(new, m, spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, *spatial) -> (B, C_out, *spatial')."""
+        mask = self.active_mask()
+        w = self.weight if mask is None else self.weight * mask
+        return self._conv_forward(x, w, self.bias)
+
+
+class MaskedConv1d(_MaskedConv, nn.Conv1d):
     """``nn.Conv1d`` with a nested mask over ``(out, in/groups * k)``.
 
     Meant for the Conformer pointwise convs (``k = 1``); a depthwise conv
     works too but is excluded by the default patterns.
     """
 
-    def __init__(self, *args, spec: MaskSpec | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_masking(spec or MaskSpec())
 
-    @classmethod
-    def from_module(cls, m: nn.Conv1d, spec: MaskSpec) -> "MaskedConv1d":
-        new = cls(**_conv_args(m), device="meta", spec=MaskSpec())
-        return _adopt(new, m, spec)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, T) -> (B, C_out, T')."""
-        mask = self.active_mask()
-        w = self.weight if mask is None else self.weight * mask
-        return self._conv_forward(x, w, self.bias)
-
-
-class MaskedConv2d(_Masked, nn.Conv2d):
+class MaskedConv2d(_MaskedConv, nn.Conv2d):
     """``nn.Conv2d`` with a nested mask over ``(out, in/groups * kh * kw)``
     (the convolutional subsampling front end)."""
-
-    def __init__(self, *args, spec: MaskSpec | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_masking(spec or MaskSpec())
-
-    @classmethod
-    def from_module(cls, m: nn.Conv2d, spec: MaskSpec) -> "MaskedConv2d":
-        new = cls(**_conv_args(m), device="meta", spec=MaskSpec())
-        return _adopt(new, m, spec)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, H, W) -> (B, C_out, H', W')."""
-        mask = self.active_mask()
-        w = self.weight if mask is None else self.weight * mask
-        return self._conv_forward(x, w, self.bias)
 
 
 MASKED_LAYERS = (MaskedLinear, MaskedConv1d, MaskedConv2d)

@@ -133,3 +133,21 @@ def decode_flags(config: Path, model: Path, out: Path) -> list[str]:
         "--asr_model_file", str(model),
         "--output_dir", str(out),
     ]
+
+
+def train_tiny_supernet(root: Path, stats: Path, exp: Path, omni_conf: str = "{sampler: {rule: sandwich, num_subnets: 2}}") -> None:
+    """Write the tiny corpus under ``root`` and train a 1-epoch ``omni_conformer``
+    supernet there (paths relative to ``root``): ``root/exp/config.yaml`` and
+    ``root/exp/valid.loss.best.pth``. Imports ESPnet (through our entry point)."""
+    import os
+
+    from espnet_omni.bin import asr_train
+
+    write_corpus(root)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        asr_train.main(collect_stats_flags(stats, "omni_conformer"))
+        asr_train.main(train_flags(stats, exp, "omni_conformer") + ["--omni_conf", omni_conf])
+    finally:
+        os.chdir(cwd)

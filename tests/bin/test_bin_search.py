@@ -12,10 +12,10 @@ import torch
 import yaml
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
-from espnet_omni.bin import asr_train, search
+from espnet_omni.bin import search
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask
-from espnet_omni.testing.tiny_asr import collect_stats_flags, train_flags, write_corpus
+from espnet_omni.testing.tiny_asr import train_tiny_supernet
 
 pytestmark = pytest.mark.filterwarnings("ignore:No valid stats found:UserWarning")
 STATS, EXP = Path("exp/stats"), Path("exp/sn")
@@ -25,12 +25,7 @@ CONFIG, MODEL = EXP / "config.yaml", EXP / "valid.loss.best.pth"
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("bin_search")
-    write_corpus(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        asr_train.main(collect_stats_flags(STATS, "omni_conformer"))
-        asr_train.main(train_flags(STATS, EXP, "omni_conformer")
-                       + ["--omni_conf", "{sampler: {rule: sandwich, num_subnets: 2}}"])
+    train_tiny_supernet(root, STATS, EXP)
     return root
 
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from espnet_omni.bin import asr_train
 from espnet_omni.tasks import OmniASRTask
-from espnet_omni.testing.tiny_asr import collect_stats_flags, train_flags, write_corpus
+from espnet_omni.testing.tiny_asr import train_tiny_supernet
 
 STATS, EXP = Path("exp/stats"), Path("exp/supernet")
 
@@ -18,12 +17,7 @@ def supernet_root(tmp_path_factory) -> Path:
     """Corpus root holding ``exp/supernet/{config.yaml,valid.loss.best.pth}``
     (paths in wav.scp and the config are relative to it)."""
     root = tmp_path_factory.mktemp("inference_supernet")
-    write_corpus(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        asr_train.main(collect_stats_flags(STATS, "omni_conformer"))
-        asr_train.main(train_flags(STATS, EXP, "omni_conformer")
-                       + ["--omni_conf", "{sampler: {rule: sandwich, num_subnets: 2}}"])
+    train_tiny_supernet(root, STATS, EXP)
     return root
 
 

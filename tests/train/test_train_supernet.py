@@ -161,3 +161,16 @@ def test_masked_kl_matches_naive_reference():
             p, q = t[b, f].exp(), torch.log_softmax(s[b, f], -1)
             ref.append((p * (t[b, f] - q)).sum())
     assert _masked_kl(t, s, lens) == pytest.approx(torch.stack(ref).mean().item(), rel=1e-5)
+
+
+def test_dual_mode_training_reports_both_modes(corpus):
+    ckpt = _train(corpus, "exp/sn_dual",
+                  "{dual_mode: {streaming_sparsity: 0.5, chunk_sizes: [2, 4]}, valid_sparsities: [0.5], distill_weight: 0.5}",
+                  "--encoder_conf", "streaming={chunk_size: 4, left_chunks: -1, lookahead: 0}")
+    stats = _train_stats(ckpt)
+    assert stats["total_count"] == 2 * 2  # 2 mini-batches x (full + streaming)
+    for key in ("loss_full", "loss_stream", "distill_stream"):
+        assert stats[key] == stats[key], key
+    valid = ckpt["reporter"]["stats"][1]["valid"]
+    assert {"loss_full", "loss_stream_s50"} <= set(valid)
+    assert valid["loss"] == pytest.approx((valid["loss_full"] + valid["loss_stream_s50"]) / 2)
