@@ -65,10 +65,12 @@ prune_targets="0.5 0.6 0.7 0.8 0.9"     # one individual model per sparsity; the
 prune_ramp_steps=400                    # optimizer steps of the cubic sparsity ramp of each individual model
 export_format=sparse                    # sparse | dense | row (see espnet_omni.bin.export)
 search_args=""                          # extra arguments for espnet_omni.bin.search
+supernet_args=""                        # extra asr_train arguments of the supernet (stage 8)
+prune_args=""                           # extra asr_train arguments of each individual model (stage 9)
 # ------------------------------------------------------------------ end of options
 valid_options=$(sed -n '/^# -* options/,/^# -* end of options/p' "$0" | grep -oE '^[a-z_]+=' | tr -d = | tr '\n' ' ')
 
-command_line="./run.sh $*"
+command_line="./run.sh$(printf ' %q' "$@")"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; echo "Options (defaults in $0): $valid_options"; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -250,10 +252,13 @@ decode_model() {
   done
 }
 
-# score_decode EXP_DIR DECODE_NAME CONFIG: WER/CER tables, and the section of $results_file.
+# score_decode EXP_DIR DECODE_NAME CONFIG [RESULTS_FILE]: WER/CER tables (scores.json), and
+# the section of RESULTS_FILE (default $results_file; "none": no section).
 score_decode() {
+  local rf=${4:-$results_file} opt=()
+  [ "$rf" = none ] || opt=(--results_file "$rf")
   $python -m espnet_omni.scoring.score --exp "$1" --decode "$2" \
-    --dump "$dump" --sets $test_sets --results_file "$results_file" \
+    --dump "$dump" --sets $test_sets "${opt[@]}" \
     --command "$command_line" --config "$3" --inference_config "$inference_config"
 }
 
@@ -283,14 +288,15 @@ export_model() {
 prune_exp() { echo "${asr_exp}_prune$1"; }
 
 if run_stage 8; then
-  train_asr "$omni_config" "$omni_exp" --init_param "$asr_exp/$inference_model"
+  train_asr "$omni_config" "$omni_exp" --init_param "$asr_exp/$inference_model" $supernet_args
   finish_stage 8
 fi
 
 if run_stage 9; then
   for s in $prune_targets; do
     train_asr "$prune_config" "$(prune_exp "$s")" --init_param "$asr_exp/$inference_model" \
-      --omni_conf "{sampler: {rule: fixed, fixed: [$s]}, schedule: {final_sparsity: $s, end_step: $prune_ramp_steps}, valid_sparsities: [$s]}"
+      --omni_conf "{sampler: {rule: fixed, fixed: [$s]}, schedule: {final_sparsity: $s, end_step: $prune_ramp_steps}, valid_sparsities: [$s]}" \
+      $prune_args
   done
   finish_stage 9
 fi
@@ -305,15 +311,15 @@ if run_stage 10; then
 fi
 
 if run_stage 11; then
-  budgets=$(for s in $prune_targets; do
-    $python -c 'import json,sys; print(json.load(open(sys.argv[1]))["nonzero_params"])' "$(prune_exp "$s")/export/export.json"
-  done | tr '\n' ' ')
+  # The budget of each search is the individual model's encoder size (subnet.json of stage 10).
+  budget_of() { $python -c 'import json,sys; print(json.load(open(sys.argv[1]))["encoder_nonzero_params"])' "$(prune_exp "$1")/subnet.json"; }
+  budgets=$(for s in $prune_targets; do budget_of "$s"; done | tr '\n' ' ')
   log "search budgets (non-zero encoder parameters of the individual models): $budgets"
   $python -m espnet_omni.bin.search --asr_train_config "$omni_exp/config.yaml" \
     --asr_model_file "$omni_exp/$inference_model" --data_dir "$dump/$valid_set" \
     --budgets $budgets --budget_unit params --out_dir "$omni_exp/search" $search_args
   for s in $prune_targets; do
-    b=$($python -c 'import json,sys; print(json.load(open(sys.argv[1]))["nonzero_params"])' "$(prune_exp "$s")/export/export.json")
+    b=$(budget_of "$s")
     export_model "$omni_exp" "$omni_exp/search/subnet_$b.yaml" "$omni_exp/export_$s"
   done
   finish_stage 11
@@ -323,7 +329,7 @@ if run_stage 12; then
   for s in $prune_targets; do
     for d in "$(prune_exp "$s")/export" "$omni_exp/export_$s"; do
       decode_model "$d/config.yaml" "$d/model.pth" "$d/decode_$inference_tag"
-      score_decode "$d" "decode_$inference_tag" "$d/config.yaml"
+      score_decode "$d" "decode_$inference_tag" "$d/config.yaml" none  # Table A (stage 13) sums them up
     done
   done
   finish_stage 12

@@ -74,7 +74,7 @@ def render(args, table: list[dict]) -> str:
         for name, key in (("(a) individual", "ind"), ("(b) omni sub-network", "sub")):
             e, sc = r[key], r[f"{key}_scores"]
             lines.append(
-                f"| {r['target']} | {name} | {e['nonzero_params']:,} | {e['file_bytes']:,} | "
+                f"| {r['target']} | {name} | {e['nonzero_params']:,} | {e['model_bytes']:,} | "
                 + " | ".join(f"{wer(sc, s):.1f}" for s in sets) + " |"
             )
     ind_total = sum(r["ind_cpu"] for r in table)

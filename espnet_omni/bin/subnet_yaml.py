@@ -4,10 +4,13 @@
 Usage:
     python -m espnet_omni.bin.subnet_yaml --asr_train_config exp/x/config.yaml \
         --sparsity 0.7 --out exp/x/subnet.yaml
-Writes: --out (every prunable layer of the encoder at --sparsity, the encoder's mask spec).
+Writes: --out (every prunable layer of the encoder at --sparsity, the encoder's mask spec)
+        and <out without .yaml>.json: the encoder's non-zero parameters and bytes at that
+        sub-network (the search's cost model, so budgets compare like with like).
 """
 
 import argparse
+import json
 from pathlib import Path
 
 from espnet_omni.sparsity.subnet import SubnetConfig
@@ -28,7 +31,12 @@ def main(cmd=None) -> None:
     enc = model.encoder
     if not callable(getattr(enc, "prunable_layers", None)):
         raise SystemExit(f"{args.asr_train_config}: encoder {type(enc).__name__} is not a supernet (no prunable layers)")
-    SubnetConfig.uniform(enc.prunable_layers(), args.sparsity, enc.mask_spec).to_yaml(args.out)
+    cfg = SubnetConfig.uniform(enc.prunable_layers(), args.sparsity, enc.mask_spec)
+    cfg.to_yaml(args.out)
+    enc.set_active_subnet(cfg)
+    info = {"sparsity": args.sparsity, "encoder_nonzero_params": enc.active_nonzero_params(),
+            "encoder_bytes": enc.active_size_bytes()}
+    args.out.with_suffix(".json").write_text(json.dumps(info, indent=1))
 
 
 if __name__ == "__main__":

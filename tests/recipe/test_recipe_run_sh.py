@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,3 +48,21 @@ def test_tiny_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert (tmp_path / "exp/asr_tiny/tensorboard").is_dir()
     again = run_sh(*args)
     assert again.stderr.count("skipping") == 7, again.stderr
+
+
+def test_tiny_table_a_stages(tmp_path):
+    """Stages 8-13 (supernet, individual pruning, export, search, decode, Table A) on the tiny corpus."""
+    common = ["--dir", str(tmp_path), "--size", "tiny", "--asr_config", "conf/train_asr_tiny.yaml",
+              "--test_sets", "test", "--nj", "1"]
+    run_sh(*common, "--stop_stage", "5")
+    run_sh(*common, "--stage", "8", "--stop_stage", "13", "--omni_config", "conf/train_asr_tiny_omni.yaml",
+           "--prune_config", "conf/train_asr_tiny_prune.yaml", "--prune_targets", "0.5 0.8",
+           "--prune_ramp_steps", "2", "--search_args", "--population 4 --generations 2", "--test_sets", "test")
+    table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_a -->")[1]
+    for s in ("0.5", "0.8"):
+        assert re.search(rf"^\| {s} \| \(a\) individual \| [\d,]+ \| [\d,]+ \| [\d.]+ \|", table, re.M)
+        assert re.search(rf"^\| {s} \| \(b\) omni sub-network \| [\d,]+ \| [\d,]+ \| [\d.]+ \|", table, re.M)
+    assert "the one supernet" in table and (tmp_path / "exp/table_a.png").stat().st_size > 0
+    budget = json.loads((tmp_path / "exp/asr_tiny_prune0.8/subnet.json").read_text())["encoder_nonzero_params"]
+    found = yaml.safe_load((tmp_path / f"exp/asr_tiny_omni/search/subnet_{budget}.yaml").read_text())
+    assert found["sparsities"], "the search wrote a sub-network for the budget"
