@@ -3,7 +3,7 @@
 
 Usage:
     cd /work/main
-    PYTHONPATH=. .venv/bin/python bench/omni_sparsity.py           # full, ~5 min
+    PYTHONPATH=. .venv/bin/python bench/omni_sparsity.py           # full, ~4 min on 2 cores
     PYTHONPATH=. .venv/bin/python bench/omni_sparsity.py --quick   # smoke, < 1 min
 
 Writes: bench/results/omni_sparsity.md and bench/results/omni_sparsity.json
@@ -57,7 +57,6 @@ from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_omni.export import export_asr_model
 from espnet_omni.nets.omni_conformer import BLOCK_PATTERNS, OmniConformerEncoder
-from espnet_omni.sparsity.masks import MaskSpec
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask
 
@@ -142,15 +141,19 @@ def summary(samples: list[float]) -> dict:
 
 
 def interleaved(cases: dict[str, Callable[[], object]], repeats: int,
-                warmup: int) -> dict[str, list[float]]:
+                warmup: int, prime: bool = False) -> dict[str, list[float]]:
     """Run every case ``warmup`` times, then ``repeats`` rounds of each case
-    in turn (so drift of the machine hits all cases alike)."""
+    in turn (so drift of the machine, ~30% over seconds on this VM, hits all
+    cases alike). ``prime``: an untimed call right before each timed one
+    (warm caches, as a model decoding utterance after utterance)."""
     for fn in cases.values():
         for _ in range(warmup):
             fn()
     out: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
+            if prime:
+                fn()
             out[name].append(timed(fn))
     return out
 
@@ -274,10 +277,13 @@ def bench_train_step(conf: dict, st: Settings) -> list[dict]:
     rows = []
     for threads in st.threads:
         torch.set_num_threads(threads)
+        t0 = time.perf_counter()
         samples = interleaved(cases, st.step_repeats, st.step_warmup)
+        print(f"  {threads} thread(s): {time.perf_counter() - t0:.0f} s", flush=True)
         ref = samples["dense ConformerEncoder"]
         for name, xs in samples.items():
             rows.append({"case": name, "threads": threads, **summary(xs),
+                         "samples_ms": [round(x, 2) for x in xs],
                          "overhead_pct": paired_overhead(xs, ref),
                          "overhead_min_pct": round(100 * (min(xs) / min(ref) - 1), 2)})
     return rows
@@ -351,12 +357,15 @@ def load(config: Path, weights: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def breakdown(enc: torch.nn.Module, feats: torch.Tensor, lens: torch.Tensor,
-              repeats: int) -> dict[str, float]:
-    """Median ms per :data:`PARTS` entry (summed over blocks) and ``total``,
-    timed with forward hooks (a separate pass: hooks cost a little)."""
-    runs: list[dict[str, float]] = []
+def breakdown(encoders: dict[str, torch.nn.Module], feats: torch.Tensor,
+              lens: torch.Tensor, repeats: int) -> dict[str, dict[str, float]]:
+    """Per encoder: median ms per :data:`PARTS` entry (summed over blocks),
+    ``total`` and ``other``; timed with forward hooks in a separate pass
+    (hooks cost a little), warm (second call in a row), rounds interleaved
+    over the encoders."""
+    runs: dict[str, list[dict[str, float]]] = {k: [{}] for k in encoders}
     starts: dict[int, float] = {}
+    current = [""]
 
     def pre(module, args) -> None:
         starts[id(module)] = time.perf_counter()
@@ -364,29 +373,36 @@ def breakdown(enc: torch.nn.Module, feats: torch.Tensor, lens: torch.Tensor,
     def post(part: str):
         def hook(module, args, output) -> None:
             ms = (time.perf_counter() - starts[id(module)]) * 1e3
-            runs[-1][part] = runs[-1].get(part, 0.0) + ms
+            last = runs[current[0]][-1]
+            last[part] = last.get(part, 0.0) + ms
         return hook
 
     handles = []
-    for name, module in enc.named_modules():
-        for part, pattern in PARTS.items():
-            if fnmatch.fnmatchcase(name, pattern):
-                handles += [module.register_forward_pre_hook(pre),
-                            module.register_forward_hook(post(part))]
+    for enc in encoders.values():
+        for name, module in enc.named_modules():
+            for part, pattern in PARTS.items():
+                if fnmatch.fnmatchcase(name, pattern):
+                    handles += [module.register_forward_pre_hook(pre),
+                                module.register_forward_hook(post(part))]
     try:
         with torch.inference_mode():
-            runs.append({})
-            enc(feats, lens)  # warm-up
-            runs.clear()
             for _ in range(repeats):
-                runs.append({})
-                runs[-1]["total"] = timed(lambda: enc(feats, lens))
+                for key, enc in encoders.items():
+                    current[0] = key
+                    enc(feats, lens)  # prime: warm caches (recorded, dropped)
+                    runs[key][-1] = {}
+                    runs[key][-1]["total"] = timed(lambda: enc(feats, lens))
+                    runs[key].append({})
     finally:
         for h in handles:
             h.remove()
-    out = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in [*PARTS, "total"]}
-    out["other"] = out["total"] - sum(out[k] for k in PARTS)
-    return {k: round(v, 3) for k, v in out.items()}
+    result = {}
+    for key, rs in runs.items():
+        rs = rs[:-1]
+        out = {k: statistics.median(r.get(k, 0.0) for r in rs) for k in [*PARTS, "total"]}
+        out["other"] = out["total"] - sum(out[k] for k in PARTS)
+        result[key] = {k: round(v, 3) for k, v in out.items()}
+    return result
 
 
 def bench_exports(st: Settings, work: Path) -> tuple[list[dict], dict]:
@@ -433,22 +449,19 @@ def bench_exports(st: Settings, work: Path) -> tuple[list[dict], dict]:
         cases[key] = lambda e=enc: e(feats, lens)
         cases[f"{key} [front end]"] = lambda e=enc: e.embed(feats, None)
     with torch.inference_mode():
-        samples = interleaved(cases, st.infer_repeats, st.infer_warmup)
-    ref = samples["dense"]
-    ref_front = samples["dense [front end]"]
+        warm = interleaved(cases, st.infer_repeats, st.infer_warmup, prime=True)
+    med = {k: statistics.median(v) for k, v in warm.items()}
     for row, key in zip(rows, encoders):
-        xs, front = samples[key], samples[f"{key} [front end]"]
-        row.update(encoder=summary(xs), front_end=summary(front),
-                   speedup=round(statistics.median(ref) / statistics.median(xs), 3),
-                   front_end_share=round(statistics.median(front) / statistics.median(xs), 3))
-    dense_info = {"encoder_median_ms": round(statistics.median(ref), 3),
-                  "front_end_median_ms": round(statistics.median(ref_front), 3),
+        front = f"{key} [front end]"
+        row.update(encoder=summary(warm[key]), front_end=summary(warm[front]),
+                   speedup=round(med["dense"] / med[key], 3),
+                   front_end_share=round(med[front] / med[key], 3))
+    dense_info = {"encoder_median_ms": round(med["dense"], 3),
+                  "front_end_median_ms": round(med["dense [front end]"], 3),
                   "breakdown": {}}
-    parts = [k for k in encoders if k == "dense" or (
-        k.startswith("row") and k.endswith(f"@ {BREAKDOWN_SPARSITY}"))]
-    for key in parts:
-        dense_info["breakdown"][key] = breakdown(
-            encoders[key], feats, lens, max(1, st.infer_repeats // 2))
+    parts = {k: e for k, e in encoders.items() if k == "dense" or (
+        k.startswith("row") and k.endswith(f"@ {BREAKDOWN_SPARSITY}"))}
+    dense_info["breakdown"] = breakdown(parts, feats, lens, st.infer_repeats)
     return rows, dense_info
 
 
@@ -484,9 +497,11 @@ def table(header: list[str], rows: list[list]) -> str:
 
 def markdown(res: dict) -> str:
     m = res["meta"]
-    md = [f"# Omni-sparsity benchmark{' (QUICK smoke run: not meaningful)' if m['quick'] else ''}\n",
+    quick = " (QUICK smoke run: not meaningful)" if m["quick"] else ""
+    md = [f"# Omni-sparsity benchmark{quick}\n",
           f"- command: `{m['command']}`",
-          f"- date: {m['date']}; total {m['wall_s']} s",
+          f"- date: {m['date']}; total {m['wall_s']} s; 1-min load average "
+          f"before / after: {m['loadavg_1min'][0]} / {m['loadavg_1min'][1]}",
           f"- CPU: {m['cpu']} ({m['cores']} cores); torch {m['torch']}, "
           f"threads measured: {m['threads']} (torch default here: {m['default_threads']})",
           f"- model: {m['model']}",
@@ -521,9 +536,12 @@ def markdown(res: dict) -> str:
     d = res["export_dense"]
     md.append("## 3. Exported models\n")
     md.append(f"Encoder inference on one 4 s utterance (401 x {N_MELS} features), "
-              f"one thread, `torch.inference_mode`; dense export: "
-              f"{d['encoder_median_ms']} ms, of which the conv2d front end "
-              f"{d['front_end_median_ms']} ms. Size = whole `model.pth` (encoder + "
+              "one thread, `torch.inference_mode`, each timed call right after an "
+              "untimed one of the same model (warm caches, as when decoding "
+              "utterance after utterance); speedup = ratio of medians vs the dense "
+              f"export: {d['encoder_median_ms']} ms, of which the conv2d front end "
+              f"{d['front_end_median_ms']} ms. "
+              "Size = whole `model.pth` (encoder + "
               "CTC) vs the dense export (same sub-network saved `dense`, float32). "
               "`sparse` exports expand to dense tensors when loaded, so they run "
               "at dense speed; `row` exports are physically smaller. "
@@ -537,8 +555,9 @@ def markdown(res: dict) -> str:
          for r in res["exports"]]))
     bd = d["breakdown"]
     if bd:
-        md.append(f"Where the time goes (one thread, ms, median of runs timed with "
-                  f"forward hooks, summed over the {m['num_blocks']} blocks; `other` = "
+        md.append(f"Where the time goes (one thread, warm, ms, median of interleaved "
+                  f"runs timed with forward hooks, summed over the "
+                  f"{m['num_blocks']} blocks; `other` = "
                   "norms, positional encoding, residuals):\n")
         keys = list(bd)
         md.append(table(["part", *keys],
@@ -564,14 +583,15 @@ def main(cmd=None) -> None:
     logging.getLogger().setLevel(logging.ERROR)  # "Set decoder to none" per build
     start = time.perf_counter()
     default_threads = torch.get_num_threads()
+    load_before = os.getloadavg()
     conf = encoder_conf()
     print("1/3 training step ...", flush=True)
     steps = bench_train_step(conf, st)
     dense_ms = {r["threads"]: r["median_ms"] for r in steps
                 if r["case"] == "dense ConformerEncoder"}
-    print("2/3 mask refresh ...", flush=True)
+    print(f"2/3 mask refresh ... ({time.perf_counter() - start:.0f} s)", flush=True)
     refresh = bench_refresh(conf, st, dense_ms)
-    print("3/3 exports ...", flush=True)
+    print(f"3/3 exports ... ({time.perf_counter() - start:.0f} s)", flush=True)
     with tempfile.TemporaryDirectory(prefix="omni_bench_") as tmp:
         exports, dense_info = bench_exports(st, Path(tmp))
     torch.set_num_threads(default_threads)
@@ -579,7 +599,8 @@ def main(cmd=None) -> None:
     res = {
         "meta": {
             "command": f"PYTHONPATH=. {python} {' '.join(sys.argv)}",
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+                "%Y-%m-%d %H:%M UTC"),
             "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": list(st.threads), "default_threads": default_threads,
             "num_blocks": conf["num_blocks"],
@@ -597,6 +618,9 @@ def main(cmd=None) -> None:
     }
     res["targets"] = check_targets(steps, exports)
     res["meta"]["wall_s"] = round(time.perf_counter() - start, 1)
+    # Other processes skew every number: the 1-min load average at both ends
+    # (this run itself adds ~1-2 while it runs).
+    res["meta"]["loadavg_1min"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = "omni_sparsity_quick" if args.quick else "omni_sparsity"
