@@ -53,12 +53,12 @@ import torch
 import yaml
 from espnet2.asr.ctc import CTC
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
-from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_omni.export import export_asr_model
 from espnet_omni.nets.omni_conformer import BLOCK_PATTERNS, OmniConformerEncoder
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask
+from espnet_omni.testing.random_supernet import write_random_supernet
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_CONF = ROOT / "conf" / "train_asr_omni.yaml"
@@ -330,26 +330,8 @@ def bench_refresh(conf: dict, st: Settings, dense_step_ms: dict[int, float]) -> 
 # --------------------------------------------------- 3. exported models
 def write_experiment(directory: Path, extra: dict, seed: int = 0) -> tuple[Path, Path]:
     """config.yaml + model.pth of a random supernet with the recipe's model."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tokens = directory / "tokens.txt"
-    tokens.write_text("\n".join(TOKENS) + "\n")
-    conf = {**encoder_conf(), **extra}
-    args = OmniASRTask.get_parser().parse_args([
-        "--token_list", str(tokens), "--token_type", "char",
-        "--frontend_conf", f"{{n_fft: 400, hop_length: 160, n_mels: {N_MELS}}}",
-        "--normalize", "none",
-        "--encoder", "omni_conformer",
-        "--encoder_conf", yaml.safe_dump(conf, default_flow_style=True),
-        "--decoder", "none",
-        "--model_conf", "{ctc_weight: 1.0}",
-    ])
-    torch.manual_seed(seed)
-    model = OmniASRTask.build_model(args)
-    config, weights = directory / "config.yaml", directory / "model.pth"
-    with config.open("w") as f:
-        yaml_no_alias_safe_dump(vars(args), f, indent=4, sort_keys=False)
-    torch.save(model.state_dict(), weights)
-    return config, weights
+    return write_random_supernet(directory, TOKENS, {**encoder_conf(), **extra},
+                                 f"{{n_fft: 400, hop_length: 160, n_mels: {N_MELS}}}", seed)
 
 
 def load(config: Path, weights: Path) -> torch.nn.Module:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_omni.export import PRUNED_ENCODER
 from espnet_omni.nets.pruned_conformer import PrunedConformerEncoder
 from espnet_omni.tasks import ASR_CHOICES, OmniASRTask
+from espnet_omni.testing.random_supernet import write_random_supernet
 
 TOKENS = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]
 # 2 blocks x 16 dims, macaron + conv module, conv2d front end on 20 mels.
@@ -42,31 +42,8 @@ def pruned_registered():
 
 def make_experiment(directory: Path, seed: int = 0, **supernet_conf) -> tuple[Path, Path]:
     """Write ``config.yaml`` + ``model.pth`` of a random tiny supernet."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tokens = directory / "tokens.txt"
-    tokens.write_text("\n".join(TOKENS) + "\n")
-    conf = {**ENCODER_CONF, **supernet_conf}
-    args = OmniASRTask.get_parser().parse_args([
-        "--token_list", str(tokens), "--token_type", "char",
-        "--frontend_conf", "{n_fft: 128, hop_length: 64, n_mels: 20}",
-        "--normalize", "none",
-        "--encoder", "omni_conformer",
-        "--encoder_conf", yaml.safe_dump(conf, default_flow_style=True),
-        "--decoder", "none",
-        "--model_conf", "{ctc_weight: 1.0}",
-    ])
-    torch.manual_seed(seed)
-    model = OmniASRTask.build_model(args)
-    with torch.no_grad():  # non-trivial BatchNorm statistics
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    config, weights = directory / "config.yaml", directory / "model.pth"
-    with config.open("w") as f:
-        yaml_no_alias_safe_dump(vars(args), f, indent=4, sort_keys=False)
-    torch.save(model.state_dict(), weights)
-    return config, weights
+    return write_random_supernet(directory, TOKENS, {**ENCODER_CONF, **supernet_conf},
+                                 "{n_fft: 128, hop_length: 64, n_mels: 20}", seed, random_batchnorm=True)
 
 
 def load_supernet(config: Path, weights: Path):
