@@ -64,7 +64,9 @@ prune_config=conf/train_asr_prune.yaml  # the individually pruned models (gradua
 prune_targets="0.5 0.6 0.7 0.8 0.9"     # one individual model per sparsity; the search budgets are their sizes
 prune_ramp_steps=400                    # optimizer steps of the cubic sparsity ramp of each individual model
 export_format=sparse                    # sparse | dense | row (see espnet_omni.bin.export)
-search_args=""                          # extra arguments for espnet_omni.bin.search
+search_args="--population 12 --generations 4 --max_utts 100"
+                                        # espnet_omni.bin.search arguments: <= 48 dev decodes per
+                                        # budget (a shared cache), 100 dev utterances each
 supernet_args=""                        # extra asr_train arguments of the supernet (stage 8)
 prune_args=""                           # extra asr_train arguments of each individual model (stage 9)
 # ------------------------------------------------------------------ end of options

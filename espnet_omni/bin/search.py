@@ -46,7 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", type=int, default=16)
     p.add_argument("--generations", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max_utts", type=int, default=None, help="first N dev utterances")
+    p.add_argument("--max_utts", type=int, default=None, help="N dev utterances spread evenly over wav.scp (every speaker kept)")
     p.add_argument("--batch_seconds", type=float, default=DEFAULT_BATCH_SECONDS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no_progress", action="store_true", help="no tqdm bars")

@@ -97,7 +97,9 @@ def load_dev_set(
             ``dump/raw/<set>`` has none).
         preprocess: ``fn(uid, {"speech", "text"}) -> dict`` (ESPnet's
             preprocessor); None keeps the raw audio and no token ids.
-        max_utts: keep the first N utterances in ``wav.scp`` order (None: all).
+        max_utts: keep N utterances spread evenly over ``wav.scp`` (the
+            i-th kept one is utterance ``floor(i * total / N)``), so a subset
+            of a speaker-sorted dev set still holds every speaker (None: all).
         progress: tqdm bar over the utterances.
     """
     data_dir = Path(data_dir)
@@ -115,7 +117,9 @@ def load_dev_set(
                          f"{len(extra)} without audio (e.g. {extra[:3]})")
     if not wavs:
         raise ValueError(f"{data_dir}/wav.scp is empty")
-    uids = list(wavs)[: max_utts or None]
+    uids = list(wavs)
+    if max_utts is not None and max_utts < len(uids):
+        uids = [uids[i * len(uids) // max_utts] for i in range(max_utts)]
     reader = SoundScpReader(str(data_dir / "wav.scp"), dtype="float32", always_2d=False)
     utts, rates = [], set()
     for uid in tqdm(uids, desc=f"load {data_dir}", unit="utt", disable=not progress):

@@ -174,7 +174,7 @@ class SubnetEvaluator:
         data_dir: Kaldi-style dir with ``wav.scp`` and ``text``.
         train_args: the training config (``build_model_from_file``'s second
             value): tokenizer, preprocessor and sampling rate come from it.
-        max_utts: score on the first N utterances only (None: all).
+        max_utts: score on N utterances spread evenly over the set (None: all).
         batch_seconds: padded seconds of audio per batch.
         device: where batches go (the model must be there already).
         cache_replay: record and replay the sub-network-independent stages

@@ -164,7 +164,7 @@ class SubnetSearchConfig:
         tie: ``per_layer``, ``per_block`` or ``global``.
         storage, dtype_bytes: byte cost model (``bytes`` only).
         evolution: the evolutionary search's hyper-parameters.
-        max_utts: dev utterances scored (first N; None: all).
+        max_utts: dev utterances scored (N spread evenly over the set; None: all).
         batch_seconds: padded audio seconds per decoding batch.
     """
 

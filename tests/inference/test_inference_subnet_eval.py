@@ -111,9 +111,12 @@ def test_pruned_embed_is_not_replayed(model_and_args):
     assert cached.score(cfg, "loss") != cached.score(_uniform(pruned, 0.0), "loss")
 
 
-def test_wer_and_cer_count_against_the_text_file(model_and_args, monkeypatch):
+def test_wer_and_cer_count_against_the_text_file(model_and_args, monkeypatch, tmp_path):
     model, args = model_and_args
-    ev = SubnetEvaluator(model, TRAIN, train_args=args, max_utts=3)
+    for name in ("wav.scp", "text"):  # the first three utterances of the tiny set
+        lines = (TRAIN / name).read_text().splitlines()[:3]
+        (tmp_path / name).write_text("".join(f"{x}\n" for x in lines))
+    ev = SubnetEvaluator(model, tmp_path, train_args=args, max_utts=3)
     assert list(ev.references) == ["train_utt0", "train_utt1", "train_utt2"]
     fixed = {"train_utt0": "ab", "train_utt1": "bx", "train_utt2": "abc abc"}
     monkeypatch.setattr(ev, "decode_all", lambda cfg: fixed)
@@ -167,3 +170,15 @@ def test_sentencepiece_text_uses_word_boundaries(tmp_path):
     token_list = ["<blank>", "<unk>"] + sorted({*pieces}) + ["<sos/eos>"]
     text = TokenText(token_list, "bpe", str(tmp_path / "bpe.model"))
     assert text([token_list.index(p) for p in pieces]) == "hello world"
+
+
+def test_max_utts_spreads_over_the_set(tmp_path):
+    # A speaker-sorted set: the subset must hold both speakers, in file order.
+    uids = [f"a-{i}" for i in range(6)] + [f"b-{i}" for i in range(6)]
+    for u in uids:
+        soundfile.write(tmp_path / f"{u}.wav", [0.0] * 160, 16000)
+    (tmp_path / "wav.scp").write_text("".join(f"{u} {tmp_path}/{u}.wav\n" for u in uids))
+    (tmp_path / "text").write_text("".join(f"{u} x\n" for u in uids))
+    got = [u.uid for u in load_dev_set(tmp_path, max_utts=4)]
+    assert got == ["a-0", "a-3", "b-0", "b-3"]
+    assert [u.uid for u in load_dev_set(tmp_path, max_utts=50)] == uids
