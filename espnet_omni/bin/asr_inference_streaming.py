@@ -6,7 +6,7 @@ Usage:
         --asr_train_config exp/asr/config.yaml \
         --asr_model_file exp/asr/valid.loss.best.pth \
         --data_dir dump/raw/test --output_dir exp/asr/decode_stream \
-        [--chunk_size 16 --left_chunks -1 --lookahead 0 --beam_size 1]
+        [--chunk_size 16 --left_chunks -1 --lookahead 0 --beam_size 1] [--subnet subnet.yaml]
 Writes: <output_dir>/text (Kaldi: "utt text"), <output_dir>/latency.json
 (real-time factor on --num_threads threads, mean/max per-chunk compute ms,
 algorithmic latency ms = chunk + look-ahead + front-end context).
@@ -34,6 +34,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookahead_layers", type=int, default=None, help="-1 = all blocks")
     p.add_argument("--beam_size", type=int, default=1, help="1 = CTC greedy")
     p.add_argument("--num_threads", type=int, default=1)
+    p.add_argument("--subnet", default=None,
+                   help="SubnetConfig YAML to activate on a supernet encoder (sparse streaming model)")
     return p
 
 
@@ -42,7 +44,7 @@ def main(cmd=None):
     args = get_parser().parse_args(cmd)
     torch.set_num_threads(args.num_threads)
     rec = StreamingRecognizer.from_files(args.asr_train_config, args.asr_model_file,
-                                         beam_size=args.beam_size)
+                                         beam_size=args.beam_size, subnet=args.subnet)
     override = {k: getattr(args, k) for k in
                 ("chunk_size", "left_chunks", "lookahead", "lookahead_layers")
                 if getattr(args, k) is not None}

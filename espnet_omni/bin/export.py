@@ -21,7 +21,7 @@ import yaml
 from espnet_omni.export import DTYPES, FORMATS, export_asr_model
 from espnet_omni.nets.packed_state import CODECS
 from espnet_omni.sparsity.subnet import SubnetConfig
-from espnet_omni.tasks import OmniASRTask
+from espnet_omni.tasks import OmniASRTask, as_omni_config
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -44,9 +44,9 @@ def main(cmd=None):
     """Export; ``cmd`` defaults to ``sys.argv``."""
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    model, _ = OmniASRTask.build_model_from_file(args.asr_train_config,
-                                                 args.asr_model_file, "cpu")
-    with open(args.asr_train_config, encoding="utf-8") as f:
+    config = as_omni_config(args.asr_train_config)  # a stock conformer exports as its dense network
+    model, _ = OmniASRTask.build_model_from_file(config, args.asr_model_file, "cpu")
+    with open(config, encoding="utf-8") as f:
         train_config = yaml.safe_load(f)
     report = export_asr_model(model, train_config, SubnetConfig.from_yaml(args.subnet),
                               args.format, args.out_dir, args.dtype, args.codec)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from espnet_omni.sparsity.subnet import SubnetConfig
-from espnet_omni.tasks import OmniASRTask
+from espnet_omni.tasks import OmniASRTask, as_omni_config
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
-    model, _ = OmniASRTask.build_model_from_file(args.asr_train_config, None, "cpu")
+    # a stock conformer config: its dense network (sparsity 0) as a supernet's
+    model, _ = OmniASRTask.build_model_from_file(as_omni_config(args.asr_train_config), None, "cpu")
     enc = model.encoder
     if not callable(getattr(enc, "prunable_layers", None)):
         raise SystemExit(f"{args.asr_train_config}: encoder {type(enc).__name__} is not a supernet (no prunable layers)")

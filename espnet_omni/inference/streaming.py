@@ -146,11 +146,27 @@ class StreamingRecognizer:
     @classmethod
     def from_files(cls, asr_train_config: Union[str, Path], asr_model_file: Union[str, Path],
                    streaming: Optional[StreamingConfig] = None, beam_size: int = 1,
-                   device: str = "cpu") -> "StreamingRecognizer":
-        """Build from an ESPnet training config and model file."""
-        from espnet_omni.tasks import OmniASRTask
+                   device: str = "cpu", subnet: Optional[Union[str, Path]] = None) -> "StreamingRecognizer":
+        """Build from an ESPnet training config and model file.
 
-        model, args = OmniASRTask.build_model_from_file(asr_train_config, asr_model_file, device)
+        A stock ``encoder: conformer`` checkpoint is loaded into an
+        ``omni_conformer`` of the same options (same parameter names; in full
+        mode it computes the same function), so any stock Conformer can be
+        streamed, e.g. to measure what a full-context model loses when run
+        chunk by chunk. ``subnet``: a SubnetConfig YAML activated on a
+        supernet encoder (the sparse streaming sub-network, masks applied).
+        """
+        from espnet_omni.tasks import OmniASRTask, as_omni_config
+
+        config = as_omni_config(asr_train_config)
+        model, args = OmniASRTask.build_model_from_file(config, asr_model_file, device)
+        if subnet is not None:
+            from espnet_omni.sparsity.subnet import SubnetConfig
+
+            if not callable(getattr(model.encoder, "set_active_subnet", None)):
+                raise ValueError(f"--subnet {subnet}: the encoder of {asr_train_config} "
+                                 f"({type(model.encoder).__name__}) is not a supernet")
+            model.encoder.set_active_subnet(SubnetConfig.from_yaml(subnet))
         return cls(model, streaming, beam_size, args)
 
     # ------------------------------------------------------------------ state
@@ -280,3 +296,4 @@ def simulated_streaming_encode(model: torch.nn.Module, speech: np.ndarray,
     finally:
         enc.set_active_mode(before.name, before.streaming)
     return out[0]
+

@@ -9,6 +9,7 @@ accepts, ``ASR_CHOICES.register("encoder", key, cls)`` adds a class.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import espnet2.tasks.asr
 from espnet2.tasks.asr import ASRTask
@@ -46,3 +47,31 @@ class OmniASRTask(ASRTask):
         """ESPnet's build_preprocess_fn, resolving ``--preprocessor`` via ours."""
         with ASR_CHOICES.installed():
             return super().build_preprocess_fn(args, train)
+
+
+def as_omni_config(asr_train_config: str | Path) -> Path:
+    """A training config whose encoder is ``omni_conformer``.
+
+    ``asr_train_config`` itself unless it says ``encoder: conformer``; then a
+    copy next to it (``<name>.omni.yaml``) saying ``encoder: omni_conformer``.
+    A stock Conformer checkpoint loads into it (same parameter names) and, at
+    sparsity 0 in full mode, computes the same function: so a stock model can
+    be streamed, sized or exported like a supernet's dense network.
+
+    Raises:
+        ValueError: the file is not an ASR training config (no ``encoder``).
+    """
+    import yaml
+
+    path = Path(asr_train_config)
+    with path.open(encoding="utf-8") as f:
+        conf = yaml.safe_load(f)
+    if not isinstance(conf, dict) or "encoder" not in conf:
+        raise ValueError(f"{path}: not an ESPnet ASR training config (no 'encoder' key)")
+    if conf["encoder"] != "conformer":
+        return path
+    conf["encoder"] = "omni_conformer"
+    out = path.with_name(path.stem + ".omni.yaml")
+    with out.open("w", encoding="utf-8") as f:
+        yaml.safe_dump(conf, f, sort_keys=False)
+    return out

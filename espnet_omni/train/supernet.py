@@ -45,7 +45,9 @@ class DualModeConfig:
     network and a sparse streaming sub-network of the same weights.
 
     Attributes:
-        full_weight: Loss weight of the dense full-context micro-step.
+        full_weight: Loss weight of the dense full-context micro-step; 0
+            drops that micro-step (and its validation): a streaming model
+            trained alone, e.g. Table B's individually pruned streaming row.
         streaming_weight: Loss weight of each sparse streaming micro-step.
         streaming_sparsity: Uniform sparsity of the streaming model; None =
             the streaming sub-networks come from the sampler (omni + dual).
@@ -173,7 +175,8 @@ class SupernetState:
         dual = self.cfg.dual_mode
         if dual is None:
             return self.cfg.sampler.k
-        return 2 if dual.streaming_sparsity is not None else 1 + self.cfg.sampler.k
+        full = 1 if dual.full_weight > 0 else 0
+        return full + (1 if dual.streaming_sparsity is not None else self.cfg.sampler.k)
 
     def plan(self, step: int) -> list[MicroStep]:
         """Micro-steps of optimizer step ``step`` (deterministic in seed and step).
@@ -197,9 +200,8 @@ class SupernetState:
         else:
             plan = [(f"stream_{t}", c) for t, c in plan]
         dense = SubnetConfig.uniform(space.layers, 0.0, space.spec)
-        return [MicroStep("full", dense, "full", None, dual.full_weight)] + [
-            MicroStep(t, c, "streaming", chunk, dual.streaming_weight) for t, c in plan
-        ]
+        full = [MicroStep("full", dense, "full", None, dual.full_weight)] if dual.full_weight > 0 else []
+        return full + [MicroStep(t, c, "streaming", chunk, dual.streaming_weight) for t, c in plan]
 
 
 def replay(iterator: Iterable, state: SupernetState, first_micro_step: int) -> Iterator:
@@ -337,8 +339,10 @@ def valid_subnets(enc, cfg: SupernetConfig) -> list[MicroStep]:
     subnets = uniform_subnets(space, cfg.valid_sparsities)
     if cfg.dual_mode is None:
         return [MicroStep(t, c) for t, c in subnets]
-    full = MicroStep("full", SubnetConfig.uniform(space.layers, 0.0, space.spec), "full")
-    return [full] + [MicroStep(f"stream_{t}", c, "streaming") for t, c in subnets]
+    full = [MicroStep("full", SubnetConfig.uniform(space.layers, 0.0, space.spec), "full")]
+    if cfg.dual_mode.full_weight == 0:
+        full = []
+    return full + [MicroStep(f"stream_{t}", c, "streaming") for t, c in subnets]
 
 
 def log_plan(state: SupernetState) -> None:

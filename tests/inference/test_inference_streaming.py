@@ -157,3 +157,54 @@ def test_ctc_search_doctests():
     from espnet_omni.inference import ctc_search
 
     assert doctest.testmod(ctc_search).failed == 0
+
+
+def test_cli_subnet_and_stock_conformer_checkpoint(model_and_args, in_root, tmp_path):
+    import yaml
+
+    model, args = model_and_args
+    enc = model.encoder
+    sub = SubnetConfig.uniform(enc.prunable_layers(), 0.7, enc.mask_spec)
+    sub.to_yaml(tmp_path / "subnet.yaml")
+    cfg = StreamingConfig(4)
+
+    def cli(config, model_file, out, *extra):
+        asr_inference_streaming.main(["--asr_train_config", str(config), "--asr_model_file", str(model_file),
+                                      "--data_dir", str(VALID), "--output_dir", str(out), "--chunk_size", "4",
+                                      *extra])
+        return (out / "text").read_text()
+
+    # --subnet: the masked sub-network streams (what the in-process recognizer gives), not the dense one
+    sparse = cli("exp/supernet/config.yaml", "exp/supernet/valid.loss.best.pth", tmp_path / "sparse",
+                 "--subnet", str(tmp_path / "subnet.yaml"))
+    enc.set_active_subnet(sub)
+    rec = StreamingRecognizer(model, cfg, beam_size=1, train_args=args)
+    want = []
+    for line in sorted((VALID / "wav.scp").read_text().splitlines()):
+        utt, path = line.split()
+        wav = soundfile.read(path, dtype="float32")[0]
+        rec.reset()
+        rec.feed(wav)
+        want.append(f"{utt} {rec.finish()}".rstrip())
+    assert sparse.splitlines() == want
+    with pytest.raises(ValueError, match="prunable|layer|architecture|unknown|missing"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({"sparsities": {"encoders.99.nope": 0.5}}))
+        cli("exp/supernet/config.yaml", "exp/supernet/valid.loss.best.pth", tmp_path / "bad", "--subnet", str(bad))
+
+    # A stock `encoder: conformer` config + checkpoint: loaded into omni_conformer, streamed like it.
+    conf = yaml.safe_load(open("exp/supernet/config.yaml"))
+    conf["encoder"] = "conformer"
+    conf["encoder_conf"] = {k: v for k, v in conf["encoder_conf"].items()
+                            if k in ("output_size", "attention_heads", "linear_units", "num_blocks", "dropout_rate",
+                                     "positional_dropout_rate", "attention_dropout_rate", "input_layer",
+                                     "normalize_before", "macaron_style", "rel_pos_type", "pos_enc_layer_type",
+                                     "selfattention_layer_type", "activation_type", "use_cnn_module",
+                                     "cnn_module_kernel")}
+    conf.pop("omni_conf", None)
+    (tmp_path / "stock").mkdir()
+    (tmp_path / "stock" / "config.yaml").write_text(yaml.safe_dump(conf))
+    stock = cli(tmp_path / "stock" / "config.yaml", "exp/supernet/valid.loss.best.pth", tmp_path / "stock_out")
+    dense = cli("exp/supernet/config.yaml", "exp/supernet/valid.loss.best.pth", tmp_path / "dense")
+    assert stock == dense
+    assert (tmp_path / "stock" / "config.omni.yaml").exists()

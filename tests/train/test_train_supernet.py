@@ -136,6 +136,18 @@ def test_dual_mode_plan_runs_dense_full_then_sparse_streaming():
     assert [ms.tag for ms in omni.plan(0)] == ["full", "stream_max", "stream_min"] and omni.k == 3
 
 
+def test_full_weight_zero_trains_streaming_alone():
+    from espnet_omni.train.supernet import SupernetState, valid_subnets
+
+    cfg = SupernetConfig.from_dict({"dual_mode": {"streaming_sparsity": 0.7, "full_weight": 0.0},
+                                    "schedule": {"final_sparsity": 0.7, "end_step": 10}, "valid_sparsities": [0.7]})
+    state = SupernetState(cfg, _Enc(), accum_grad=1)
+    assert state.k == 1 and [ms.mode for ms in state.plan(20)] == ["streaming"]
+    assert set(state.plan(0)[0].subnet.sparsities.values()) == {0.0}  # ramps like gradual pruning
+    assert set(state.plan(20)[0].subnet.sparsities.values()) == {0.7}
+    assert [ms.mode for ms in valid_subnets(_Enc(), cfg)] == ["streaming"]
+
+
 @pytest.mark.parametrize("bad, match", [({"full_weight": -1}, "full_weight"), ({"chunk_sizes": [0]}, "chunk_sizes"),
                                          ({"streaming_sparsity": 1.0}, "streaming_sparsity"), ({"chunk": 4}, "chunk")])
 def test_bad_dual_mode_config_raises(bad, match):
