@@ -17,16 +17,21 @@ Options a table can extend (ESPnet 202611):
 from espnet_omni.tasks.registry import ChoiceEntry
 
 _OMNI_CONFORMER = "espnet_omni.nets.omni_conformer:OmniConformerEncoder"
+_CONV_PREENCODER = "espnet_omni.nets.conv_preencoder:Conv2dSubsamplingPreEncoder"
 
 ASR_ENTRIES: tuple[ChoiceEntry, ...] = (
     ChoiceEntry("encoder", "omni_conformer", _OMNI_CONFORMER),
     # An exported sub-network (sparse or row format): stock shapes or per-layer sizes.
     ChoiceEntry("encoder", "omni_conformer_pruned", "espnet_omni.nets.pruned_conformer:PrunedConformerEncoder"),
+    ChoiceEntry("preencoder", "conv2d_subsampling", _CONV_PREENCODER),
 )
 
 SSL_ENTRIES: tuple[ChoiceEntry, ...] = (
     ChoiceEntry("encoder", "omni_conformer", _OMNI_CONFORMER),
-    # The wav2vec 2.0 loss goes here once it exists, e.g.
-    # ChoiceEntry("loss", "wav2vec2", "espnet_omni.ssl.<module>:<AbsSSLLoss subclass>"),
-    # SSL losses are chosen in YAML as  loss: [{name: wav2vec2, conf: {...}}].
+    # The Conformer's conv2d subsampling as the feature encoder whose output is masked.
+    ChoiceEntry("preencoder", "conv2d_subsampling", _CONV_PREENCODER),
+    # wav2vec 2.0; SSL losses are chosen in YAML as  loss: [{name: wav2vec2, conf: {...}}].
+    ChoiceEntry("loss", "wav2vec2", "espnet_omni.ssl.wav2vec2:Wav2Vec2Loss"),
+    # ESPnet's SSL model, handing the losses the unmasked features (wav2vec 2.0 targets).
+    ChoiceEntry("model", "omni_ssl", "espnet_omni.ssl.model:OmniSSLModel"),
 )
