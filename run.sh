@@ -28,6 +28,19 @@
 #      sub-networks found -> exp/asr_<tag>_omni/search/, exp/asr_<tag>_omni/export_<s>/
 #  12  decoding and scoring of every export
 #  13  Table A and its Pareto plot -> the table_a section of --results_file, exp/table_a.png
+#  Table B (dual mode; not run by default: ./run.sh --stage 14 --stop_stage 17):
+#  14  wav2vec 2.0 pretraining on the training audio without its transcripts: SSL stats
+#      -> exp/ssl_stats/; plain (ssl_config, for row 4) -> exp/ssl_w2v/; dual-mode (dense
+#      full-context + sparse streaming, ssl_dual_config, for row 5) -> exp/ssl_w2v_dual/
+#  15  training of the Table B rows (--table_b_rows) that need it: (1) is the dense model
+#      of stage 5; (2) a sparse streaming model alone (stream_config) -> exp/asr_<tag>_stream/;
+#      (3) the dual-mode supernet from random init (dual_config) -> exp/asr_<tag>_dual/;
+#      (4), (5) the same fine-tuned from exp/ssl_w2v/, exp/ssl_w2v_dual/ (--init_param
+#      maps the pre-encoder to encoder.embed) -> exp/asr_<tag>_dual_w2v/, ..._dual_w2vdual/
+#  16  both modes of every row: the full-context network (exported, decoded by asr_inference)
+#      and the streaming one (its sparse sub-network decoded chunk by chunk on one thread by
+#      asr_inference_streaming: RTF, per-chunk latency) -> <row exp>/table_b/
+#  17  Table B -> the table_b section of --results_file
 #
 # Inputs: conf/*.yaml, db.sh (corpus locations). Outputs: <dir>/{data,dump,exp}.
 set -euo pipefail
@@ -69,6 +82,15 @@ search_args="--population 12 --generations 4 --max_utts 100"
                                         # budget (a shared cache), 100 dev utterances each
 supernet_args=""                        # extra asr_train arguments of the supernet (stage 8)
 prune_args=""                           # extra asr_train arguments of each individual model (stage 9)
+# Table B (dual mode, stages 15-17; row 1 is the dense model of stage 5)
+table_b_rows="1 2 3 4 5"                # rows to pretrain, train, decode and tabulate
+stream_config=conf/train_asr_stream.yaml  # row 2: a sparse streaming model trained alone
+dual_config=conf/train_asr_dual.yaml      # rows 3-5: the dual-mode supernet (fine-tuning)
+ssl_config=conf/pretrain_w2v.yaml         # row 4's pretraining: plain wav2vec 2.0
+ssl_dual_config=conf/pretrain_w2v_dual.yaml  # row 5's pretraining: dual-mode wav2vec 2.0
+ssl_args=""                             # extra ssl_train arguments (both pretrainings)
+stream_args=""                          # extra asr_inference_streaming arguments (chunk options;
+                                        # default: each encoder's streaming config)
 # ------------------------------------------------------------------ end of options
 valid_options=$(sed -n '/^# -* options/,/^# -* end of options/p' "$0" | grep -oE '^[a-z_]+=' | tr -d = | tr '\n' ' ')
 
@@ -125,6 +147,7 @@ done_marker() {
     4) echo "$stats_dir/.done" ;;
     5) echo "$asr_exp/.stage5.done" ;;
     8|9|10|11|12|13) echo "$omni_exp/.stage$1.done" ;;
+    14|15|16|17) echo "$exp/table_b/.stage$1.rows${table_b_rows// /}.done" ;;
     *) echo "$asr_exp/decode_$inference_tag/.stage$1.done" ;;
   esac
 }
@@ -205,15 +228,25 @@ if run_stage 4; then
 fi
 
 # ------------------------------------------------------------------ shared steps
-# train_asr CONFIG EXP_DIR [asr_train args...]: train (resuming) into EXP_DIR.
-train_asr() {
-  local config=$1 dir=$2; shift 2
+# run_training MODULE CONFIG EXP_DIR [args...]: an ESPnet training (resuming) into EXP_DIR.
+run_training() {
+  local module=$1 config=$2 dir=$3; shift 3
   mkdir -p "$dir"
   log "training $dir (log: $dir/train.log; TensorBoard: $dir/tensorboard)"
   local start=$SECONDS
   # The full ESPnet log goes to train.log; epoch summaries are echoed here.
-  ( set +e; $python -m espnet_omni.bin.asr_train --config "$config" $token_opts \
+  ( set +e; $python -m "$module" --config "$config" $token_opts \
     --use_preprocessor true --ngpu "$ngpu" --seed "$seed" --resume true \
+    --output_dir "$dir" "$@" 2>&1; echo $? > "$dir/.train_rc" ) \
+    | tee -a "$dir/train.log" | { grep --line-buffered -E 'epoch results|Error' >&2 || true; }
+  [ "$(cat "$dir/.train_rc")" = 0 ] || { log "training failed: see $dir/train.log"; exit 1; }
+  echo $((SECONDS - start)) >> "$dir/train.wall_seconds"
+}
+
+# train_asr CONFIG EXP_DIR [asr_train args...]: ASR training (resuming) into EXP_DIR.
+train_asr() {
+  local config=$1 dir=$2; shift 2
+  run_training espnet_omni.bin.asr_train "$config" "$dir" \
     --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz" \
     --train_data_path_and_name_and_type "$dump/$train_set/wav.scp,speech,sound" \
     --train_data_path_and_name_and_type "$dump/$train_set/text,text,text" \
@@ -222,11 +255,7 @@ train_asr() {
     --train_shape_file "$stats_dir/train/speech_shape" \
     --train_shape_file "$stats_dir/train/text_shape" \
     --valid_shape_file "$stats_dir/valid/speech_shape" \
-    --valid_shape_file "$stats_dir/valid/text_shape" \
-    --output_dir "$dir" "$@" 2>&1; echo $? > "$dir/.train_rc" ) \
-    | tee -a "$dir/train.log" | { grep --line-buffered -E 'epoch results|Error' >&2 || true; }
-  [ "$(cat "$dir/.train_rc")" = 0 ] || { log "training failed: see $dir/train.log"; exit 1; }
-  echo $((SECONDS - start)) >> "$dir/train.wall_seconds"
+    --valid_shape_file "$stats_dir/valid/text_shape" "$@"
 }
 
 # decode_model TRAIN_CONFIG MODEL_FILE DECODE_DIR: decode every test set into DECODE_DIR/<set>/text.
@@ -343,5 +372,100 @@ if run_stage 13; then
     --targets $prune_targets --decode "decode_$inference_tag" --sets $test_sets \
     --results_file "$results_file" --plot "$exp/table_a.png" --command "$command_line"
   finish_stage 13
+fi
+# ------------------------------------------------------------------ Table B
+# row_exp N: the experiment directory of Table B row N.
+row_exp() {
+  case $1 in
+    1) echo "$asr_exp" ;;
+    2) echo "${asr_exp}_stream" ;;
+    3) echo "${asr_exp}_dual" ;;
+    4) echo "${asr_exp}_dual_w2v" ;;
+    5) echo "${asr_exp}_dual_w2vdual" ;;
+    *) echo "run.sh: --table_b_rows: no row '$1' (rows: 1 2 3 4 5)" >&2; exit 2 ;;
+  esac
+}
+for r in $table_b_rows; do row_exp "$r" > /dev/null; done
+ssl_stats=$exp/ssl_stats
+ssl_exp() { case $1 in 4) echo "$exp/ssl_w2v" ;; 5) echo "$exp/ssl_w2v_dual" ;; esac; }
+ssl_config_of() { case $1 in 4) echo "$ssl_config" ;; 5) echo "$ssl_dual_config" ;; esac; }
+
+if run_stage 14; then
+  for r in $table_b_rows; do
+    [ "$r" = 4 ] || [ "$r" = 5 ] || continue
+    if [ ! -f "$ssl_stats/.done" ]; then
+      # Shapes and feature mean/var of the audio alone (wav2vec 2.0 reads no transcripts).
+      log "SSL stats -> $ssl_stats"
+      $python -m espnet_omni.bin.ssl_train --collect_stats true --ngpu 0 --num_workers 1 \
+        --config "$(ssl_config_of "$r")" $token_opts --normalize none --use_preprocessor true \
+        --train_data_path_and_name_and_type "$dump/$train_set/wav.scp,speech,sound" \
+        --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \
+        --train_shape_file "$dump/$train_set/wav.scp" --valid_shape_file "$dump/$valid_set/wav.scp" \
+        --batch_type unsorted --batch_size 8 --output_dir "$ssl_stats" > "$exp/ssl_stats.log" 2>&1 \
+        || { log "SSL stats failed: see $exp/ssl_stats.log"; exit 1; }
+      touch "$ssl_stats/.done"
+    fi
+    run_training espnet_omni.bin.ssl_train "$(ssl_config_of "$r")" "$(ssl_exp "$r")" \
+      --normalize_conf "stats_file=$ssl_stats/train/feats_stats.npz" \
+      --train_data_path_and_name_and_type "$dump/$train_set/wav.scp,speech,sound" \
+      --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \
+      --train_shape_file "$ssl_stats/train/speech_shape" --valid_shape_file "$ssl_stats/valid/speech_shape" \
+      $ssl_args
+  done
+  finish_stage 14
+fi
+
+if run_stage 15; then
+  for r in $table_b_rows; do
+    case $r in
+      2) train_asr "$stream_config" "$(row_exp 2)" ;;
+      3) train_asr "$dual_config" "$(row_exp 3)" ;;
+      4|5)
+        m=$(ssl_exp "$r")/$inference_model
+        [ -f "$m" ] || { log "row $r needs the pretrained $m (stage 14)"; exit 1; }
+        train_asr "$dual_config" "$(row_exp "$r")" \
+          --init_param "$m:preencoder:encoder.embed" "$m:encoder:encoder" ;;
+    esac
+  done
+  finish_stage 15
+fi
+
+if run_stage 16; then
+  for r in $table_b_rows; do
+    d=$(row_exp "$r"); t=$d/table_b; mkdir -p "$t"
+    # The sparsity of each mode's network: the streaming one is dual_mode.streaming_sparsity
+    # (0 for a model trained without dual mode); the full-context one is dense, except in a
+    # streaming model trained alone (dual_mode.full_weight 0), whose only network is sparse.
+    read -r s_full s_stream < <($python -c 'import sys, yaml
+dm = (yaml.safe_load(open(sys.argv[1])).get("omni_conf") or {}).get("dual_mode") or {}
+s = float(dm.get("streaming_sparsity") or 0.0)
+print(s if float(dm.get("full_weight", 1.0)) == 0 else 0.0, s)' "$d/config.yaml")
+    log "row $r ($d): full-context sparsity $s_full, streaming sparsity $s_stream"
+    for mode in full stream; do
+      [ $mode = full ] && s=$s_full || s=$s_stream
+      $python -m espnet_omni.bin.subnet_yaml --asr_train_config "$d/config.yaml" --sparsity "$s" --out "$t/subnet_$mode.yaml"
+      export_model "$d" "$t/subnet_$mode.yaml" "$t/export_$mode"
+    done
+    decode_model "$t/export_full/config.yaml" "$t/export_full/model.pth" "$t/export_full/decode_$inference_tag"
+    score_decode "$t/export_full" "decode_$inference_tag" "$t/export_full/config.yaml" none
+    for x in $test_sets; do
+      log "streaming decoding of $x (one thread) -> $t/stream/$x"
+      OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference_streaming --num_threads 1 \
+        --asr_train_config "$d/config.yaml" --asr_model_file "$d/$inference_model" \
+        --subnet "$t/subnet_stream.yaml" --data_dir "$dump/$x" --output_dir "$t/stream/$x" $stream_args \
+        > "$t/stream.$x.log" 2>&1 || { log "streaming decoding failed: see $t/stream.$x.log"; exit 1; }
+    done
+    score_decode "$t" stream "$d/config.yaml" none
+  done
+  finish_stage 16
+fi
+
+if run_stage 17; then
+  $python local/table_b.py --rows $table_b_rows \
+    --exps $(for r in $table_b_rows; do printf '%s ' "$(row_exp "$r")"; done) \
+    --pretrain $(for r in $table_b_rows; do [ -z "$(ssl_exp "$r")" ] || printf '%s=%s ' "$r" "$(ssl_exp "$r")"; done) \
+    --decode "decode_$inference_tag" --sets $test_sets \
+    --results_file "$results_file" --command "$command_line"
+  finish_stage 17
 fi
 log "finished stages $stage..$stop_stage"

@@ -50,11 +50,19 @@ def test_tiny_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert again.stderr.count("skipping") == 7, again.stderr
 
 
-def test_tiny_table_a_stages(tmp_path):
-    """Stages 8-13 (supernet, individual pruning, export, search, decode, Table A) on the tiny corpus."""
+@pytest.fixture(scope="module")
+def tiny_dense(tmp_path_factory) -> tuple[Path, list[str]]:
+    """Stages 1-7 on the tiny corpus (the dense model Tables A and B start from), once."""
+    tmp_path = tmp_path_factory.mktemp("tiny_tables")
     common = ["--dir", str(tmp_path), "--size", "tiny", "--asr_config", "conf/train_asr_tiny.yaml",
               "--test_sets", "test", "--nj", "1"]
-    run_sh(*common)  # stages 1-7: Table A compares against the decoded dense model
+    run_sh(*common)
+    return tmp_path, common
+
+
+def test_tiny_table_a_stages(tiny_dense):
+    """Stages 8-13 (supernet, individual pruning, export, search, decode, Table A) on the tiny corpus."""
+    tmp_path, common = tiny_dense
     run_sh(*common, "--stage", "8", "--stop_stage", "13", "--omni_config", "conf/train_asr_tiny_omni.yaml",
            "--prune_config", "conf/train_asr_tiny_prune.yaml", "--prune_targets", "0.5 0.8",
            "--prune_ramp_steps", "2", "--search_args", "--population 4 --generations 2", "--test_sets", "test")
@@ -66,3 +74,26 @@ def test_tiny_table_a_stages(tmp_path):
     budget = json.loads((tmp_path / "exp/asr_tiny_prune0.8/subnet.json").read_text())["encoder_nonzero_params"]
     found = yaml.safe_load((tmp_path / f"exp/asr_tiny_omni/search/subnet_{budget}.yaml").read_text())
     assert found["sparsities"], "the search wrote a sub-network for the budget"
+
+
+def test_tiny_table_b_stages(tiny_dense):
+    """Stages 15-17 (streaming-alone and dual-mode training, both modes decoded, Table B) on the tiny corpus."""
+    tmp_path, common = tiny_dense
+    opts = ["--stream_config", "conf/train_asr_tiny_stream.yaml", "--dual_config", "conf/train_asr_tiny_dual.yaml"]
+    run_sh(*common, *opts, "--stage", "15", "--stop_stage", "17")
+    table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_b -->")[1].split("<!-- END")[0]
+    for name in ("dense full-context model alone", "sparse streaming model alone", "dual-mode supernet"):
+        assert re.search(rf"^\| \(\d\) {name}[^|]* \| [\d.]+ \| [\d.]+ \| [\d.]+ M / [\d.]+ MB \| "
+                         rf"[\d.]+ M / [\d.]+ MB \| [\d.]+ \| \d+ \|", table, re.M), (name, table)
+    assert "C3, sparse streaming mode" in table
+    exp = tmp_path / "exp"
+    # row 2 is sparse in both modes; rows 1 and 3 have a dense full-context network
+    sizes = {r: json.loads((exp / f"asr_tiny{r}/table_b/export_full/export.json").read_text())["nonzero_params"]
+             for r in ("", "_stream", "_dual")}
+    assert sizes["_stream"] < sizes[""] == sizes["_dual"]
+    stream = json.loads((exp / "asr_tiny_dual/table_b/export_stream/export.json").read_text())["nonzero_params"]
+    assert stream < sizes["_dual"]
+    lat = json.loads((exp / "asr_tiny_dual/table_b/stream/test/latency.json").read_text())
+    assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
+    r = run_sh(*common, "--table_b_rows", "1 9", "--stage", "17", check=False)
+    assert r.returncode == 2 and "no row '9'" in r.stderr

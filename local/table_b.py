@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Table B (dual mode) from the recipe's own outputs.
+
+Usage (run.sh stage 17 calls it):
+  python local/table_b.py --rows 1 2 3 \
+      --exps exp/asr_ctc exp/asr_ctc_stream exp/asr_ctc_dual \
+      --decode decode_decode_ctc_valid.loss.ave --sets dev test real \
+      --results_file RESULTS.md --command "./run.sh --stage 15 --stop_stage 17"
+
+Reads, per row (experiment directory E, stage 16's outputs in E/table_b/):
+  E/table_b/export_full/export.json, .../<decode>/scores.json   the full-context network
+  E/table_b/export_stream/export.json                          the streaming network's size
+  E/table_b/stream/scores.json, E/table_b/stream/<set>/latency.json   streaming WER, RTF
+  E/compute.json                                               training CPU seconds
+  P/train.log, P/compute.json (--pretrain N=P, rows 4-5)       wav2vec 2.0 pretraining: per-epoch
+                                                               valid accuracy, code perplexity; CPU s
+Writes: the `table_b` section of --results_file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from espnet_omni.scoring.results_file import replace_section  # noqa: E402
+
+ROW_NAMES = {
+    "1": "(1) dense full-context model alone",
+    "2": "(2) sparse streaming model alone",
+    "3": "(3) dual-mode supernet, random init",
+    "4": "(4) dual-mode supernet, fine-tuned from plain wav2vec 2.0",
+    "5": "(5) dual-mode supernet, fine-tuned from dual-mode wav2vec 2.0",
+}
+EPOCH_RE = re.compile(r"(\d+)epoch results: \[train\] (.*?), \[valid\] (.*?)(?:, \[att_plot\]|$)", re.M)
+
+
+def load(path: Path) -> dict:
+    if not path.is_file():
+        raise SystemExit(f"table_b: missing {path} (run the stage that writes it first)")
+    return json.loads(path.read_text())
+
+
+def wer(scores: dict, s: str) -> float:
+    return 100 * scores["scores"][s]["words"]["wer"] if s in scores["scores"] else math.nan
+
+
+def row(args, r: str, exp: Path) -> dict:
+    t = exp / "table_b"
+    rtf_set = args.rtf_set if args.rtf_set in args.sets else args.sets[0]
+    return {
+        "row": r, "exp": exp,
+        "full": load(t / "export_full" / "export.json"),
+        "full_scores": load(t / "export_full" / args.decode / "scores.json"),
+        "stream": load(t / "export_stream" / "export.json"),
+        "stream_scores": load(t / "stream" / "scores.json"),
+        "latency": load(t / "stream" / rtf_set / "latency.json"),
+        "compute": load(exp / "compute.json"),
+        "pretrain": args.pretrain.get(r),
+    }
+
+
+def _size(e: dict) -> str:
+    return f"{e['nonzero_params'] / 1e6:.2f} M / {e['model_bytes'] / 1e6:.2f} MB"
+
+
+def render(args, table: list[dict]) -> str:
+    sets = args.sets
+    rtf_set = args.rtf_set if args.rtf_set in sets else sets[0]
+    head = ("| row | streaming WER % (" + " / ".join(sets) + ") | full-context WER % (" + " / ".join(sets)
+            + ") | streaming model: non-zero params / file | full-context model: non-zero params / file"
+            + f" | streaming RTF ({rtf_set}, 1 thread) | training CPU s |")
+    lines = [
+        "### Table B: dual mode (fine-tuning rows)",
+        "",
+        f"Written by `local/table_b.py` from the recipe's outputs; command: `{args.command}`.",
+        "Streaming = chunk-by-chunk decoding (`espnet_omni.bin.asr_inference_streaming`, CTC greedy) of",
+        "the row's streaming network; full-context = the row's full-context network exported and decoded",
+        "with `espnet_omni.bin.asr_inference`. Sizes are the exported models (whole model: encoder + CTC).",
+        "",
+        head,
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in table:
+        lat = t["latency"]
+        lines.append(
+            f"| {ROW_NAMES.get(t['row'], t['row'])} | "
+            + " / ".join(f"{wer(t['stream_scores'], s):.1f}" for s in sets) + " | "
+            + " / ".join(f"{wer(t['full_scores'], s):.1f}" for s in sets) + " | "
+            + f"{_size(t['stream'])} | {_size(t['full'])} | {lat['rtf']:.3f} | "
+            + f"{t['compute']['train_cpu_seconds']:.0f}"
+            + (f" + {load(t['pretrain'] / 'compute.json')['train_cpu_seconds']:.0f} pretraining"
+               if t["pretrain"] else "") + " |"
+        )
+    lat = table[0]["latency"]
+    lines += [
+        "",
+        f"Streaming: chunk {lat['streaming']['chunk_size']} encoder frames, left chunks "
+        f"{lat['streaming']['left_chunks']}, look-ahead {lat['streaming']['lookahead']} frames; algorithmic "
+        f"latency {lat['algorithmic_latency_ms']:.0f} ms (chunk + look-ahead + front-end context); mean / max "
+        f"compute per chunk of row {table[0]['row']}: {lat['chunk_compute_ms_mean']:.1f} / "
+        f"{lat['chunk_compute_ms_max']:.1f} ms.",
+    ]
+    lines += verdicts(table, sets[1] if len(sets) > 1 else sets[0])
+    lines += pretraining(table)
+    return "\n".join(lines) + "\n"
+
+
+def epochs(log: Path) -> list[dict]:
+    """``[{"epoch": n, "valid": {key: value}}]`` from ESPnet's "Nepoch results" log lines."""
+    if not log.is_file():
+        raise SystemExit(f"table_b: missing {log} (run stage 14 first)")
+    out = []
+    for m in EPOCH_RE.finditer(log.read_text(errors="replace")):
+        valid = {}
+        for kv in m.group(3).split(", "):
+            k, _, v = kv.partition("=")
+            try:
+                valid[k] = float(v)
+            except ValueError:
+                pass
+        out.append({"epoch": int(m.group(1)), "valid": valid})
+    return out
+
+
+def pretraining(table: list[dict]) -> list[str]:
+    """Does pretraining learn? Valid contrastive accuracy vs chance, code perplexity (per mode)."""
+    rows = [t for t in table if t["pretrain"]]
+    if not rows:
+        return []
+    lines = ["", "wav2vec 2.0 pretraining (valid set, first and last epoch; chance = 1 / (1 + distractors)):", "",
+             "| pretraining | mode | epochs | accuracy first -> last | chance | code perplexity first -> last "
+             "(of entries^groups) | CPU s |", "|---|---|---|---|---|---|---|"]
+    for t in rows:
+        p = t["pretrain"]
+        conf = load_yaml(p / "config.yaml")
+        w2v = next(x for x in conf["loss"] if x["name"] == "wav2vec2").get("conf", {})
+        k, g, v = w2v.get("num_negatives", 100), w2v.get("codebook_groups", 2), w2v.get("codebook_entries", 320)
+        ep = epochs(p / "train.log")
+        if not ep:
+            raise SystemExit(f"table_b: no epoch results in {p / 'train.log'}")
+        first, last = ep[0]["valid"], ep[-1]["valid"]
+        suffixes = sorted({key[len("w2v_acc"):] for key in last if key.startswith("w2v_acc")})
+        for suf in [x for x in suffixes if x] or [""]:
+            mode = {"": "dense full-context", "_full": "dense full-context"}.get(
+                suf, f"streaming, sparsity {suf.rsplit('_s', 1)[-1]}%" if "_s" in suf else suf.lstrip("_"))
+            lines.append(
+                f"| `{p.name}` | {mode} | {ep[-1]['epoch']} | {first['w2v_acc' + suf]:.3f} -> "
+                f"{last['w2v_acc' + suf]:.3f} | {1 / (1 + k):.3f} | {first['w2v_code_ppl' + suf]:.1f} -> "
+                f"{last['w2v_code_ppl' + suf]:.1f} (of {v ** g}) | "
+                f"{load(p / 'compute.json')['train_cpu_seconds']:.0f} |")
+    return lines
+
+
+def load_yaml(path: Path) -> dict:
+    import yaml
+
+    if not path.is_file():
+        raise SystemExit(f"table_b: missing {path}")
+    return yaml.safe_load(path.read_text())
+
+
+def verdicts(table: list[dict], test: str) -> list[str]:
+    """Claim C3 where rows 1-3 exist: each mode of the dual-mode supernet vs the model alone."""
+    by = {t["row"]: t for t in table}
+    out = []
+    if "3" in by and "1" in by:
+        a, b = wer(by["3"]["full_scores"], test), wer(by["1"]["full_scores"], test)
+        out.append(f"- C3, full-context mode on `{test}`: dual-mode supernet {a:.1f}% vs dense model alone "
+                   f"{b:.1f}%: {'holds' if a <= b else 'does not hold'}.")
+    if "3" in by and "2" in by:
+        a, b = wer(by["3"]["stream_scores"], test), wer(by["2"]["stream_scores"], test)
+        out.append(f"- C3, sparse streaming mode on `{test}`: dual-mode supernet {a:.1f}% vs streaming model "
+                   f"alone {b:.1f}%: {'holds' if a <= b else 'does not hold'}.")
+    # C4: pretraining (rows 4, 5) vs random init (row 3), and supernet vs plain pretraining.
+    for r, what in (("4", "plain wav2vec 2.0"), ("5", "dual-mode wav2vec 2.0")):
+        if r in by and "3" in by:
+            for mode in ("full", "stream"):
+                a, b = wer(by[r][f"{mode}_scores"], test), wer(by["3"][f"{mode}_scores"], test)
+                name = "full-context" if mode == "full" else "sparse streaming"
+                out.append(f"- C4, {name} mode on `{test}`: fine-tuned from {what} {a:.1f}% vs random init "
+                           f"{b:.1f}%: {'lower' if a < b else 'not lower'}.")
+    if "5" in by and "4" in by:
+        a, b = wer(by["5"]["stream_scores"], test), wer(by["4"]["stream_scores"], test)
+        out.append(f"- C4, sparse streaming mode on `{test}`: dual-mode pretraining {a:.1f}% vs plain pretraining "
+                   f"{b:.1f}%: {'holds' if a <= b else 'does not hold'}.")
+    return [""] + out if out else []
+
+
+def main(cmd=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", nargs="+", required=True)
+    p.add_argument("--exps", nargs="+", required=True, type=Path)
+    p.add_argument("--decode", required=True)
+    p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--rtf_set", default="test", help="the set whose streaming RTF is shown")
+    p.add_argument("--pretrain", nargs="*", default=[], metavar="ROW=DIR",
+                   help="the wav2vec 2.0 pretraining experiment of a row (rows 4, 5)")
+    p.add_argument("--results_file", type=Path, required=True)
+    p.add_argument("--command", default="")
+    args = p.parse_args(cmd)
+    pre = {}
+    for item in args.pretrain:
+        row_, sep, d = item.partition("=")
+        if not sep or not d:
+            raise SystemExit(f"table_b: --pretrain {item!r}: expected ROW=DIR")
+        pre[row_] = Path(d)
+    args.pretrain = pre
+    if len(args.rows) != len(args.exps):
+        raise SystemExit(f"table_b: {len(args.rows)} --rows but {len(args.exps)} --exps")
+    table = [row(args, r, e) for r, e in zip(args.rows, args.exps)]
+    replace_section(args.results_file, "table_b", render(args, table))
+    print(f"table_b: wrote {args.results_file} (section table_b)")
+
+
+if __name__ == "__main__":
+    main()
