@@ -37,9 +37,9 @@
 #      (3) the dual-mode supernet from random init (dual_config) -> exp/asr_<tag>_dual/;
 #      (4), (5) the same fine-tuned from exp/ssl_w2v/, exp/ssl_w2v_dual/ (--init_param
 #      maps the pre-encoder to encoder.embed) -> exp/asr_<tag>_dual_w2v/, ..._dual_w2vdual/
-#  16  both modes of every row: the full-context network (exported, decoded by asr_inference)
-#      and the streaming one (its sparse sub-network decoded chunk by chunk on one thread by
-#      asr_inference_streaming: RTF, per-chunk latency) -> <row exp>/table_b/
+#  16  both modes of every row (espnet_omni.bin.dual_mode_eval): the full-context network
+#      exported and decoded (ESPnet's Speech2Text, --inference_config), the streaming one
+#      decoded chunk by chunk on one thread (RTF, per-chunk latency) -> <row exp>/table_b/
 #  17  Table B -> the table_b section of --results_file
 #
 # Inputs: conf/*.yaml, db.sh (corpus locations). Outputs: <dir>/{data,dump,exp}.
@@ -89,8 +89,8 @@ dual_config=conf/train_asr_dual.yaml      # rows 3-5: the dual-mode supernet (fi
 ssl_config=conf/pretrain_w2v.yaml         # row 4's pretraining: plain wav2vec 2.0
 ssl_dual_config=conf/pretrain_w2v_dual.yaml  # row 5's pretraining: dual-mode wav2vec 2.0
 ssl_args=""                             # extra ssl_train arguments (both pretrainings)
-stream_args=""                          # extra asr_inference_streaming arguments (chunk options;
-                                        # default: each encoder's streaming config)
+stream_args=""                          # streaming options of espnet_omni.bin.dual_mode_eval (e.g.
+                                        # "--chunk_size 8"; default: each encoder's streaming config)
 # ------------------------------------------------------------------ end of options
 valid_options=$(sed -n '/^# -* options/,/^# -* end of options/p' "$0" | grep -oE '^[a-z_]+=' | tr -d = | tr '\n' ' ')
 
@@ -433,28 +433,14 @@ fi
 if run_stage 16; then
   for r in $table_b_rows; do
     d=$(row_exp "$r"); t=$d/table_b; mkdir -p "$t"
-    # The sparsity of each mode's network: the streaming one is dual_mode.streaming_sparsity
-    # (0 for a model trained without dual mode); the full-context one is dense, except in a
-    # streaming model trained alone (dual_mode.full_weight 0), whose only network is sparse.
-    read -r s_full s_stream < <($python -c 'import sys, yaml
-dm = (yaml.safe_load(open(sys.argv[1])).get("omni_conf") or {}).get("dual_mode") or {}
-s = float(dm.get("streaming_sparsity") or 0.0)
-print(s if float(dm.get("full_weight", 1.0)) == 0 else 0.0, s)' "$d/config.yaml")
-    log "row $r ($d): full-context sparsity $s_full, streaming sparsity $s_stream"
-    for mode in full stream; do
-      [ $mode = full ] && s=$s_full || s=$s_stream
-      $python -m espnet_omni.bin.subnet_yaml --asr_train_config "$d/config.yaml" --sparsity "$s" --out "$t/subnet_$mode.yaml"
-      export_model "$d" "$t/subnet_$mode.yaml" "$t/export_$mode"
-    done
-    decode_model "$t/export_full/config.yaml" "$t/export_full/model.pth" "$t/export_full/decode_$inference_tag"
+    log "row $r: both modes of $d (log: $t/eval.log)"
+    $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
+      --asr_model_file "$d/$inference_model" --inference_config "$inference_config" \
+      --decode_name "decode_$inference_tag" --format "$export_format" --out_dir "$t" \
+      $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) $stream_args \
+      > "$t/eval.log" 2>&1 || { log "evaluation failed: see $t/eval.log"; exit 1; }
+    grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
     score_decode "$t/export_full" "decode_$inference_tag" "$t/export_full/config.yaml" none
-    for x in $test_sets; do
-      log "streaming decoding of $x (one thread) -> $t/stream/$x"
-      OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference_streaming --num_threads 1 \
-        --asr_train_config "$d/config.yaml" --asr_model_file "$d/$inference_model" \
-        --subnet "$t/subnet_stream.yaml" --data_dir "$dump/$x" --output_dir "$t/stream/$x" $stream_args \
-        > "$t/stream.$x.log" 2>&1 || { log "streaming decoding failed: see $t/stream.$x.log"; exit 1; }
-    done
     score_decode "$t" stream "$d/config.yaml" none
   done
   finish_stage 16

@@ -8,22 +8,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_omni.tasks import OmniASRTask
+from espnet_omni.tasks import OmniASRTask, OmniSSLTask
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 TRAIN_CONFIGS = sorted(CONF.glob("train_*.yaml")) + sorted(ROOT.glob("egs/*/*/conf/train_*.yaml"))
+SSL_CONFIGS = sorted(CONF.glob("pretrain_*.yaml")) + sorted(ROOT.glob("egs/*/*/conf/pretrain_*.yaml"))
 SUPERNET_ONLY = {"mask_granularity", "mask_block", "mask_n", "mask_m", "prune_frontend", "prunable", "prune_exclude"}
 
 
-def _args(config: Path, tmp_path: Path):
+def _args(config: Path, tmp_path: Path, task=OmniASRTask):
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("\n".join(["<blank>", "<unk>", "a", "b", "<space>", "<sos/eos>"]) + "\n")
     import numpy as np
 
     stats = tmp_path / "feats_stats.npz"  # what stage 4 writes: count, sum, sum_square
     np.savez(stats, count=np.array(10), sum=np.zeros(80), sum_square=np.full(80, 10.0))
-    return OmniASRTask.get_parser().parse_args(
+    return task.get_parser().parse_args(
         ["--config", str(config), "--token_list", str(tokens), "--output_dir", str(tmp_path / "exp"),
          "--normalize_conf", f"stats_file={stats}"]
     )
@@ -46,4 +47,34 @@ def test_table_a_configs_match_the_dense_model(conf_dir, name):
     conf = {k: v for k, v in other["encoder_conf"].items() if k not in SUPERNET_ONLY}
     assert conf == dense["encoder_conf"]
     for key in ("frontend_conf", "model_conf", "normalize", "specaug_conf", "optim", "batch_bins"):
+        assert other.get(key) == dense.get(key), key
+
+
+@pytest.mark.parametrize("config", SSL_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_pretraining_config_builds_and_matches_its_fine_tuning_model(config, tmp_path):
+    args = _args(config, tmp_path, OmniSSLTask)
+    model = OmniSSLTask.build_model(args)
+    OmniSSLTask.trainer.build_options(args)
+    assert type(model).__name__ == "OmniSSLModel" and type(model.losses[0]).__name__ == "Wav2Vec2Loss"
+    assert "Hardware" in config.read_text() or "tests run it" in config.read_text()
+    # Fine-tuning (rows 4-5) loads it into the dual-mode ASR model: same blocks, the
+    # pre-encoder becomes encoder.embed (input_layer conv2d of the same size).
+    tiny = "tiny_" if "tiny" in config.name else ""
+    asr = yaml.safe_load((config.parent / f"train_asr_{tiny}dual.yaml").read_text())
+    ssl = yaml.safe_load(config.read_text())
+    assert ssl["encoder_conf"]["input_layer"] is None and asr["encoder_conf"]["input_layer"] == "conv2d"
+    strip = lambda c: {k: v for k, v in c.items() if k != "input_layer"}  # noqa: E731
+    assert strip(ssl["encoder_conf"]) == strip(asr["encoder_conf"])
+    assert ssl["preencoder_conf"]["output_size"] == asr["encoder_conf"]["output_size"]
+    assert ssl["frontend_conf"] == asr["frontend_conf"]
+
+
+@pytest.mark.parametrize("conf_dir", [CONF, ROOT / "egs/librispeech/asr1/conf"], ids=["embedded", "librispeech"])
+@pytest.mark.parametrize("name", ["train_asr_stream.yaml", "train_asr_dual.yaml"])
+def test_table_b_configs_match_the_dense_model(conf_dir, name):
+    dense = yaml.safe_load((conf_dir / "train_asr_ctc.yaml").read_text())
+    other = yaml.safe_load((conf_dir / name).read_text())
+    conf = {k: v for k, v in other["encoder_conf"].items() if k != "streaming"}
+    assert conf == dense["encoder_conf"]
+    for key in ("frontend_conf", "model_conf", "normalize", "specaug_conf", "optim", "batch_bins", "max_epoch"):
         assert other.get(key) == dense.get(key), key

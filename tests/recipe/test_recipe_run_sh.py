@@ -77,15 +77,22 @@ def test_tiny_table_a_stages(tiny_dense):
 
 
 def test_tiny_table_b_stages(tiny_dense):
-    """Stages 15-17 (streaming-alone and dual-mode training, both modes decoded, Table B) on the tiny corpus."""
+    """Stages 14-17 (wav2vec 2.0 pretraining, streaming-alone / dual-mode training and fine-tuning, both
+    modes decoded, Table B) on the tiny corpus."""
     tmp_path, common = tiny_dense
-    opts = ["--stream_config", "conf/train_asr_tiny_stream.yaml", "--dual_config", "conf/train_asr_tiny_dual.yaml"]
-    run_sh(*common, *opts, "--stage", "15", "--stop_stage", "17")
+    opts = ["--stream_config", "conf/train_asr_tiny_stream.yaml", "--dual_config", "conf/train_asr_tiny_dual.yaml",
+            "--ssl_config", "conf/pretrain_tiny_w2v.yaml", "--ssl_dual_config", "conf/pretrain_tiny_w2v_dual.yaml"]
+    run_sh(*common, *opts, "--stage", "14", "--stop_stage", "17")
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_b -->")[1].split("<!-- END")[0]
-    for name in ("dense full-context model alone", "sparse streaming model alone", "dual-mode supernet"):
-        assert re.search(rf"^\| \(\d\) {name}[^|]* \| [\d.]+ \| [\d.]+ \| [\d.]+ M / [\d.]+ MB \| "
-                         rf"[\d.]+ M / [\d.]+ MB \| [\d.]+ \| \d+ \|", table, re.M), (name, table)
-    assert "C3, sparse streaming mode" in table
+    for name in ("dense full-context model alone", "sparse streaming model alone", "dual-mode supernet, random init",
+                 "fine-tuned from plain wav2vec 2.0", "fine-tuned from dual-mode wav2vec 2.0"):
+        assert re.search(rf"^\| \(\d\) [^|]*{name} \| [\d.]+ \| [\d.]+ \| [\d.]+ M / [\d.]+ MB \| "
+                         rf"[\d.]+ M / [\d.]+ MB \| [\d.]+ \| \d+( \+ \d+ pretraining)? \|", table, re.M), (name, table)
+    assert "C3, sparse streaming mode" in table and "C4, sparse streaming mode" in table
+    assert re.search(r"^\| `ssl_w2v_dual` \| streaming, sparsity 50% \| 1 \| [\d.]+ -> [\d.]+ \| 0\.167 \|", table, re.M)
+    # fine-tuning started from the pretrained weights (ESPnet logs each --init_param it loads)
+    log = (tmp_path / "exp/asr_tiny_dual_w2vdual/train.log").read_text()
+    assert "ssl_w2v_dual/valid.loss.ave.pth:preencoder:encoder.embed" in log
     exp = tmp_path / "exp"
     # row 2 is sparse in both modes; rows 1 and 3 have a dense full-context network
     sizes = {r: json.loads((exp / f"asr_tiny{r}/table_b/export_full/export.json").read_text())["nonzero_params"]
@@ -97,3 +104,32 @@ def test_tiny_table_b_stages(tiny_dense):
     assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
     r = run_sh(*common, "--table_b_rows", "1 9", "--stage", "17", check=False)
     assert r.returncode == 2 and "no row '9'" in r.stderr
+
+
+def test_librispeech_recipe_dry_run_on_a_fake_tree(tmp_path):
+    """egs/librispeech/asr1/run.sh: data prep, format, tokens and stats (its paper-scale config) on a
+    fake LibriSpeech tree, on CPU; the GPU stages are left to users with GPUs and the data."""
+    import numpy as np
+    import soundfile as sf
+
+    ls = tmp_path / "LibriSpeech"
+    rng = np.random.default_rng(0)
+    words = ["GO", "DO", "YOU", "HEAR", "THE", "FRIEND", "ZERO", "ONE"]
+    for subset in ("train-clean-100", "dev-clean", "test-clean", "test-other"):
+        chap = ls / subset / "84" / "121123"
+        chap.mkdir(parents=True)
+        lines = []
+        for i in range(3):
+            utt = f"84-121123-{i:04d}"
+            sf.write(chap / f"{utt}.flac", 0.1 * rng.standard_normal(16000), 16000, format="FLAC")
+            lines.append(f"{utt} " + " ".join(rng.choice(words, 4)))
+        (chap / "84-121123.trans.txt").write_text("\n".join(lines) + "\n")
+    r = subprocess.run(["egs/librispeech/asr1/run.sh", "--dir", str(tmp_path / "ls"), "--stop_stage", "4",
+                        "--token_type", "char", "--ngpu", "0", "--nj", "1"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900,
+                       env={**__import__("os").environ, "LIBRISPEECH": str(ls)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    for s in ("train_clean_100", "dev_clean", "test_clean", "test_other"):
+        assert len((tmp_path / f"ls/dump/raw/{s}/wav.scp").read_text().splitlines()) == 3
+    stats = np.load(tmp_path / "ls/exp/asr_stats_char/train/feats_stats.npz")
+    assert stats["sum"].shape == (80,)  # the LibriSpeech config's 80 mel bins

@@ -5,6 +5,7 @@
 # Usage:
 #   egs/librispeech/asr1/run.sh                          # train-clean-100, stages 1-7
 #   egs/librispeech/asr1/run.sh --stage 8 --stop_stage 13   # Table A on LibriSpeech
+#   egs/librispeech/asr1/run.sh --stage 14 --stop_stage 17  # Table B (wav2vec 2.0 + dual mode)
 #   egs/librispeech/asr1/run.sh --ngpu 0 --stop_stage 4  # data + stats only (CPU)
 #
 # Writes: egs/librispeech/asr1/{data,dump,exp,RESULTS.md}. Any run.sh option may follow.
@@ -18,4 +19,8 @@ exec ./run.sh --dir "$here" --corpus librispeech \
   --asr_config egs/librispeech/asr1/conf/train_asr_ctc.yaml \
   --omni_config egs/librispeech/asr1/conf/train_asr_omni.yaml \
   --prune_config egs/librispeech/asr1/conf/train_asr_prune.yaml \
-  --prune_ramp_steps 20000 "$@"
+  --prune_ramp_steps 20000 \
+  --stream_config egs/librispeech/asr1/conf/train_asr_stream.yaml \
+  --dual_config egs/librispeech/asr1/conf/train_asr_dual.yaml \
+  --ssl_config egs/librispeech/asr1/conf/pretrain_w2v.yaml \
+  --ssl_dual_config egs/librispeech/asr1/conf/pretrain_w2v_dual.yaml "$@"

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Evaluate both modes of a model (Table B, run.sh stage 16) in one process.
+
+Usage:
+    python -m espnet_omni.bin.dual_mode_eval \
+        --asr_train_config exp/asr_ctc_dual/config.yaml \
+        --asr_model_file exp/asr_ctc_dual/valid.loss.ave.pth \
+        --inference_config conf/decode_ctc.yaml --decode_name decode_ctc \
+        --data_dir dump/raw/dev --data_dir dump/raw/test --out_dir exp/asr_ctc_dual/table_b
+        [--format sparse] [--chunk_size 16 --left_chunks -1 --lookahead 0] [--beam_size 1]
+
+The sparsity of each mode's network comes from the training config
+(:func:`mode_sparsities`): the streaming network is
+``omni_conf.dual_mode.streaming_sparsity`` (0 without dual mode), the
+full-context one is dense, except in a streaming model trained alone
+(``dual_mode.full_weight: 0``). A stock ``encoder: conformer`` model is
+evaluated as the dense network of an ``omni_conformer`` (same weights).
+
+Writes, under --out_dir:
+    subnet_{full,stream}.yaml     the two sub-networks (uniform sparsity)
+    export_{full,stream}/         each exported (config.yaml, model.pth, export.json: sizes)
+    export_full/<decode_name>/<set>/text   full-context decoding of the export with
+                                  ESPnet's Speech2Text (--inference_config)
+    stream/<set>/{text,latency.json}   chunk-by-chunk decoding of the streaming network
+                                  on one thread: RTF, per-chunk compute, algorithmic latency
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from espnet2.fileio.sound_scp import SoundScpReader
+from espnet_omni.export import FORMATS, export_asr_model
+from espnet_omni.inference.streaming import StreamingRecognizer
+from espnet_omni.inference.streaming_decode import decode_data_dir
+from espnet_omni.nets.streaming import StreamingConfig
+from espnet_omni.sparsity.subnet import SubnetConfig
+from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text, as_omni_config
+
+
+def mode_sparsities(train_config: Mapping[str, Any]) -> tuple[float, float]:
+    """``(full-context, streaming)`` sparsity of a trained model's two networks.
+
+    >>> mode_sparsities({"encoder": "conformer"})
+    (0.0, 0.0)
+    >>> mode_sparsities({"omni_conf": {"dual_mode": {"streaming_sparsity": 0.7}}})
+    (0.0, 0.7)
+    >>> mode_sparsities({"omni_conf": {"dual_mode": {"streaming_sparsity": 0.7, "full_weight": 0.0}}})
+    (0.7, 0.7)
+    """
+    dual = (train_config.get("omni_conf") or {}).get("dual_mode") or {}
+    s = float(dual.get("streaming_sparsity") or 0.0)
+    return (s if float(dual.get("full_weight", 1.0)) == 0.0 else 0.0), s
+
+
+def decode_full(export_dir: Path, data_dir: Path, out: Path, decode_conf: Mapping[str, Any]) -> float:
+    """ESPnet's Speech2Text over ``data_dir/wav.scp`` -> ``out/text``; returns seconds."""
+    s2t = OmniSpeech2Text(asr_train_config=str(export_dir / "config.yaml"),
+                          asr_model_file=str(export_dir / "model.pth"), device="cpu", **decode_conf)
+    reader = SoundScpReader(str(data_dir / "wav.scp"), dtype="float32")
+    out.mkdir(parents=True, exist_ok=True)
+    lines, start = [], time.perf_counter()
+    for utt in tqdm(sorted(reader.keys()), desc=f"full-context {data_dir.name}", unit="utt"):
+        _, wav = reader[utt]
+        with torch.no_grad():
+            text = s2t(torch.from_numpy(wav))[0][0]
+        lines.append(f"{utt} {text}".rstrip() + "\n")
+    (out / "text").write_text("".join(lines))
+    return time.perf_counter() - start
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--asr_train_config", type=Path, required=True)
+    p.add_argument("--asr_model_file", type=Path, required=True)
+    p.add_argument("--data_dir", type=Path, action="append", required=True, help="Kaldi dir; repeat per set")
+    p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--inference_config", type=Path, default=None,
+                   help="Speech2Text options (YAML) of the full-context decoding, e.g. conf/decode_ctc.yaml")
+    p.add_argument("--decode_name", default="decode", help="full-context decode dir name in export_full/")
+    p.add_argument("--format", default="sparse", choices=FORMATS, help="export format of both networks")
+    p.add_argument("--num_threads", type=int, default=1, help="torch threads of the full-context decoding")
+    p.add_argument("--chunk_size", type=int, default=None, help="streaming: C encoder frames")
+    p.add_argument("--left_chunks", type=int, default=None, help="streaming: L chunks; -1 = all")
+    p.add_argument("--lookahead", type=int, default=None, help="streaming: R frames")
+    p.add_argument("--beam_size", type=int, default=1, help="streaming: 1 = CTC greedy")
+    return p
+
+
+def main(cmd=None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (dual_mode_eval) %(levelname)s: %(message)s")
+    missing = [str(d) for d in args.data_dir if not (d / "wav.scp").is_file()]
+    if missing:
+        raise SystemExit(f"dual_mode_eval: no wav.scp in {missing}")
+    config_path = as_omni_config(args.asr_train_config)
+    train_config = yaml.safe_load(config_path.read_text())
+    decode_conf = yaml.safe_load(args.inference_config.read_text()) if args.inference_config else {}
+    s_full, s_stream = mode_sparsities(train_config)
+    logging.info("%s: full-context sparsity %s, streaming sparsity %s", args.asr_train_config, s_full, s_stream)
+    model, train_args = OmniASRTask.build_model_from_file(config_path, args.asr_model_file, "cpu")
+    model.eval()
+    enc = model.encoder
+    out = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    subnets = {}
+    for mode, s in (("full", s_full), ("stream", s_stream)):
+        subnets[mode] = SubnetConfig.uniform(enc.prunable_layers(), s, enc.mask_spec)
+        subnets[mode].to_yaml(out / f"subnet_{mode}.yaml")
+        report = export_asr_model(model, train_config, subnets[mode], args.format, out / f"export_{mode}")
+        logging.info("export_%s: %s non-zero parameters, %s bytes", mode, report.nonzero_params, report.model_bytes)
+    torch.set_num_threads(args.num_threads)
+    for d in args.data_dir:
+        sec = decode_full(out / "export_full", d, out / "export_full" / args.decode_name / d.name, decode_conf)
+        logging.info("full-context %s: %.1f s", d.name, sec)
+    # Streaming: the same weights with the streaming sub-network's masks, chunk by chunk, one thread.
+    torch.set_num_threads(1)
+    enc.set_active_subnet(subnets["stream"])
+    rec = StreamingRecognizer(model, None, args.beam_size, train_args)
+    override = {k: getattr(args, k) for k in ("chunk_size", "left_chunks", "lookahead") if getattr(args, k) is not None}
+    if override:
+        rec.set_streaming_config(StreamingConfig.from_dict({**rec.cfg.to_dict(), **override}))
+    for d in args.data_dir:
+        lat = decode_data_dir(rec, d, out / "stream" / d.name)
+        logging.info("streaming %s: RTF %s (one thread), %s ms per chunk", d.name, lat["rtf"],
+                     lat["chunk_compute_ms_mean"])
+
+
+if __name__ == "__main__":
+    main()
