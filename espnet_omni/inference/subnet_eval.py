@@ -45,7 +45,7 @@ from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 
 from espnet_omni.inference.dev_set import load_dev_set, make_batches
-from espnet_omni.nets.omni_conformer import OmniConformerEncoder
+from espnet_omni.nets.omni_conformer import supernet_encoder_of
 from espnet_omni.scoring.wer import ErrorCounts, char_counts, word_counts
 from espnet_omni.sparsity.layers import MASKED_LAYERS
 from espnet_omni.sparsity.subnet import SubnetConfig
@@ -194,12 +194,7 @@ class SubnetEvaluator:
         cache_replay: bool = True,
         progress: bool = False,
     ) -> None:
-        encoder = getattr(model, "encoder", None)
-        if not isinstance(encoder, OmniConformerEncoder):
-            raise ValueError(
-                f"the model's encoder is {type(encoder).__name__}, not a supernet: "
-                f"train with 'encoder: omni_conformer' to search sub-networks"
-            )
+        encoder = supernet_encoder_of(model, "sub-network evaluation")
         self.model, self.encoder = model.eval(), encoder
         self.text = TokenText(model.token_list, train_args.token_type,
                               getattr(train_args, "bpemodel", None))

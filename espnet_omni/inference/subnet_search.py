@@ -43,7 +43,7 @@ from espnet_omni.inference.subnet_eval import (
     METRICS,
     SubnetEvaluator,
 )
-from espnet_omni.nets.omni_conformer import OmniConformerEncoder
+from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder_of
 from espnet_omni.search import EvolutionConfig, ScoreCache, search_budgets
 from espnet_omni.search.report import budget_label, write_front_csv, write_front_yaml
 from espnet_omni.sparsity.storage import STORAGES
@@ -256,16 +256,6 @@ class SearchSummary:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
 
 
-def _require_supernet(model: torch.nn.Module, where: str) -> OmniConformerEncoder:
-    encoder = getattr(model, "encoder", None)
-    if not isinstance(encoder, OmniConformerEncoder):
-        raise ValueError(
-            f"{where}: the encoder is {type(encoder).__name__}, not a supernet: only "
-            f"'encoder: omni_conformer' models have sub-networks to search"
-        )
-    return encoder
-
-
 def _model_digest(model: torch.nn.Module) -> str:
     """sha256 of the state dict (names and values): identifies the weights."""
     h = hashlib.sha256()
@@ -321,7 +311,7 @@ def search_subnets(
             cache in ``out_dir`` belongs to another model/dev set/metric.
     """
     start = time.perf_counter()
-    encoder = _require_supernet(model, where)
+    encoder = supernet_encoder_of(model, where)
     space = encoder.search_space(config.choices, config.tie)
     dims = [space.group_choices(m) for m in space.groups().values()]
     out_dir = Path(out_dir)

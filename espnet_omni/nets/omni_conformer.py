@@ -419,3 +419,23 @@ class OmniConformerEncoder(ConformerEncoder):
             m.size_bytes(dtype_bytes, storage) for m in masked
         )
 
+
+
+class NotASupernetError(TypeError, ValueError):
+    """A model whose encoder is not an :class:`OmniConformerEncoder` was given
+    where sub-networks are needed (search, export, evaluation). Both a
+    ``TypeError`` (wrong encoder type) and a ``ValueError`` (wrong config)."""
+
+
+def supernet_encoder_of(model: torch.nn.Module, purpose: str) -> OmniConformerEncoder:
+    """``model.encoder`` if it is a supernet, else :class:`NotASupernetError`.
+
+    ``purpose`` names the caller in the message, e.g. ``"export"``.
+    """
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, OmniConformerEncoder):
+        raise NotASupernetError(
+            f"{purpose}: the encoder is {type(encoder).__name__}, not a supernet: it needs an "
+            "ASR model whose encoder is OmniConformerEncoder ('encoder: omni_conformer')"
+        )
+    return encoder
