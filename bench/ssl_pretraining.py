@@ -30,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -40,18 +39,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from omni_sparsity import cpu_model  # noqa: E402  (one CPU-name reader for the benchmarks)
+
 CASES = {"plain": "conf/pretrain_w2v.yaml", "dual": "conf/pretrain_w2v_dual.yaml"}
 N_UTTS, SECONDS, FS = 8, 3.125, 16000
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_case(case: str, threads: int, warmup: int, repeats: int) -> dict:

@@ -168,29 +168,27 @@ def load_yaml(path: Path) -> dict:
 
 
 def verdicts(table: list[dict], test: str) -> list[str]:
-    """Claim C3 where rows 1-3 exist: each mode of the dual-mode supernet vs the model alone."""
+    """Claims C3 and C4 on ``test`` for the rows present: (claim, mode, row a, row b, what a, what b, rule)."""
     by = {t["row"]: t for t in table}
+    checks = [
+        ("C3", "full", "3", "1", "dual-mode supernet", "dense model alone", "<="),
+        ("C3", "stream", "3", "2", "dual-mode supernet", "streaming model alone", "<="),
+        # C4: pretraining (rows 4, 5) vs random init (row 3), and supernet vs plain pretraining
+        ("C4", "full", "4", "3", "fine-tuned from plain wav2vec 2.0", "random init", "<"),
+        ("C4", "stream", "4", "3", "fine-tuned from plain wav2vec 2.0", "random init", "<"),
+        ("C4", "full", "5", "3", "fine-tuned from dual-mode wav2vec 2.0", "random init", "<"),
+        ("C4", "stream", "5", "3", "fine-tuned from dual-mode wav2vec 2.0", "random init", "<"),
+        ("C4", "stream", "5", "4", "dual-mode pretraining", "plain pretraining", "<="),
+    ]
     out = []
-    if "3" in by and "1" in by:
-        a, b = wer(by["3"]["full_scores"], test), wer(by["1"]["full_scores"], test)
-        out.append(f"- C3, full-context mode on `{test}`: dual-mode supernet {a:.1f}% vs dense model alone "
-                   f"{b:.1f}%: {'holds' if a <= b else 'does not hold'}.")
-    if "3" in by and "2" in by:
-        a, b = wer(by["3"]["stream_scores"], test), wer(by["2"]["stream_scores"], test)
-        out.append(f"- C3, sparse streaming mode on `{test}`: dual-mode supernet {a:.1f}% vs streaming model "
-                   f"alone {b:.1f}%: {'holds' if a <= b else 'does not hold'}.")
-    # C4: pretraining (rows 4, 5) vs random init (row 3), and supernet vs plain pretraining.
-    for r, what in (("4", "plain wav2vec 2.0"), ("5", "dual-mode wav2vec 2.0")):
-        if r in by and "3" in by:
-            for mode in ("full", "stream"):
-                a, b = wer(by[r][f"{mode}_scores"], test), wer(by["3"][f"{mode}_scores"], test)
-                name = "full-context" if mode == "full" else "sparse streaming"
-                out.append(f"- C4, {name} mode on `{test}`: fine-tuned from {what} {a:.1f}% vs random init "
-                           f"{b:.1f}%: {'lower' if a < b else 'not lower'}.")
-    if "5" in by and "4" in by:
-        a, b = wer(by["5"]["stream_scores"], test), wer(by["4"]["stream_scores"], test)
-        out.append(f"- C4, sparse streaming mode on `{test}`: dual-mode pretraining {a:.1f}% vs plain pretraining "
-                   f"{b:.1f}%: {'holds' if a <= b else 'does not hold'}.")
+    for claim, mode, ra, rb, what_a, what_b, rule in checks:
+        if ra not in by or rb not in by:
+            continue
+        a, b = wer(by[ra][f"{mode}_scores"], test), wer(by[rb][f"{mode}_scores"], test)
+        ok = a <= b if rule == "<=" else a < b
+        verdict = ("holds" if ok else "does not hold") if rule == "<=" else ("lower" if ok else "not lower")
+        name = "full-context" if mode == "full" else "sparse streaming"
+        out.append(f"- {claim}, {name} mode on `{test}`: {what_a} {a:.1f}% vs {what_b} {b:.1f}%: {verdict}.")
     return [""] + out if out else []
 
 
