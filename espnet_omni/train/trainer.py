@@ -68,8 +68,17 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int) -> None:
-    """Accumulate the compute of one finished training epoch in compute.json."""
+def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, distributed: bool = False) -> None:
+    """Accumulate the compute of one finished training epoch in compute.json.
+
+    Distributed: the CPU seconds are summed over all processes and rank 0
+    alone writes the file (wall time: rank 0's)."""
+    if distributed and torch.distributed.is_initialized():
+        total = torch.tensor([cpu], dtype=torch.float64)
+        torch.distributed.all_reduce(total, torch.distributed.ReduceOp.SUM)
+        if torch.distributed.get_rank() != 0:
+            return
+        cpu = float(total.item())
     if output_dir is None:
         return
     path = Path(output_dir) / "compute.json"
@@ -134,7 +143,8 @@ class OmniTrainer(Trainer):
             finally:
                 tagged.remove_hooks()
                 reset(encoder)
-        _add_compute(options.output_dir, _cpu_seconds() - cpu0, time.perf_counter() - wall0, k)
+        _add_compute(options.output_dir, _cpu_seconds() - cpu0, time.perf_counter() - wall0, k,
+                     distributed_option.distributed)
         return invalid
 
     @classmethod
