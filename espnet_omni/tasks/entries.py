@@ -24,6 +24,8 @@ ASR_ENTRIES: tuple[ChoiceEntry, ...] = (
     # An exported sub-network (sparse or row format): stock shapes or per-layer sizes.
     ChoiceEntry("encoder", "omni_conformer_pruned", "espnet_omni.nets.pruned_conformer:PrunedConformerEncoder"),
     ChoiceEntry("preencoder", "conv2d_subsampling", _CONV_PREENCODER),
+    # RNN-T: ESPnet's transducer model with torchaudio's rnnt_loss (no warp-transducer build).
+    ChoiceEntry("model", "transducer_torchaudio", "espnet_omni.nets.transducer:TransducerASRModel"),
 )
 
 SSL_ENTRIES: tuple[ChoiceEntry, ...] = (
