@@ -551,6 +551,14 @@ def markdown(res: dict) -> str:
     return "\n".join(md)
 
 
+def write_results(out: Path, stem: str, res: dict, md: str) -> None:
+    """``out/<stem>.json`` (every number) and ``out/<stem>.md`` (tables); prints the tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(md)
+    print(md)
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true",
@@ -603,13 +611,9 @@ def main(cmd=None) -> None:
     # Other processes skew every number: the 1-min load average at both ends
     # (this run itself adds ~1-2 while it runs).
     res["meta"]["loadavg_1min"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = "omni_sparsity_quick" if args.quick else "omni_sparsity"
-    (out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown(res))
-    print(markdown(res))
-    print(f"wrote {out / stem}.md and .json in {res['meta']['wall_s']} s")
+    write_results(Path(args.out_dir), stem, res, markdown(res))
+    print(f"wrote {Path(args.out_dir) / stem}.md and .json in {res['meta']['wall_s']} s")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from omni_sparsity import cpu_model  # noqa: E402  (one CPU-name reader for the benchmarks)
+from omni_sparsity import cpu_model, write_results  # noqa: E402  (shared by the benchmarks)
 
 CASES = {"plain": "conf/pretrain_w2v.yaml", "dual": "conf/pretrain_w2v_dual.yaml"}
 N_UTTS, SECONDS, FS = 8, 3.125, 16000
@@ -154,12 +154,8 @@ def main(cmd=None) -> None:
         "wall_s": round(time.perf_counter() - start, 1),
         "loadavg_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }, "cases": cases}
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = "ssl_pretraining_quick" if args.quick else "ssl_pretraining"
-    (out / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(markdown(res))
-    print(markdown(res))
+    write_results(Path(args.out_dir), stem, res, markdown(res))
 
 
 if __name__ == "__main__":

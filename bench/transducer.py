@@ -34,7 +34,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from omni_sparsity import cpu_model  # noqa: E402
+from omni_sparsity import cpu_model, write_results  # noqa: E402
 
 from espnet_omni.tasks import OmniASRTask  # noqa: E402
 
@@ -103,10 +103,7 @@ def main() -> None:
           "| head | CPU ms per step | vs CTC | params M |", "|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['head']} | {r['cpu_ms_median']} | {r['cpu_ms_median'] / ctc:.2f}x | {r['params_m']} |")
-    out = ROOT / "bench" / "results"
-    (out / "transducer.json").write_text(json.dumps(res, indent=2) + "\n")
-    (out / "transducer.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    write_results(ROOT / "bench" / "results", "transducer", res, "\n".join(md) + "\n")
 
 
 if __name__ == "__main__":
