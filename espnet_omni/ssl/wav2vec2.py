@@ -15,6 +15,17 @@ projected targets, ``diversity`` pushes the Gumbel-softmax product quantizer
 codebook entries, and ``pen`` is the mean squared value of the (non-pad)
 encoder input features.
 
+In wav2vec 2.0 a LayerNorm sits between the feature encoder and both the
+quantizer and the Transformer, so the feature penalty only bounds the
+feature encoder's raw scale. In ESPnet's SSL model the pre-encoder output
+goes straight into the encoder, so by default (``normalize_features: true``)
+the quantizer gets a layer-normalized copy (no affine weights) of the
+features: the targets cannot collapse by shrinking the features. Keep
+``feature_penalty_weight`` at 0 in that setting: the penalty would shrink
+the encoder input itself. (With the paper's weight of 10 and no LayerNorm, a
+run on the embedded corpus drove the features to ~1e-6, the hard codes to a
+perplexity of ~2 and the contrastive loss stayed at chance, ``ln(K + 1)``.)
+
 The loss needs the ``mask`` util of ESPnet's SSL task (it replaces the masked
 encoder input frames by a learned embedding and reports them in
 ``mask_info["mask_m"]``) and the *unmasked* encoder input as ``features``.
@@ -193,7 +204,9 @@ class Wav2Vec2Loss(AbsSSLLoss):
             :class:`~espnet_omni.ssl.quantizer.GumbelProductQuantizer`.
         diversity_weight: Weight (``>= 0``) of the codebook diversity loss.
         feature_penalty_weight: Weight (``>= 0``) of the mean squared input
-            features.
+            features (0 recommended here, see the module doc).
+        normalize_features: Quantize ``layer_norm(features)`` (no affine
+            weights) instead of the raw features (see the module doc).
 
     Raises:
         ValueError: If an argument is out of its valid range (the message
@@ -212,7 +225,8 @@ class Wav2Vec2Loss(AbsSSLLoss):
         codebook_dim: Optional[int] = None,
         quantizer_temperature: Sequence[float] = (2.0, 0.5, 0.999995),
         diversity_weight: float = 0.1,
-        feature_penalty_weight: float = 10.0,
+        feature_penalty_weight: float = 0.0,
+        normalize_features: bool = True,
     ) -> None:
         super().__init__()
         _positive_int("encoder_output_size", encoder_output_size)
@@ -240,6 +254,9 @@ class Wav2Vec2Loss(AbsSSLLoss):
         self.feature_penalty_weight = _nonnegative_float(
             "feature_penalty_weight", feature_penalty_weight
         )
+        if not isinstance(normalize_features, bool):
+            raise ValueError(f"normalize_features must be true or false, got {normalize_features!r}")
+        self.normalize_features = normalize_features
         self.encoder_output_size = encoder_output_size
         self.feature_dim = feature_dim
         self.num_negatives = num_negatives
@@ -338,7 +355,10 @@ class Wav2Vec2Loss(AbsSSLLoss):
             )
         m = neg_index.shape[0]
 
-        q = self.quantizer(features[mask])
+        q_in = features[mask]
+        if self.normalize_features:
+            q_in = F.layer_norm(q_in.float(), (self.feature_dim,))
+        q = self.quantizer(q_in)
         y = self.project_q(q.quantized)  # (M, final_dim)
         c = self.final_proj(context[mask])  # (M, final_dim)
 

@@ -132,10 +132,13 @@ def _naive_reference(loss_fn, context, feats, lengths, mask, neg_index):
     frames = [(i, j) for i in range(b) for j in range(t) if mask[i, j] and j < lengths[i]]
     per = {}
     for i, j in frames:
-        out = loss_fn.quantizer(feats[i, j].unsqueeze(0))
+        x = feats[i, j]
+        if loss_fn.normalize_features:  # layer norm without weights, written out
+            x = (x - x.mean()) / torch.sqrt(((x - x.mean()) ** 2).mean() + 1e-5)
+        out = loss_fn.quantizer(x.unsqueeze(0))
         per[(i, j)] = dict(y=loss_fn.project_q(out.quantized)[0],
                            c=loss_fn.final_proj(context[i, j]),
-                           p=torch.softmax(loss_fn.quantizer.weight_proj(feats[i, j]).view(
+                           p=torch.softmax(loss_fn.quantizer.weight_proj(x).view(
                                loss_fn.quantizer.groups, -1), -1))
     ces, correct = [], []
     for row, (i, j) in enumerate(frames):
@@ -158,8 +161,10 @@ def _naive_reference(loss_fn, context, feats, lengths, mask, neg_index):
                 nonpad=int(lengths.sum()), ppl=ppl)
 
 
-def test_loss_matches_naive_reference(monkeypatch):
-    loss_fn = _loss(diversity_weight=0.3, feature_penalty_weight=2.0).eval()
+@pytest.mark.parametrize("normalize_features", [True, False])
+def test_loss_matches_naive_reference(monkeypatch, normalize_features):
+    loss_fn = _loss(diversity_weight=0.3, feature_penalty_weight=2.0,
+                    normalize_features=normalize_features).eval()
     context, feats, lengths, mask = _batch()
     recorded = {}
 
@@ -252,7 +257,7 @@ def test_non_finite_input_raises_floating_point_error():
     bad_feats = feats.detach().clone()
     bad_feats[0, 0] = float("inf")
     with pytest.raises(FloatingPointError, match="feature_penalty"):
-        loss_fn([context], lengths, bad_feats, {"mask_m": mask})
+        _loss(feature_penalty_weight=1.0)([context], lengths, bad_feats, {"mask_m": mask})
 
 
 @pytest.mark.parametrize("kwargs,name", [
@@ -270,10 +275,32 @@ def test_non_finite_input_raises_floating_point_error():
     (dict(quantizer_temperature=(2.0, 0.5, 2.0)), "quantizer_temperature"),
     (dict(diversity_weight=-0.1), "diversity_weight"),
     (dict(feature_penalty_weight=float("nan")), "feature_penalty_weight"),
+    (dict(normalize_features="yes"), "normalize_features"),
 ])
 def test_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         _loss(**kwargs)
+
+
+@pytest.mark.parametrize("normalize_features", [True, False])
+def test_targets_do_not_collapse_with_the_feature_scale(normalize_features):
+    """The collapse seen with the paper's feature penalty and no LayerNorm:
+    features shrunk toward 0 make the quantizer's softmax uniform (the
+    diversity term is then perfect: prob perplexity = G * V) whatever the
+    input. With ``normalize_features`` the scale does not matter."""
+    loss_fn = _loss(normalize_features=normalize_features).eval()
+    context, feats, lengths, mask = _batch()
+    ppl = []
+    for scale in (1.0, 1e-2):  # (LayerNorm's eps, 1e-5, bounds how small)
+        torch.manual_seed(3)
+        _, stats = loss_fn([context], lengths, feats.detach() * scale, {"mask_m": mask})
+        ppl.append(float(stats["w2v_prob_ppl"]))
+    n_codes = loss_fn.quantizer.groups * loss_fn.quantizer.entries
+    assert ppl[0] < n_codes - 0.2  # the batch uses the codes unevenly
+    if normalize_features:  # shrunk features: about the same use of the codes
+        assert abs(ppl[1] - ppl[0]) < 0.1 * (n_codes - ppl[0])
+    else:  # shrunk features: uniform softmax, whatever the input
+        assert ppl[1] > n_codes - 0.01
 
 
 def test_defaults_follow_encoder_and_final_dim():
