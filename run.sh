@@ -412,6 +412,10 @@ if run_stage 14; then
       --train_shape_file "$ssl_stats/train/speech_shape" --valid_shape_file "$ssl_stats/valid/speech_shape" \
       $ssl_args
   done
+  ssl_dirs=$(for r in $table_b_rows; do ssl_exp "$r"; done)
+  if [ -n "$ssl_dirs" ]; then  # does pretraining learn? (accuracy vs chance, code perplexity)
+    $python local/table_b.py --pretrain_only $ssl_dirs --results_file "$results_file" --command "$command_line"
+  fi
   finish_stage 14
 fi
 

@@ -11,10 +11,15 @@ Reads, per row (experiment directory E, stage 16's outputs in E/table_b/):
   E/table_b/export_full/export.json, .../<decode>/scores.json   the full-context network
   E/table_b/export_stream/export.json                          the streaming network's size
   E/table_b/stream/scores.json, E/table_b/stream/<set>/latency.json   streaming WER, RTF
-  E/compute.json                                               training CPU seconds
+  E/compute.json, E/config.yaml (ngpu)                         training compute: CPU seconds, or
+                                                               GPU wall seconds for a GPU-trained row
   P/train.log, P/compute.json (--pretrain N=P, rows 4-5)       wav2vec 2.0 pretraining: per-epoch
-                                                               valid accuracy, code perplexity; CPU s
+                                                               valid accuracy, code perplexity
 Writes: the `table_b` section of --results_file.
+
+With --pretrain_only DIR... (and no --rows) it writes only the pretraining
+summary of those SSL experiments, into the section `ssl_pretraining` (run.sh
+stage 14 does this when it finishes).
 """
 
 from __future__ import annotations
@@ -66,6 +71,16 @@ def row(args, r: str, exp: Path) -> dict:
     }
 
 
+def compute_str(exp: Path) -> str:
+    """Training compute of ``exp``: CPU core-seconds, or GPU wall seconds when it trained on GPUs
+    (``ngpu`` in its config.yaml)."""
+    comp = load(exp / "compute.json")
+    ngpu = int(load_yaml(exp / "config.yaml").get("ngpu") or 0)
+    if ngpu > 0:
+        return f"{comp['train_wall_seconds_epochs']:.0f} GPU-s ({ngpu} GPU)"
+    return f"{comp['train_cpu_seconds']:.0f} CPU-s"
+
+
 def _size(e: dict) -> str:
     return f"{e['nonzero_params'] / 1e6:.2f} M / {e['model_bytes'] / 1e6:.2f} MB"
 
@@ -75,7 +90,7 @@ def render(args, table: list[dict]) -> str:
     rtf_set = args.rtf_set if args.rtf_set in sets else sets[0]
     head = ("| row | streaming WER % (" + " / ".join(sets) + ") | full-context WER % (" + " / ".join(sets)
             + ") | streaming model: non-zero params / file | full-context model: non-zero params / file"
-            + f" | streaming RTF ({rtf_set}, 1 thread) | training CPU s |")
+            + f" | streaming RTF ({rtf_set}, 1 thread) | training compute |")
     lines = [
         "### Table B: dual mode (fine-tuning rows)",
         "",
@@ -84,6 +99,8 @@ def render(args, table: list[dict]) -> str:
         "network decoded chunk by chunk on one thread (cached attention keys/values and conv state, CTC",
         "greedy); full-context = the row's full-context network exported and decoded by ESPnet's Speech2Text",
         "with the recipe's inference config. Sizes: the exported models (encoder + CTC head).",
+        "Training compute: CPU core-seconds, or GPU wall seconds for a row trained on a GPU (`ngpu` in",
+        "its config.yaml); decoding and RTF always on this machine's CPU.",
         "",
         head,
         "|---|---|---|---|---|---|---|",
@@ -95,9 +112,8 @@ def render(args, table: list[dict]) -> str:
             + " / ".join(f"{wer(t['stream_scores'], s):.1f}" for s in sets) + " | "
             + " / ".join(f"{wer(t['full_scores'], s):.1f}" for s in sets) + " | "
             + f"{_size(t['stream'])} | {_size(t['full'])} | {lat['rtf']:.3f} | "
-            + f"{t['compute']['train_cpu_seconds']:.0f}"
-            + (f" + {load(t['pretrain'] / 'compute.json')['train_cpu_seconds']:.0f} pretraining"
-               if t["pretrain"] else "") + " |"
+            + compute_str(t["exp"])
+            + (f" + {compute_str(t['pretrain'])} pretraining" if t["pretrain"] else "") + " |"
         )
     lat = table[0]["latency"]
     lines += [
@@ -114,32 +130,42 @@ def render(args, table: list[dict]) -> str:
 
 
 def epochs(log: Path) -> list[dict]:
-    """``[{"epoch": n, "valid": {key: value}}]`` from ESPnet's "Nepoch results" log lines."""
+    """``[{"epoch": n, "train": {key: value}, "valid": {key: value}}]`` from ESPnet's "Nepoch
+    results" log lines."""
     if not log.is_file():
         raise SystemExit(f"table_b: missing {log} (run stage 14 first)")
     out = []
     for m in EPOCH_RE.finditer(log.read_text(errors="replace")):
-        valid = {}
-        for kv in m.group(3).split(", "):
-            k, _, v = kv.partition("=")
-            try:
-                valid[k] = float(v)
-            except ValueError:
-                pass
-        out.append({"epoch": int(m.group(1)), "valid": valid})
+        parts = []
+        for group in (m.group(2), m.group(3)):
+            values = {}
+            for kv in group.split(", "):
+                k, _, v = kv.partition("=")
+                try:
+                    values[k] = float(v)
+                except ValueError:
+                    pass
+            parts.append(values)
+        out.append({"epoch": int(m.group(1)), "train": parts[0], "valid": parts[1]})
     return out
 
 
 def pretraining(table: list[dict]) -> list[str]:
-    """Does pretraining learn? Valid contrastive accuracy vs chance, code perplexity (per mode)."""
-    rows = [t for t in table if t["pretrain"]]
-    if not rows:
-        return []
-    lines = ["", "wav2vec 2.0 pretraining (valid set, first and last epoch; chance = 1 / (1 + distractors)):", "",
-             "| pretraining | mode | epochs | accuracy first -> last | chance | code perplexity first -> last "
-             "(of entries^groups) | CPU s |", "|---|---|---|---|---|---|---|"]
-    for t in rows:
-        p = t["pretrain"]
+    """The pretraining summary of the rows fine-tuned from wav2vec 2.0."""
+    dirs = [t["pretrain"] for t in table if t["pretrain"]]
+    return ["", *pretraining_summary(dirs)] if dirs else []
+
+
+def pretraining_summary(dirs: list[Path]) -> list[str]:
+    """Does pretraining learn? Train and valid contrastive accuracy vs chance, code perplexity (per mode)."""
+    lines = ["wav2vec 2.0 pretraining (first and last epoch; accuracy = the true target scores above all "
+             "distractors on the masked frames, chance = 1 / (1 + distractors); code perplexity of the hard "
+             "codes, summed over the codebook groups: from groups (one code per group: collapse) to "
+             "groups x entries):", "",
+             "| pretraining | mode | epochs | train accuracy first -> last | valid accuracy first -> last | chance "
+             "| train code perplexity first -> last | valid code perplexity first -> last | compute |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in dirs:
         conf = load_yaml(p / "config.yaml")
         w2v = next(x for x in conf["loss"] if x["name"] == "wav2vec2").get("conf", {})
         k, g, v = w2v.get("num_negatives", 100), w2v.get("codebook_groups", 2), w2v.get("codebook_entries", 320)
@@ -147,15 +173,21 @@ def pretraining(table: list[dict]) -> list[str]:
         if not ep:
             raise SystemExit(f"table_b: no epoch results in {p / 'train.log'}")
         first, last = ep[0]["valid"], ep[-1]["valid"]
+        tfirst, tlast = ep[0]["train"], ep[-1]["train"]
         suffixes = sorted({key[len("w2v_acc"):] for key in last if key.startswith("w2v_acc")})
         for suf in [x for x in suffixes if x] or [""]:
             mode = {"": "dense full-context", "_full": "dense full-context"}.get(
                 suf, f"streaming, sparsity {suf.rsplit('_s', 1)[-1]}%" if "_s" in suf else suf.lstrip("_"))
+            tsuf = "_stream" if suf.startswith("_stream") else suf  # train keys carry no sparsity
+
+            def pair(a: dict, b: dict, key: str, fmt: str) -> str:
+                return (f"{a[key]:{fmt}} -> {b[key]:{fmt}}" if key in a and key in b else "n/a")
+
             lines.append(
-                f"| `{p.name}` | {mode} | {ep[-1]['epoch']} | {first['w2v_acc' + suf]:.3f} -> "
-                f"{last['w2v_acc' + suf]:.3f} | {1 / (1 + k):.3f} | {first['w2v_code_ppl' + suf]:.1f} -> "
-                f"{last['w2v_code_ppl' + suf]:.1f} (of {v ** g}) | "
-                f"{load(p / 'compute.json')['train_cpu_seconds']:.0f} |")
+                f"| `{p.name}` | {mode} | {ep[-1]['epoch']} | {pair(tfirst, tlast, 'w2v_acc' + tsuf, '.3f')} | "
+                f"{pair(first, last, 'w2v_acc' + suf, '.3f')} | {1 / (1 + k):.3f} | "
+                f"{pair(tfirst, tlast, 'w2v_code_ppl' + tsuf, '.1f')} | "
+                f"{pair(first, last, 'w2v_code_ppl' + suf, '.1f')} (range {g}..{g * v}) | {compute_str(p)} |")
     return lines
 
 
@@ -194,16 +226,30 @@ def verdicts(table: list[dict], test: str) -> list[str]:
 
 def main(cmd=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", nargs="+", required=True)
-    p.add_argument("--exps", nargs="+", required=True, type=Path)
-    p.add_argument("--decode", required=True)
-    p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--rows", nargs="+", default=[])
+    p.add_argument("--exps", nargs="+", default=[], type=Path)
+    p.add_argument("--decode")
+    p.add_argument("--sets", nargs="+")
+    p.add_argument("--pretrain_only", nargs="+", default=[], type=Path, metavar="DIR",
+                   help="write only the pretraining summary of these SSL experiments (section ssl_pretraining)")
     p.add_argument("--rtf_set", default="test", help="the set whose streaming RTF is shown")
     p.add_argument("--pretrain", nargs="*", default=[], metavar="ROW=DIR",
                    help="the wav2vec 2.0 pretraining experiment of a row (rows 4, 5)")
     p.add_argument("--results_file", type=Path, required=True)
     p.add_argument("--command", default="")
     args = p.parse_args(cmd)
+    if args.pretrain_only:
+        if args.rows:
+            raise SystemExit("table_b: give either --rows or --pretrain_only, not both")
+        body = "\n".join([
+            "### wav2vec 2.0 pretraining", "",
+            f"Written by `local/table_b.py` from the pretraining logs; command: `{args.command}`.", "",
+            *pretraining_summary(args.pretrain_only)]) + "\n"
+        replace_section(args.results_file, "ssl_pretraining", body)
+        print(f"table_b: wrote {args.results_file} (section ssl_pretraining)")
+        return
+    if not args.rows or not args.decode or not args.sets:
+        raise SystemExit("table_b: --rows, --exps, --decode and --sets are required (or --pretrain_only)")
     pre = {}
     for item in args.pretrain:
         row_, sep, d = item.partition("=")

@@ -1,0 +1,53 @@
+"""local/table_b.py: the wav2vec 2.0 pretraining summary and the training compute, from made-up logs."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("table_b", ROOT / "local" / "table_b.py")
+table_b = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(table_b)
+
+
+def _epoch(n, tr_acc, va_acc, tr_ppl, va_ppl):
+    return (f"[vm] 2026-11-22 10:00:00,000 (trainer:392) INFO: {n}epoch results: [train] iter_time=0.001, "
+            f"w2v_contrastive=2.9, w2v_acc={tr_acc}, w2v_code_ppl={tr_ppl}, loss=2.9, time=2 minutes, "
+            f"total_count=100, [valid] w2v_contrastive=2.8, w2v_acc={va_acc}, w2v_code_ppl={va_ppl}, loss=2.8, "
+            "time=3.1 seconds, total_count=20\n")
+
+
+def _ssl_exp(tmp_path, name, ngpu):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.yaml").write_text(yaml.safe_dump({
+        "ngpu": ngpu,
+        "loss": [{"name": "wav2vec2", "conf": {"num_negatives": 20, "codebook_groups": 2, "codebook_entries": 64}}]}))
+    (d / "compute.json").write_text(json.dumps({"train_cpu_seconds": 1234.4, "train_wall_seconds_epochs": 56.6}))
+    (d / "train.log").write_text("some line\n" + _epoch(1, 0.06, 0.08, 40.5, 41.0) + _epoch(2, 0.25, 0.31, 22.0, 19.5))
+    return d
+
+
+def test_pretraining_summary_reads_train_and_valid(tmp_path):
+    cpu, gpu = _ssl_exp(tmp_path, "ssl_cpu", 0), _ssl_exp(tmp_path, "ssl_gpu", 1)
+    out = tmp_path / "RESULTS.md"
+    table_b.main(["--pretrain_only", str(cpu), str(gpu), "--results_file", str(out), "--command", "./run.sh x"])
+    text = out.read_text()
+    assert "<!-- BEGIN ssl_pretraining -->" in text and "`./run.sh x`" in text
+    row = "| 2 | 0.060 -> 0.250 | 0.080 -> 0.310 | 0.048 | 40.5 -> 22.0 | 41.0 -> 19.5 (range 2..128) |"
+    assert f"| `ssl_cpu` | dense full-context {row} 1234 CPU-s |" in text
+    assert f"| `ssl_gpu` | dense full-context {row} 57 GPU-s (1 GPU) |" in text
+
+
+def test_bad_invocations(tmp_path):
+    d = _ssl_exp(tmp_path, "ssl", 0)
+    with pytest.raises(SystemExit, match="not both"):
+        table_b.main(["--pretrain_only", str(d), "--rows", "1", "--results_file", str(tmp_path / "R.md")])
+    with pytest.raises(SystemExit, match="required"):
+        table_b.main(["--rows", "1", "--results_file", str(tmp_path / "R.md")])
+    (d / "train.log").write_text("no epochs yet\n")
+    with pytest.raises(SystemExit, match="no epoch results"):
+        table_b.main(["--pretrain_only", str(d), "--results_file", str(tmp_path / "R.md")])
