@@ -81,6 +81,21 @@ def compute_str(exp: Path) -> str:
     return f"{comp['train_cpu_seconds']:.0f} CPU-s"
 
 
+TORCH_RE = re.compile(r"pytorch\.version=([^,\s]+), cuda\.available=(\w+)")
+CONFIG_RE = re.compile(r"--config (\S+)")
+
+
+def provenance(exp: Path) -> str:
+    """How ``exp`` was trained, from its own files: the config given to the trainer (train.log's
+    command line), ngpu (config.yaml), PyTorch build and CUDA availability (train.log)."""
+    log = (exp / "train.log").read_text(errors="replace") if (exp / "train.log").is_file() else ""
+    config = CONFIG_RE.search(log)
+    torch_ = TORCH_RE.search(log)
+    ngpu = int(load_yaml(exp / "config.yaml").get("ngpu") or 0)
+    return (f"`{exp.name}`: config `{config.group(1) if config else '?'}`, ngpu {ngpu}"
+            + (f", PyTorch {torch_.group(1)} (CUDA available: {torch_.group(2)})" if torch_ else ""))
+
+
 def _size(e: dict) -> str:
     return f"{e['nonzero_params'] / 1e6:.2f} M / {e['model_bytes'] / 1e6:.2f} MB"
 
@@ -124,6 +139,8 @@ def render(args, table: list[dict]) -> str:
         f"compute per chunk of row {table[0]['row']}: {lat['chunk_compute_ms_mean']:.1f} / "
         f"{lat['chunk_compute_ms_max']:.1f} ms.",
     ]
+    lines += ["", "Trained as (from each run's train.log and config.yaml): "
+              + "; ".join(provenance(t["exp"]) for t in table) + "."]
     lines += verdicts(table, sets[1] if len(sets) > 1 else sets[0])
     lines += pretraining(table)
     return "\n".join(lines) + "\n"

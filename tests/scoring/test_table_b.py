@@ -51,3 +51,12 @@ def test_bad_invocations(tmp_path):
     (d / "train.log").write_text("no epochs yet\n")
     with pytest.raises(SystemExit, match="no epoch results"):
         table_b.main(["--pretrain_only", str(d), "--results_file", str(tmp_path / "R.md")])
+
+
+def test_provenance_names_config_gpus_and_torch(tmp_path):
+    d = _ssl_exp(tmp_path, "asr_x", 1)
+    (d / "train.log").write_text(
+        "/usr/bin/python3 espnet_omni/bin/asr_train.py --config conf/train_asr_dual.yaml --ngpu 1\n"
+        "[vm] 2026 (abs_task:1487) INFO: pytorch.version=2.11.0+cu130, cuda.available=True, cudnn.version=1\n")
+    assert table_b.provenance(d) == ("`asr_x`: config `conf/train_asr_dual.yaml`, ngpu 1, "
+                                     "PyTorch 2.11.0+cu130 (CUDA available: True)")
