@@ -13,13 +13,18 @@ equal the stock module's. Each holds
 
 Forward at sparsity 0 is exactly the stock forward (bitwise); otherwise it
 uses ``weight * mask``, so the gradient of a pruned weight is zero for that
-sub-network. The float mask is cached until the ranks or the sparsity change
-(a float mask multiplies ~10x faster than a bool one on CPU, measured).
+sub-network. Float masks are cached per sparsity (a float mask multiplies ~10x
+faster than a bool one on CPU, measured), up to ``MASK_CACHE_SIZE`` of them
+per layer, least recently used dropped first, all dropped when the ranks
+change: the sandwich rule switches sub-networks several times a step, and a
+search space of a few sparsities per layer then builds each mask once per
+mask refresh instead of at every switch.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from collections import OrderedDict
 from typing import Sequence
 
 import torch
@@ -36,6 +41,11 @@ from espnet_omni.sparsity.masks import (
 from espnet_omni.sparsity.storage import weight_storage_bytes
 
 
+# Float masks kept per layer (one per recently used sparsity); memory: up to this many
+# copies of the layer's weight. 0 disables the cache.
+MASK_CACHE_SIZE = 6
+
+
 class _Masked:
     """Mixin for the masked layers (state and verbs; no ``__init__``)."""
 
@@ -47,8 +57,7 @@ class _Masked:
         self.spec = spec
         self._sparsity = 0.0
         self._ranks_epoch = 0
-        self._mask_key: tuple | None = None
-        self._mask_cache: torch.Tensor | None = None
+        self._mask_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.register_buffer(
             "mask_ranks", unit_ranks(self.weight, spec), persistent=False
         )
@@ -67,8 +76,7 @@ class _Masked:
         """Re-rank the units from the live weights (one sort); drops the mask cache."""
         self.mask_ranks = unit_ranks(self.weight, self.spec)
         self._ranks_epoch += 1
-        self._mask_key = None
-        self._mask_cache = None
+        self._mask_cache.clear()
 
     def bool_mask(self, sparsity: float | None = None) -> torch.Tensor:
         """Bool mask (``weight.shape``) at ``sparsity`` (default: the active one)."""
@@ -76,15 +84,21 @@ class _Masked:
         return mask_at(self.mask_ranks, self.spec, s)
 
     def active_mask(self) -> torch.Tensor | None:
-        """Cached float mask at the active sparsity, or None at sparsity 0."""
+        """Float mask at the active sparsity (cached, see the module doc), or None at sparsity 0."""
         if self._sparsity == 0.0:
             return None
         w = self.weight
         key = (self._sparsity, self._ranks_epoch, w.device, w.dtype)
-        if self._mask_key != key:
-            self._mask_cache = self.bool_mask().to(device=w.device, dtype=w.dtype)
-            self._mask_key = key
-        return self._mask_cache
+        mask = self._mask_cache.get(key)
+        if mask is not None:
+            self._mask_cache.move_to_end(key)
+            return mask
+        mask = self.bool_mask().to(device=w.device, dtype=w.dtype)
+        if MASK_CACHE_SIZE > 0:
+            self._mask_cache[key] = mask
+            while len(self._mask_cache) > MASK_CACHE_SIZE:
+                self._mask_cache.popitem(last=False)
+        return mask
 
     def masked_weight(self) -> torch.Tensor:
         """``weight * mask`` (the Parameter itself at sparsity 0)."""

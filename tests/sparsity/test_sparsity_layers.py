@@ -65,10 +65,33 @@ def test_mask_cache_reused_until_change():
     first = m.active_mask()
     assert m.active_mask() is first and first.dtype == m.weight.dtype
     m.sparsity = 0.75
-    assert m.active_mask() is not first
     second = m.active_mask()
+    assert second is not first and torch.equal(second.bool(), m.bool_mask())
+    m.sparsity = 0.5  # switching back reuses the mask built before
+    assert m.active_mask() is first
     m.refresh_ranks()
-    assert m.active_mask() is not second
+    assert m.active_mask() is not first
+    assert torch.equal(m.active_mask().bool(), m.bool_mask())
+
+
+def test_mask_cache_is_bounded_least_recently_used_first(monkeypatch):
+    from espnet_omni.sparsity import layers
+
+    monkeypatch.setattr(layers, "MASK_CACHE_SIZE", 2)
+    m = MaskedLinear(16, 8)
+    masks = {}
+    for s in (0.25, 0.5, 0.25, 0.75):  # 0.5 is the least recently used when 0.75 arrives
+        m.sparsity = s
+        masks.setdefault(s, m.active_mask())
+    assert len(m._mask_cache) == 2
+    m.sparsity = 0.25
+    assert m.active_mask() is masks[0.25]
+    m.sparsity = 0.5
+    assert m.active_mask() is not masks[0.5]  # rebuilt
+    monkeypatch.setattr(layers, "MASK_CACHE_SIZE", 0)
+    m.refresh_ranks()
+    m.sparsity = 0.25
+    assert m.active_mask() is not m.active_mask() and len(m._mask_cache) == 0
 
 
 def test_ranks_follow_weights_only_on_refresh():
