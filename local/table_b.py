@@ -66,16 +66,19 @@ def row(args, r: str, exp: Path) -> dict:
         "stream": load(t / "export_stream" / "export.json"),
         "stream_scores": load(t / "stream" / "scores.json"),
         "latency": load(t / "stream" / rtf_set / "latency.json"),
-        "compute": load(exp / "compute.json"),
         "pretrain": args.pretrain.get(r),
     }
 
 
+def _ngpu(exp: Path) -> int:
+    """GPUs ``exp`` trained on (``ngpu`` in its config.yaml)."""
+    return int(load_yaml(exp / "config.yaml").get("ngpu") or 0)
+
+
 def compute_str(exp: Path) -> str:
-    """Training compute of ``exp``: CPU core-seconds, or GPU wall seconds when it trained on GPUs
-    (``ngpu`` in its config.yaml)."""
+    """Training compute of ``exp``: CPU core-seconds, or GPU wall seconds when it trained on GPUs."""
     comp = load(exp / "compute.json")
-    ngpu = int(load_yaml(exp / "config.yaml").get("ngpu") or 0)
+    ngpu = _ngpu(exp)
     if ngpu > 0:
         return f"{comp['train_wall_seconds_epochs']:.0f} GPU-s ({ngpu} GPU)"
     return f"{comp['train_cpu_seconds']:.0f} CPU-s"
@@ -91,8 +94,7 @@ def provenance(exp: Path) -> str:
     log = (exp / "train.log").read_text(errors="replace") if (exp / "train.log").is_file() else ""
     config = CONFIG_RE.search(log)
     torch_ = TORCH_RE.search(log)
-    ngpu = int(load_yaml(exp / "config.yaml").get("ngpu") or 0)
-    return (f"`{exp.name}`: config `{config.group(1) if config else '?'}`, ngpu {ngpu}"
+    return (f"`{exp.name}`: config `{config.group(1) if config else '?'}`, ngpu {_ngpu(exp)}"
             + (f", PyTorch {torch_.group(1)} (CUDA available: {torch_.group(2)})" if torch_ else ""))
 
 
@@ -173,6 +175,11 @@ def pretraining(table: list[dict]) -> list[str]:
     return ["", *pretraining_summary(dirs)] if dirs else []
 
 
+def _pair(a: dict, b: dict, key: str, fmt: str) -> str:
+    """``a[key] -> b[key]`` (first -> last epoch), or n/a where the log lacks the key."""
+    return f"{a[key]:{fmt}} -> {b[key]:{fmt}}" if key in a and key in b else "n/a"
+
+
 def pretraining_summary(dirs: list[Path]) -> list[str]:
     """Does pretraining learn? Train and valid contrastive accuracy vs chance, code perplexity (per mode)."""
     lines = ["wav2vec 2.0 pretraining (first and last epoch; accuracy = the true target scores above all "
@@ -196,15 +203,11 @@ def pretraining_summary(dirs: list[Path]) -> list[str]:
             mode = {"": "dense full-context", "_full": "dense full-context"}.get(
                 suf, f"streaming, sparsity {suf.rsplit('_s', 1)[-1]}%" if "_s" in suf else suf.lstrip("_"))
             tsuf = "_stream" if suf.startswith("_stream") else suf  # train keys carry no sparsity
-
-            def pair(a: dict, b: dict, key: str, fmt: str) -> str:
-                return (f"{a[key]:{fmt}} -> {b[key]:{fmt}}" if key in a and key in b else "n/a")
-
             lines.append(
-                f"| `{p.name}` | {mode} | {ep[-1]['epoch']} | {pair(tfirst, tlast, 'w2v_acc' + tsuf, '.3f')} | "
-                f"{pair(first, last, 'w2v_acc' + suf, '.3f')} | {1 / (1 + k):.3f} | "
-                f"{pair(tfirst, tlast, 'w2v_code_ppl' + tsuf, '.1f')} | "
-                f"{pair(first, last, 'w2v_code_ppl' + suf, '.1f')} (range {g}..{g * v}) | {compute_str(p)} |")
+                f"| `{p.name}` | {mode} | {ep[-1]['epoch']} | {_pair(tfirst, tlast, 'w2v_acc' + tsuf, '.3f')} | "
+                f"{_pair(first, last, 'w2v_acc' + suf, '.3f')} | {1 / (1 + k):.3f} | "
+                f"{_pair(tfirst, tlast, 'w2v_code_ppl' + tsuf, '.1f')} | "
+                f"{_pair(first, last, 'w2v_code_ppl' + suf, '.1f')} (range {g}..{g * v}) | {compute_str(p)} |")
     return lines
 
 

@@ -56,7 +56,6 @@ class _Masked:
     def _init_masking(self, spec: MaskSpec) -> None:
         self.spec = spec
         self._sparsity = 0.0
-        self._ranks_epoch = 0
         self._mask_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.register_buffer(
             "mask_ranks", unit_ranks(self.weight, spec), persistent=False
@@ -75,7 +74,6 @@ class _Masked:
     def refresh_ranks(self) -> None:
         """Re-rank the units from the live weights (one sort); drops the mask cache."""
         self.mask_ranks = unit_ranks(self.weight, self.spec)
-        self._ranks_epoch += 1
         self._mask_cache.clear()
 
     def bool_mask(self, sparsity: float | None = None) -> torch.Tensor:
@@ -88,7 +86,7 @@ class _Masked:
         if self._sparsity == 0.0:
             return None
         w = self.weight
-        key = (self._sparsity, self._ranks_epoch, w.device, w.dtype)
+        key = (self._sparsity, w.device, w.dtype)  # refresh_ranks() empties the cache
         mask = self._mask_cache.get(key)
         if mask is not None:
             self._mask_cache.move_to_end(key)
