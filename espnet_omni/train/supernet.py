@@ -292,7 +292,11 @@ class TaggedModel(torch.nn.Module):
         loss, stats, weight = self.model(**batch)
         ms = self.state.micro
         tag = ms.tag
-        out = {f"{k}_{tag}": v for k, v in stats.items()}
+        # Copies: ESPnet's loop divides the returned loss in place by accum_grad (= K here)
+        # before it registers the stats, and ESPnet's models report the loss tensor itself
+        # (``stats["loss_ctc"] = loss_ctc.detach()`` shares its storage), so without a copy
+        # every reported loss that is the returned tensor would read 1/K of its value.
+        out = {f"{k}_{tag}": v.clone() if torch.is_tensor(v) else v for k, v in stats.items()}
         loss = loss * ms.weight if ms.weight != 1.0 else loss
         if self._logits is not None and self._lens is not None:
             if tag in ("max", "full"):
@@ -302,7 +306,7 @@ class TaggedModel(torch.nn.Module):
                 loss = loss + self.state.cfg.distill_weight * kd
                 out[f"distill_{tag}"] = kd.detach()
             self._logits = self._lens = None
-        out["loss"] = loss.detach()
+        out["loss"] = loss.detach().clone()
         return loss, out, weight
 
 

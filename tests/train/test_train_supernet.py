@@ -186,3 +186,31 @@ def test_dual_mode_training_reports_both_modes(corpus):
     valid = ckpt["reporter"]["stats"][1]["valid"]
     assert {"loss_full", "loss_stream_s50"} <= set(valid)
     assert valid["loss"] == pytest.approx((valid["loss_full"] + valid["loss_stream_s50"]) / 2)
+
+
+def test_reported_losses_survive_espnets_in_place_division():
+    """ESPnet's loop does ``loss /= accum_grad`` (accum_grad = K for a supernet)
+    before it registers the stats; an ESPnet model reports ``loss.detach()``,
+    which shares the loss's storage. The reported per-sub-network losses must
+    keep their value (a K-times-too-small train loss in the logs otherwise)."""
+    from espnet_omni.train.supernet import SupernetState, TaggedModel
+
+    class EspnetLike(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(2.0))
+
+        def forward(self, x):
+            loss = self.w * x
+            return loss, {"loss_ctc": loss.detach(), "loss": loss.detach()}, torch.tensor(1)
+
+    state = SupernetState(SupernetConfig.from_dict({"sampler": {"rule": "sandwich", "num_subnets": 3}}),
+                          _Enc(), accum_grad=1)
+    tagged = TaggedModel(EspnetLike(), state)
+    for ms in state.plan(0):
+        state.micro = ms
+        loss, stats, _ = tagged(x=torch.tensor(3.0))
+        loss /= 3  # what espnet2.train.trainer.Trainer.train_one_epoch does
+        assert float(stats[f"loss_ctc_{ms.tag}"]) == pytest.approx(6.0)
+        assert float(stats["loss"]) == pytest.approx(6.0)
+        assert float(loss) == pytest.approx(2.0)
