@@ -259,11 +259,21 @@ train_asr() {
 }
 
 # decode_model TRAIN_CONFIG MODEL_FILE DECODE_DIR: decode every test set into DECODE_DIR/<set>/text.
+# A set whose text is complete, newer than the model and both configs, and made with the same
+# inference options is kept (make-style), so a re-run of an interrupted stage decodes only
+# what is missing.
 decode_model() {
-  local config=$1 model=$2 ddir=$3 x out n i j start pids
+  local config=$1 model=$2 ddir=$3 x out n i j start pids opts
+  opts="inference_config=$inference_config inference_args=$inference_args"
   for x in $test_sets; do
     out=$ddir/$x
-    rm -rf "$out/logdir"; mkdir -p "$out/logdir"
+    if [ -f "$out/text" ] && [ "$(wc -l < "$out/text")" = "$(wc -l < "$dump/$x/wav.scp")" ] \
+      && [ "$out/text" -nt "$model" ] && [ "$out/text" -nt "$config" ] && [ "$out/text" -nt "$inference_config" ] \
+      && { [ ! -f "$out/decode.opts" ] && [ -z "$inference_args" ] || [ "$(cat "$out/decode.opts" 2>/dev/null)" = "$opts" ]; }; then
+      log "decoding $x: kept $out/text (complete, newer than the model and configs)"
+      continue
+    fi
+    rm -rf "$out/logdir" "$out/text" "$out/decode.opts"; mkdir -p "$out/logdir"
     n=$(( nj < $(wc -l < "$dump/$x/wav.scp") ? nj : 1 ))
     split -n "l/$n" -d -a 2 "$dump/$x/wav.scp" "$out/logdir/keys."
     log "decoding $x ($(wc -l < "$dump/$x/wav.scp") utts, $n jobs) -> $out"
@@ -278,7 +288,8 @@ decode_model() {
       pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p" || { log "decoding failed: see $out/logdir/decode.*.log"; exit 1; }; done
-    cat "$out"/logdir/out.*/1best_recog/text | sort > "$out/text"
+    cat "$out"/logdir/out.*/1best_recog/text | sort > "$out/text.tmp"
+    echo "$opts" > "$out/decode.opts"; mv "$out/text.tmp" "$out/text"
     echo $((SECONDS - start)) > "$out/wall_seconds"
   done
 }
