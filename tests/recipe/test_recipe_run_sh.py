@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -48,6 +49,16 @@ def test_tiny_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert (tmp_path / "exp/asr_tiny/tensorboard").is_dir()
     again = run_sh(*args)
     assert again.stderr.count("skipping") == 7, again.stderr
+    # an interrupted decoding stage re-run keeps the finished sets, and redoes a stale one
+    decode = tmp_path / "exp/asr_tiny/decode_decode_ctc_valid.loss.ave"
+    (decode / ".stage6.done").unlink()
+    kept = run_sh(*args, "--stage", "6", "--stop_stage", "6")
+    assert kept.stderr.count("kept") == 3 and "utts, " not in kept.stderr, kept.stderr
+    (decode / ".stage6.done").unlink()
+    model = tmp_path / "exp/asr_tiny/valid.loss.ave.pth"
+    os.utime(model)  # now: newer than every decoded text
+    redone = run_sh(*args, "--stage", "6", "--stop_stage", "6")
+    assert "kept" not in redone.stderr and redone.stderr.count("utts, ") == 3, redone.stderr
 
 
 @pytest.fixture(scope="module")
