@@ -81,6 +81,8 @@ search_args="--population 12 --generations 4 --max_utts 100"
                                         # espnet_omni.bin.search arguments: <= 48 dev decodes per
                                         # budget (a shared cache), 100 dev utterances each
 supernet_args=""                        # extra asr_train arguments of the supernet (stage 8)
+table_a_also=""                         # other supernet runs shown beside it in Table A (stage 13),
+                                        # "LABEL=EXP_DIR ..." (each searched, exported, decoded)
 prune_args=""                           # extra asr_train arguments of each individual model (stage 9)
 # Table B (dual mode, stages 15-17; row 1 is the dense model of stage 5)
 table_b_rows="1 2 3 4 5"                # rows to pretrain, train, decode and tabulate
@@ -381,7 +383,8 @@ if run_stage 13; then
   $python local/table_a.py --dense "$asr_exp" --omni "$omni_exp" \
     --prune $(for s in $prune_targets; do printf '%s ' "$(prune_exp "$s")"; done) \
     --targets $prune_targets --decode "decode_$inference_tag" --sets $test_sets \
-    --results_file "$results_file" --plot "$exp/table_a.png" --command "$command_line"
+    --results_file "$results_file" --plot "$exp/table_a.png" --command "$command_line" \
+    --also $table_a_also
   finish_stage 13
 fi
 # ------------------------------------------------------------------ Table B

@@ -12,6 +12,8 @@ Reads, per target sparsity s:
   <prune_s>/export/<decode>/scores.json        its WER per set
   <omni>/export_<s>/export.json, .../scores.json   the sub-network found under that size
   <dense>/compute.json, <prune_s>/compute.json, <omni>/compute.json   training CPU seconds
+  --also LABEL=DIR: another supernet run (e.g. an earlier config kept aside), read like --omni
+  and shown beside it, so what was tried stays in the table.
 Writes: the `table_a` section of --results_file, and --plot (WER vs non-zero parameters).
 """
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+import yaml
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +46,51 @@ def cpu(exp: Path) -> float:
     return load(exp / "compute.json")["train_cpu_seconds"]
 
 
+def supernets(args) -> list[tuple[str, Path]]:
+    """(label, experiment dir) of every supernet in the table; --omni first."""
+    out = [("", Path(args.omni))]
+    for item in args.also:
+        label, sep, d = item.partition("=")
+        if not sep or not label or not d:
+            raise SystemExit(f"table_a: --also {item!r}: expected LABEL=DIR")
+        out.append((label, Path(d)))
+    return out
+
+
+def describe(exp: Path) -> str:
+    """The supernet's training recipe, from its config.yaml."""
+    conf = yaml.safe_load(load_text(exp / "config.yaml"))
+    omni = conf.get("omni_conf") or {}
+    sampler = omni.get("sampler") or {}
+    choices = omni.get("choices") or []
+    span = f"{min(choices)}-{max(choices)}" if choices else "default"
+    return (f"{conf.get('max_epoch')} epochs, {sampler.get('rule', 'sandwich')} x {sampler.get('num_subnets', 3)} "
+            f"sub-networks per step, per-layer sparsity choices {span}, distillation weight {omni.get('distill_weight', 0.0)}")
+
+
+def load_text(path: Path) -> str:
+    if not path.is_file():
+        raise SystemExit(f"table_a: missing {path} (run the stage that writes it first)")
+    return path.read_text()
+
+
 def rows(args) -> list[dict]:
     out = []
     for s, prune in zip(args.targets, args.prune):
-        ind, sub = Path(prune) / "export", Path(args.omni) / f"export_{s}"
+        ind = Path(prune) / "export"
+        subs = [(label, load(d / f"export_{s}" / "export.json"),
+                 load(d / f"export_{s}" / args.decode / "scores.json")) for label, d in supernets(args)]
         out.append({
             "target": s,
             "ind": load(ind / "export.json"), "ind_scores": load(ind / args.decode / "scores.json"),
-            "sub": load(sub / "export.json"), "sub_scores": load(sub / args.decode / "scores.json"),
+            "sub": subs[0][1], "sub_scores": subs[0][2], "others": subs[1:],
             "ind_cpu": cpu(Path(prune)),
         })
     return out
+
+
+def sub_name(label: str) -> str:
+    return f"(b) omni sub-network, {label}" if label else "(b) omni sub-network"
 
 
 def render(args, table: list[dict]) -> str:
@@ -66,13 +104,16 @@ def render(args, table: list[dict]) -> str:
         "(a) = gradual magnitude pruning of the dense model to that sparsity, alone;",
         "(b) = the sub-network found by evolutionary search in the one supernet under (a)'s size.",
         "",
+        *(f"Supernet{' ' + label if label else ''} (`{d}`): {describe(d)}." for label, d in supernets(args)),
+        "",
         head,
         "|" + "---|" * (4 + len(sets)),
         "| 0 | dense | - | - | " + " | ".join(f"{wer(dense_scores, s):.1f}" for s in sets) + " |",
     ]
     for r in table:
-        for name, key in (("(a) individual", "ind"), ("(b) omni sub-network", "sub")):
-            e, sc = r[key], r[f"{key}_scores"]
+        entries = [("(a) individual", r["ind"], r["ind_scores"]), (sub_name(""), r["sub"], r["sub_scores"])]
+        entries += [(sub_name(label), e, sc) for label, e, sc in r["others"]]
+        for name, e, sc in entries:
             lines.append(
                 f"| {r['target']} | {name} | {e['nonzero_params']:,} | {e['model_bytes']:,} | "
                 + " | ".join(f"{wer(sc, s):.1f}" for s in sets) + " |"
@@ -92,10 +133,16 @@ def render(args, table: list[dict]) -> str:
         f"| one individually pruned model (mean) | {mean_ind:.0f} |",
         f"| the one supernet | {omni_cpu:.0f} ({omni_cpu / mean_ind:.2f}x one individual model) |",
     ]
+    for label, d in supernets(args)[1:]:
+        c = cpu(d)
+        lines.append(f"| the supernet {label} | {c:.0f} ({c / mean_ind:.2f}x one individual model) |")
     test = sets[1] if len(sets) > 1 else sets[0]
-    better = [r for r in table if wer(r["sub_scores"], test) <= wer(r["ind_scores"], test)]
-    lines += ["", f"On `{test}`, the omni sub-network is at least as good as the individual model at "
-              f"{len(better)} of {len(table)} sizes."]
+    lines.append("")
+    for i, (label, _) in enumerate(supernets(args)):
+        sub = [(r["sub_scores"] if i == 0 else r["others"][i - 1][2]) for r in table]
+        better = [1 for r, sc in zip(table, sub) if wer(sc, test) <= wer(r["ind_scores"], test)]
+        lines.append(f"On `{test}`, the omni sub-network{' (' + label + ')' if label else ''} is at least as good "
+                     f"as the individual model at {len(better)} of {len(table)} sizes.")
     return "\n".join(lines) + "\n"
 
 
@@ -107,8 +154,12 @@ def plot(args, table: list[dict]) -> None:
 
     test = args.sets[1] if len(args.sets) > 1 else args.sets[0]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for key, label, marker in (("ind", "individually pruned", "o"), ("sub", "omni sub-network", "s")):
-        pts = sorted((r[key]["nonzero_params"], wer(r[f"{key}_scores"], test)) for r in table)
+    curves = [("individually pruned", "o", [(r["ind"], r["ind_scores"]) for r in table]),
+              ("omni sub-network", "s", [(r["sub"], r["sub_scores"]) for r in table])]
+    for i, (label, _) in enumerate(supernets(args)[1:]):
+        curves.append((f"omni sub-network, {label}", "^", [(r["others"][i][1], r["others"][i][2]) for r in table]))
+    for label, marker, points in curves:
+        pts = sorted((e["nonzero_params"], wer(sc, test)) for e, sc in points)
         ax.plot([p for p, _ in pts], [w for _, w in pts], marker=marker, label=label)
     ax.set_xlabel("non-zero encoder parameters")
     ax.set_ylabel(f"{test} WER %")
@@ -129,6 +180,8 @@ def main(cmd=None) -> None:
     p.add_argument("--results_file", type=Path, required=True)
     p.add_argument("--plot", type=Path, required=True)
     p.add_argument("--command", default="")
+    p.add_argument("--also", nargs="*", default=[], metavar="LABEL=DIR",
+                   help="other supernet runs (read like --omni) shown beside it")
     args = p.parse_args(cmd)
     if len(args.prune) != len(args.targets):
         raise SystemExit(f"table_a: {len(args.prune)} --prune dirs but {len(args.targets)} --targets")

@@ -85,6 +85,13 @@ def test_tiny_table_a_stages(tiny_dense):
     budget = json.loads((tmp_path / "exp/asr_tiny_prune0.8/subnet.json").read_text())["encoder_nonzero_params"]
     found = yaml.safe_load((tmp_path / f"exp/asr_tiny_omni/search/subnet_{budget}.yaml").read_text())
     assert found["sparsities"], "the search wrote a sub-network for the budget"
+    # another supernet run (here: the same one under a label) is tabulated beside (b)
+    (tmp_path / "exp/asr_tiny_omni/.stage13.done").unlink()
+    run_sh(*common, "--stage", "13", "--stop_stage", "13", "--prune_targets", "0.5 0.8", "--test_sets", "test",
+           "--table_a_also", f"again={tmp_path / 'exp/asr_tiny_omni'}")
+    table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_a -->")[1]
+    assert re.search(r"^\| 0.8 \| \(b\) omni sub-network, again \| [\d,]+ \|", table, re.M), table
+    assert "Supernet again (" in table and "distillation weight" in table
 
 
 def test_tiny_table_b_stages(tiny_dense):
