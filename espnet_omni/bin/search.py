@@ -15,6 +15,9 @@ Export one: python -m espnet_omni.bin.export --subnet <out_dir>/subnet_0.3.yaml 
 
 import argparse
 import logging
+from pathlib import Path
+
+import yaml
 
 from espnet_omni.inference.subnet_eval import DEFAULT_BATCH_SECONDS, METRICS
 from espnet_omni.inference.subnet_search import (
@@ -25,6 +28,19 @@ from espnet_omni.inference.subnet_search import (
 from espnet_omni.search import EvolutionConfig
 from espnet_omni.sparsity.storage import STORAGES
 from espnet_omni.sparsity.subnet import DEFAULT_CHOICES, TIES
+
+
+def trained_space(asr_train_config: str) -> dict:
+    """``choices`` / ``tie`` of the supernet's ``omni_conf`` (empty if it has none):
+    sub-networks outside what the supernet was trained on are not worth scoring."""
+    path = Path(asr_train_config)
+    if not path.is_file():
+        raise FileNotFoundError(f"--asr_train_config {path}: no such file")
+    conf = yaml.safe_load(path.read_text()) or {}
+    omni = conf.get("omni_conf") or {}
+    if not isinstance(omni, dict):
+        raise ValueError(f"{path}: omni_conf must be a mapping, got {type(omni).__name__}")
+    return {k: omni[k] for k in ("choices", "tie") if omni.get(k) is not None}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -39,8 +55,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget_unit", default="fraction", choices=BUDGET_UNITS,
                    help="fraction of the dense encoder's params, non-zero params, or bytes")
     p.add_argument("--metric", default="wer", choices=METRICS)
-    p.add_argument("--choices", type=float, nargs="+", default=list(DEFAULT_CHOICES))
-    p.add_argument("--tie", default="per_layer", choices=TIES)
+    p.add_argument("--choices", type=float, nargs="+", default=None,
+                   help="sparsities a group may take; default: the supernet's own training choices "
+                        f"(omni_conf.choices of --asr_train_config), else {list(DEFAULT_CHOICES)}")
+    p.add_argument("--tie", default=None, choices=TIES,
+                   help="default: the supernet's omni_conf.tie, else per_layer")
     p.add_argument("--storage", default="auto", choices=STORAGES,
                    help="byte cost model (--budget_unit bytes)")
     p.add_argument("--population", type=int, default=16)
@@ -57,6 +76,12 @@ def main(cmd=None):
     """Search; ``cmd`` defaults to ``sys.argv``."""
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    trained = trained_space(args.asr_train_config)
+    if args.choices is None:
+        args.choices = trained.get("choices") or list(DEFAULT_CHOICES)
+    if args.tie is None:
+        args.tie = trained.get("tie") or "per_layer"
+    logging.info("search space: choices %s, tie %s", args.choices, args.tie)
     config = SubnetSearchConfig(
         budgets=args.budgets, budget_unit=args.budget_unit, metric=args.metric,
         choices=tuple(args.choices), tie=args.tie, storage=args.storage,

@@ -30,10 +30,10 @@ def root(tmp_path_factory):
 
 
 def _cmd(out: str, *budgets: str, unit: str = "fraction", config: Path = CONFIG,
-         model: Path = MODEL) -> list[str]:
+         model: Path = MODEL, choices: tuple[str, ...] = ("0", "0.3", "0.6", "0.9")) -> list[str]:
     return ["--asr_train_config", str(config), "--asr_model_file", str(model),
             "--data_dir", "data/train", "--out_dir", out, "--budgets", *budgets,
-            "--budget_unit", unit, "--metric", "loss", "--choices", "0", "0.3", "0.6", "0.9",
+            "--budget_unit", unit, "--metric", "loss", *(("--choices", *choices) if choices else ()),
             "--population", "4", "--generations", "2", "--seed", "0", "--max_utts", "6",
             "--no_progress"]
 
@@ -113,3 +113,21 @@ def test_stock_encoder_config_is_refused(root, monkeypatch):
                                          r"ConformerEncoder, not a supernet"):
         search.main(_cmd("exp/search_stock", "0.5", config=stock_dir / "config.yaml",
                          model=stock_dir / "model.pth"))
+
+
+def test_default_choices_are_the_supernets_training_choices(root, monkeypatch):
+    """A supernet trained on sparsities 0.3-0.6 is searched there only: its other
+    sub-networks hold weights its training never updated."""
+    monkeypatch.chdir(root)
+    args = yaml.safe_load(CONFIG.read_text())
+    args["omni_conf"] = {**(args.get("omni_conf") or {}), "choices": [0.3, 0.6]}
+    narrow = Path("exp/narrow")
+    narrow.mkdir(exist_ok=True)
+    with open(narrow / "config.yaml", "w") as f:
+        yaml_no_alias_safe_dump(args, f)
+    search.main(_cmd("exp/search_narrow", "0.8", config=narrow / "config.yaml", choices=()))
+    out = root / "exp/search_narrow"
+    (res,) = _summary(out)["results"]
+    assert set(SubnetConfig.from_yaml(out / res["file"]).sparsities.values()) <= {0.3, 0.6}
+    with open(out / "front.csv", newline="") as f:
+        assert {float(v) for r in csv.DictReader(f) for k, v in r.items() if k not in ("cost", "score")} <= {0.3, 0.6}
