@@ -46,6 +46,28 @@ def cpu(exp: Path) -> float:
     return load(exp / "compute.json")["train_cpu_seconds"]
 
 
+def passes(exp: Path) -> str:
+    """Sub-network epochs (epochs x sub-networks per step): compute in forward+backward
+    passes over the training set, whatever the hardware and threads."""
+    c = load(exp / "compute.json")
+    return f"{c['epochs_counted']} x {c['subnets_per_step']} = {c['epochs_counted'] * c['subnets_per_step']}"
+
+
+def pass_ratio(exp: Path, one: Path) -> str:
+    a, b = load(exp / "compute.json"), load(one / "compute.json")
+    r = (a["epochs_counted"] * a["subnets_per_step"]) / (b["epochs_counted"] * b["subnets_per_step"])
+    return f" ({r:.2f}x one individual model)"
+
+
+def threads(exp: Path) -> str:
+    """torch threads (recorded since compute.json has them), and CPU s / wall s of the
+    epochs: above 1 only with more than one busy thread."""
+    c = load(exp / "compute.json")
+    t = c.get("torch_threads")
+    busy = c["train_cpu_seconds"] / max(c.get("train_wall_seconds_epochs", 0.0), 1e-9)
+    return f"{', '.join(map(str, t)) if t else '?'} ({busy:.2f})"
+
+
 def supernets(args) -> list[tuple[str, Path]]:
     """(label, experiment dir) of every supernet in the table; --omni first."""
     out = [("", Path(args.omni))]
@@ -123,19 +145,27 @@ def render(args, table: list[dict]) -> str:
     mean_ind = ind_total / max(len(table), 1)
     lines += [
         "",
-        "Training compute (CPU core-seconds of finished epochs, from each run's compute.json;"
-        " every model starts from the same dense model):",
+        "Training compute (from each run's compute.json; every model starts from the same dense model).",
+        "CPU core-seconds of finished epochs grow with the torch thread count, so they compare only"
+        " between runs at equal threads (`?`: not recorded by that run; a CPU s / wall s ratio above 1"
+        " means more than one busy thread); the sub-network epochs (epochs x sub-networks per step,"
+        " forward+backward passes over the training set) compare whatever the hardware:",
         "",
-        "| what | CPU s |",
-        "|---|---|",
-        f"| dense model (shared start) | {cpu(Path(args.dense)):.0f} |",
-        f"| all {len(table)} individually pruned models | {ind_total:.0f} |",
-        f"| one individually pruned model (mean) | {mean_ind:.0f} |",
-        f"| the one supernet | {omni_cpu:.0f} ({omni_cpu / mean_ind:.2f}x one individual model) |",
+        "| what | sub-network epochs | torch threads (CPU s / wall s) | CPU s |",
+        "|---|---|---|---|",
+        f"| dense model (shared start) | {passes(Path(args.dense))} | {threads(Path(args.dense))} "
+        f"| {cpu(Path(args.dense)):.0f} |",
+        f"| all {len(table)} individually pruned models | - | "
+        f"{'; '.join(sorted({threads(Path(p)) for p in args.prune}))} | {ind_total:.0f} |",
+        f"| one individually pruned model (mean) | {passes(Path(args.prune[0]))} | - | {mean_ind:.0f} |",
+        f"| the one supernet | {passes(Path(args.omni))}{pass_ratio(Path(args.omni), Path(args.prune[0]))} "
+        f"| {threads(Path(args.omni))} "
+        f"| {omni_cpu:.0f} ({omni_cpu / mean_ind:.2f}x one individual model) |",
     ]
     for label, d in supernets(args)[1:]:
         c = cpu(d)
-        lines.append(f"| the supernet {label} | {c:.0f} ({c / mean_ind:.2f}x one individual model) |")
+        lines.append(f"| the supernet {label} | {passes(d)}{pass_ratio(d, Path(args.prune[0]))} | {threads(d)} "
+                     f"| {c:.0f} ({c / mean_ind:.2f}x one individual model) |")
     test = sets[1] if len(sets) > 1 else sets[0]
     lines.append("")
     for i, (label, _) in enumerate(supernets(args)):

@@ -87,6 +87,10 @@ def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, di
     d["train_wall_seconds_epochs"] = d.get("train_wall_seconds_epochs", 0.0) + wall
     d["epochs_counted"] = d.get("epochs_counted", 0) + 1
     d["subnets_per_step"] = k
+    # CPU seconds grow with the thread count (2 threads: ~1.3x faster, ~1.5x the CPU
+    # seconds here), so runs compare by CPU seconds only at equal threads.
+    threads = sorted(set(d.get("torch_threads", [])) | {torch.get_num_threads()})
+    d["torch_threads"] = threads
     path.write_text(json.dumps(d, indent=1))
 
 

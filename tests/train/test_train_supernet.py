@@ -65,6 +65,7 @@ def test_each_rule_trains_and_reports_per_subnet_losses(corpus, conf, tags):
     assert valid["loss"] == pytest.approx(sum(valid[f"loss_{s}"] for s in ("s00", "s50", "s70", "s90")) / 4)
     compute = json.loads((corpus / out / "compute.json").read_text())
     assert compute["train_cpu_seconds"] > 0 and compute["subnets_per_step"] == len(tags)
+    assert compute["torch_threads"] == [torch.get_num_threads()]
 
 
 def test_one_optimizer_step_per_k_subnets(corpus):
