@@ -468,7 +468,7 @@ if run_stage 17; then
   $python local/table_b.py --rows $table_b_rows \
     --exps $(for r in $table_b_rows; do printf '%s ' "$(row_exp "$r")"; done) \
     --pretrain $(for r in $table_b_rows; do [ -z "$(ssl_exp "$r")" ] || printf '%s=%s ' "$r" "$(ssl_exp "$r")"; done) \
-    --decode "decode_$inference_tag" --sets $test_sets \
+    --decode "decode_$inference_tag" --sets $test_sets --dump "$dump" \
     --results_file "$results_file" --command "$command_line"
   finish_stage 17
 fi

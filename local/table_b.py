@@ -30,11 +30,14 @@ import math
 import re
 import sys
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from espnet_omni.scoring.results_file import replace_section  # noqa: E402
+from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.scoring.wer import paired_bootstrap  # noqa: E402
 
 ROW_NAMES = {
     "1": "(1) dense full-context model alone",
@@ -143,7 +146,7 @@ def render(args, table: list[dict]) -> str:
     ]
     lines += ["", "Trained as (from each run's train.log and config.yaml): "
               + "; ".join(provenance(t["exp"]) for t in table) + "."]
-    lines += verdicts(table, sets[1] if len(sets) > 1 else sets[0])
+    lines += verdicts(table, sets[1] if len(sets) > 1 else sets[0], args.dump, args.decode)
     lines += pretraining(table)
     return "\n".join(lines) + "\n"
 
@@ -219,7 +222,22 @@ def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def verdicts(table: list[dict], test: str) -> list[str]:
+def hyp_file(r: dict, mode: str, decode: str, test: str) -> Path:
+    t = r["exp"] / "table_b"
+    return (t / "export_full" / decode / test / "text") if mode == "full" else (t / "stream" / test / "text")
+
+
+def significance(ref_file: Path, a: Path, b: Path) -> str:
+    """`; difference ... 95% CI ...` of WER(a) - WER(b), paired bootstrap over utterances."""
+    for f in (ref_file, a, b):
+        if not f.is_file():
+            raise SystemExit(f"table_b: missing {f} (run stage 16 first)")
+    d = paired_bootstrap(read_kv(ref_file), read_kv(a), read_kv(b))
+    sig = "significant" if d["lo"] > 0 or d["hi"] < 0 else "not significant"
+    return f" (difference {d['delta']:+.1f} points, 95% CI {d['lo']:+.1f} .. {d['hi']:+.1f}: {sig})"
+
+
+def verdicts(table: list[dict], test: str, dump: Optional[Path] = None, decode: str = "") -> list[str]:
     """Claims C3 and C4 on ``test`` for the rows present: (claim, mode, row a, row b, what a, what b, rule)."""
     by = {t["row"]: t for t in table}
     checks = [
@@ -240,7 +258,16 @@ def verdicts(table: list[dict], test: str) -> list[str]:
         ok = a <= b if rule == "<=" else a < b
         verdict = ("holds" if ok else "does not hold") if rule == "<=" else ("lower" if ok else "not lower")
         name = "full-context" if mode == "full" else "sparse streaming"
-        out.append(f"- {claim}, {name} mode on `{test}`: {what_a} {a:.1f}% vs {what_b} {b:.1f}%: {verdict}.")
+        sig = ""
+        if dump is not None:
+            sig = significance(dump / test / "text", hyp_file(by[ra], mode, decode, test),
+                               hyp_file(by[rb], mode, decode, test))
+        out.append(f"- {claim}, {name} mode on `{test}`: {what_a} {a:.1f}% vs {what_b} {b:.1f}%: {verdict}{sig}.")
+    if out and dump is not None:
+        out.append("")
+        out.append("Differences: WER points of the first system minus the second on the same utterances; "
+                   "95% interval from 1000 paired bootstrap resamples of the utterances (Bisani & Ney, 2004). "
+                   "A claim whose interval contains 0 is not shown either way by this test set.")
     return [""] + out if out else []
 
 
@@ -253,6 +280,8 @@ def main(cmd=None) -> None:
     p.add_argument("--pretrain_only", nargs="+", default=[], type=Path, metavar="DIR",
                    help="write only the pretraining summary of these SSL experiments (section ssl_pretraining)")
     p.add_argument("--rtf_set", default="test", help="the set whose streaming RTF is shown")
+    p.add_argument("--dump", type=Path, default=None,
+                   help="dump dir with <set>/text references: adds a paired bootstrap interval to each claim")
     p.add_argument("--pretrain", nargs="*", default=[], metavar="ROW=DIR",
                    help="the wav2vec 2.0 pretraining experiment of a row (rows 4, 5)")
     p.add_argument("--results_file", type=Path, required=True)

@@ -11,6 +11,7 @@ Pure functions over token lists; no ESPnet.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -79,3 +80,34 @@ def word_counts(ref: str, hyp: str) -> ErrorCounts:
 def char_counts(ref: str, hyp: str) -> ErrorCounts:
     """Character-level counts; a word boundary counts as one character."""
     return align_counts(list(" ".join(ref.split())), list(" ".join(hyp.split())))
+
+
+def paired_bootstrap(ref: dict[str, str], hyp_a: dict[str, str], hyp_b: dict[str, str],
+                     resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Word error rate of A minus that of B (points) and its paired bootstrap interval.
+
+    The utterances of ``ref`` are resampled with replacement (Bisani & Ney, 2004): each
+    resample's difference is computed from the summed errors and reference words of both
+    systems on the same utterances. A missing hypothesis counts as empty.
+    Returns ``{"delta", "lo", "hi", "p_a_better"}`` (``p_a_better``: share of resamples
+    where A has fewer errors than B).
+    """
+    if not ref:
+        raise ValueError("paired_bootstrap: no reference utterances")
+    if not 0.0 < level < 1.0 or resamples < 1:
+        raise ValueError(f"paired_bootstrap: need 0 < level < 1 and resamples >= 1, got {level}, {resamples}")
+    utts = sorted(ref)
+    rows = [(word_counts(ref[u], hyp_a.get(u, "")).errors, word_counts(ref[u], hyp_b.get(u, "")).errors,
+             len(ref[u].split())) for u in utts]
+
+    def delta(sample) -> float:
+        ea = sum(r[0] for r in sample)
+        eb = sum(r[1] for r in sample)
+        n = sum(r[2] for r in sample)
+        return 100.0 * (ea - eb) / n if n else 0.0
+
+    rng = random.Random(seed)
+    ds = sorted(delta(rng.choices(rows, k=len(rows))) for _ in range(resamples))
+    lo = ds[int((1 - level) / 2 * resamples)]
+    hi = ds[max(0, int((1 + level) / 2 * resamples) - 1)]
+    return {"delta": delta(rows), "lo": lo, "hi": hi, "p_a_better": sum(d < 0 for d in ds) / resamples}

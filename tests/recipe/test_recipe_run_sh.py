@@ -107,6 +107,7 @@ def test_tiny_table_b_stages(tiny_dense):
         assert re.search(rf"^\| \(\d\) [^|]*{name} \| [\d.]+ \| [\d.]+ \| [\d.]+ M / [\d.]+ MB \| "
                          rf"[\d.]+ M / [\d.]+ MB \| [\d.]+ \| \d+ CPU-s( \+ \d+ CPU-s pretraining)? \|", table, re.M), (name, table)
     assert "C3, sparse streaming mode" in table and "C4, sparse streaming mode" in table
+    assert re.search(r"C3, sparse streaming mode on `test`: .* \(difference [+-][\d.]+ points, 95% CI [+-][\d.]+ \.\. [+-][\d.]+: (not )?significant\)", table), table
     pretrain_row = r"\| 1 \| [\d.]+ -> [\d.]+ \| [\d.]+ -> [\d.]+ \| 0\.167 \|"
     assert re.search(r"^\| `ssl_w2v_dual` \| streaming, sparsity 50% " + pretrain_row, table, re.M), table
     # stage 14 wrote its own summary of both pretrainings

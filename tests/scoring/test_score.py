@@ -62,3 +62,24 @@ def test_missing_hypothesis_file_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="missing .*dec/test/text"):
         score.main(["--exp", str(tmp_path / "exp"), "--decode", "dec", "--dump", str(tmp_path / "dump"),
                     "--sets", "test"])
+
+
+def test_paired_bootstrap_interval():
+    from espnet_omni.scoring.wer import paired_bootstrap
+
+    ref = {f"u{i:02d}": "a b c d" for i in range(40)}
+    same = paired_bootstrap(ref, ref, ref)
+    assert same == {"delta": 0.0, "lo": 0.0, "hi": 0.0, "p_a_better": 0.0}
+    # B gets one word of four wrong in every other utterance: A is better by 12.5 points
+    worse = {u: ("a b x d" if i % 2 else r) for i, (u, r) in enumerate(sorted(ref.items()))}
+    d = paired_bootstrap(ref, ref, worse)
+    assert d["delta"] == pytest.approx(-12.5) and d["lo"] <= -12.5 * 0.5 and d["hi"] < 0 and d["p_a_better"] == 1.0
+    assert paired_bootstrap(ref, ref, worse, seed=3) == paired_bootstrap(ref, ref, worse, seed=3)
+    # one differing utterance of 40: the interval reaches 0 (the difference could be chance)
+    one = dict(ref, u00="x x x x")
+    d = paired_bootstrap(ref, one, ref)
+    assert d["delta"] > 0 and d["lo"] == 0.0
+    with pytest.raises(ValueError, match="no reference"):
+        paired_bootstrap({}, {}, {})
+    with pytest.raises(ValueError, match="level"):
+        paired_bootstrap(ref, ref, ref, level=1.5)
