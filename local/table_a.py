@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import yaml
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,10 +32,14 @@ sys.path.insert(0, str(ROOT))
 from espnet_omni.scoring.results_file import replace_section  # noqa: E402
 
 
-def load(path: Path) -> dict:
+def load_text(path: Path) -> str:
     if not path.is_file():
         raise SystemExit(f"table_a: missing {path} (run the stage that writes it first)")
-    return json.loads(path.read_text())
+    return path.read_text()
+
+
+def load(path: Path) -> dict:
+    return json.loads(load_text(path))
 
 
 def wer(scores: dict, s: str) -> float:
@@ -46,17 +50,17 @@ def cpu(exp: Path) -> float:
     return load(exp / "compute.json")["train_cpu_seconds"]
 
 
-def passes(exp: Path) -> str:
+def passes(exp: Path, one: Path | None = None) -> str:
     """Sub-network epochs (epochs x sub-networks per step): compute in forward+backward
-    passes over the training set, whatever the hardware and threads."""
+    passes over the training set, whatever the hardware and threads; with ``one``, also
+    as a multiple of that run's."""
     c = load(exp / "compute.json")
-    return f"{c['epochs_counted']} x {c['subnets_per_step']} = {c['epochs_counted'] * c['subnets_per_step']}"
-
-
-def pass_ratio(exp: Path, one: Path) -> str:
-    a, b = load(exp / "compute.json"), load(one / "compute.json")
-    r = (a["epochs_counted"] * a["subnets_per_step"]) / (b["epochs_counted"] * b["subnets_per_step"])
-    return f" ({r:.2f}x one individual model)"
+    n = c["epochs_counted"] * c["subnets_per_step"]
+    out = f"{c['epochs_counted']} x {c['subnets_per_step']} = {n}"
+    if one is not None:
+        o = load(one / "compute.json")
+        out += f" ({n / (o['epochs_counted'] * o['subnets_per_step']):.2f}x one individual model)"
+    return out
 
 
 def threads(exp: Path) -> str:
@@ -90,12 +94,6 @@ def describe(exp: Path) -> str:
             f"sub-networks per step, per-layer sparsity choices {span}, distillation weight {omni.get('distill_weight', 0.0)}")
 
 
-def load_text(path: Path) -> str:
-    if not path.is_file():
-        raise SystemExit(f"table_a: missing {path} (run the stage that writes it first)")
-    return path.read_text()
-
-
 def rows(args) -> list[dict]:
     out = []
     for s, prune in zip(args.targets, args.prune):
@@ -105,7 +103,7 @@ def rows(args) -> list[dict]:
         out.append({
             "target": s,
             "ind": load(ind / "export.json"), "ind_scores": load(ind / args.decode / "scores.json"),
-            "sub": subs[0][1], "sub_scores": subs[0][2], "others": subs[1:],
+            "subs": subs,  # (label, export.json, scores.json) per supernet, --omni first
             "ind_cpu": cpu(Path(prune)),
         })
     return out
@@ -133,16 +131,16 @@ def render(args, table: list[dict]) -> str:
         "| 0 | dense | - | - | " + " | ".join(f"{wer(dense_scores, s):.1f}" for s in sets) + " |",
     ]
     for r in table:
-        entries = [("(a) individual", r["ind"], r["ind_scores"]), (sub_name(""), r["sub"], r["sub_scores"])]
-        entries += [(sub_name(label), e, sc) for label, e, sc in r["others"]]
+        entries = [("(a) individual", r["ind"], r["ind_scores"])]
+        entries += [(sub_name(label), e, sc) for label, e, sc in r["subs"]]
         for name, e, sc in entries:
             lines.append(
                 f"| {r['target']} | {name} | {e['nonzero_params']:,} | {e['model_bytes']:,} | "
                 + " | ".join(f"{wer(sc, s):.1f}" for s in sets) + " |"
             )
     ind_total = sum(r["ind_cpu"] for r in table)
-    omni_cpu = cpu(Path(args.omni))
     mean_ind = ind_total / max(len(table), 1)
+    one = Path(args.prune[0])
     lines += [
         "",
         "Training compute (from each run's compute.json; every model starts from the same dense model).",
@@ -157,20 +155,16 @@ def render(args, table: list[dict]) -> str:
         f"| {cpu(Path(args.dense)):.0f} |",
         f"| all {len(table)} individually pruned models | - | "
         f"{'; '.join(sorted({threads(Path(p)) for p in args.prune}))} | {ind_total:.0f} |",
-        f"| one individually pruned model (mean) | {passes(Path(args.prune[0]))} | - | {mean_ind:.0f} |",
-        f"| the one supernet | {passes(Path(args.omni))}{pass_ratio(Path(args.omni), Path(args.prune[0]))} "
-        f"| {threads(Path(args.omni))} "
-        f"| {omni_cpu:.0f} ({omni_cpu / mean_ind:.2f}x one individual model) |",
+        f"| one individually pruned model (mean) | {passes(one)} | - | {mean_ind:.0f} |",
     ]
-    for label, d in supernets(args)[1:]:
+    for label, d in supernets(args):
         c = cpu(d)
-        lines.append(f"| the supernet {label} | {passes(d)}{pass_ratio(d, Path(args.prune[0]))} | {threads(d)} "
-                     f"| {c:.0f} ({c / mean_ind:.2f}x one individual model) |")
+        lines.append(f"| {'the supernet ' + label if label else 'the one supernet'} | {passes(d, one)} "
+                     f"| {threads(d)} | {c:.0f} ({c / mean_ind:.2f}x one individual model) |")
     test = sets[1] if len(sets) > 1 else sets[0]
     lines.append("")
     for i, (label, _) in enumerate(supernets(args)):
-        sub = [(r["sub_scores"] if i == 0 else r["others"][i - 1][2]) for r in table]
-        better = [1 for r, sc in zip(table, sub) if wer(sc, test) <= wer(r["ind_scores"], test)]
+        better = [r for r in table if wer(r["subs"][i][2], test) <= wer(r["ind_scores"], test)]
         lines.append(f"On `{test}`, the omni sub-network{' (' + label + ')' if label else ''} is at least as good "
                      f"as the individual model at {len(better)} of {len(table)} sizes.")
     return "\n".join(lines) + "\n"
@@ -184,10 +178,10 @@ def plot(args, table: list[dict]) -> None:
 
     test = args.sets[1] if len(args.sets) > 1 else args.sets[0]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    curves = [("individually pruned", "o", [(r["ind"], r["ind_scores"]) for r in table]),
-              ("omni sub-network", "s", [(r["sub"], r["sub_scores"]) for r in table])]
-    for i, (label, _) in enumerate(supernets(args)[1:]):
-        curves.append((f"omni sub-network, {label}", "^", [(r["others"][i][1], r["others"][i][2]) for r in table]))
+    curves = [("individually pruned", "o", [(r["ind"], r["ind_scores"]) for r in table])]
+    for i, (label, _) in enumerate(supernets(args)):
+        curves.append((f"omni sub-network, {label}" if label else "omni sub-network", "^" if i else "s",
+                       [(r["subs"][i][1], r["subs"][i][2]) for r in table]))
     for label, marker, points in curves:
         pts = sorted((e["nonzero_params"], wer(sc, test)) for e, sc in points)
         ax.plot([p for p, _ in pts], [w for _, w in pts], marker=marker, label=label)
