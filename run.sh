@@ -73,10 +73,14 @@ results_file=""         # markdown file whose section for this experiment is (re
                         # default <dir>/RESULTS.md
 # Table A (omni-sparsity, stages 8-13; they start from the dense model of stage 5)
 omni_config=conf/train_asr_omni.yaml    # the supernet
+omni_tag=omni                           # the supernet's experiment: exp/asr_<asr_tag>_<omni_tag>
 prune_config=conf/train_asr_prune.yaml  # the individually pruned models (gradual magnitude pruning)
 prune_targets="0.5 0.6 0.7 0.8 0.9"     # one individual model per sparsity; the search budgets are their sizes
 prune_ramp_steps=400                    # optimizer steps of the cubic sparsity ramp of each individual model
 export_format=sparse                    # sparse | dense | row (see espnet_omni.bin.export)
+bn_calib_utts=200                       # the BatchNorm statistics of every searched and exported
+                                        # sub-network are re-estimated on N training utterances
+                                        # (espnet_omni.inference.bn_calib); 0: keep the checkpoint's
 search_args="--population 12 --generations 4 --max_utts 100"
                                         # espnet_omni.bin.search arguments: <= 48 dev decodes per
                                         # budget (a shared cache), 100 dev utterances each
@@ -113,6 +117,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+case $bn_calib_utts in
+  ''|*[!0-9]*) echo "run.sh: --bn_calib_utts '$bn_calib_utts': expected a whole number of utterances (0: off)" >&2; exit 2 ;;
+esac
+
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 tools/install.sh
@@ -129,7 +137,7 @@ inference_tag=$(basename "$inference_config" .yaml)_${inference_model%.pth}
 token_dir=$data/token_list/$token_type
 [ "$token_type" = bpe ] && token_dir=${token_dir}$nbpe
 stats_dir=$exp/asr_stats_$(basename "$token_dir")
-omni_exp=${asr_exp}_omni
+omni_exp=${asr_exp}_$omni_tag
 case $token_type in char|bpe) ;; *) echo "run.sh: --token_type must be char or bpe, got '$token_type'" >&2; exit 2;; esac
 case $corpus in embedded|librispeech) ;; *) echo "run.sh: --corpus must be embedded or librispeech, got '$corpus'" >&2; exit 2;; esac
 
@@ -324,10 +332,16 @@ if run_stage 7; then
   finish_stage 7
 fi
 # ------------------------------------------------------------------ Table A
+# calibration_opts: BatchNorm recalibration of each sub-network on training data (search, export).
+calibration_opts=()
+if [ "$bn_calib_utts" -gt 0 ]; then
+  calibration_opts=(--calibration_dir "$dump/$train_set" --calibration_utts "$bn_calib_utts")
+fi
 # export_model EXP_DIR SUBNET_YAML OUT_DIR: a standalone model directory.
 export_model() {
   $python -m espnet_omni.bin.export --asr_train_config "$1/config.yaml" \
-    --asr_model_file "$1/$inference_model" --subnet "$2" --format "$export_format" --out_dir "$3"
+    --asr_model_file "$1/$inference_model" --subnet "$2" --format "$export_format" --out_dir "$3" \
+    "${calibration_opts[@]}"
 }
 prune_exp() { echo "${asr_exp}_prune$1"; }
 
@@ -361,7 +375,7 @@ if run_stage 11; then
   log "search budgets (non-zero encoder parameters of the individual models): $budgets"
   $python -m espnet_omni.bin.search --asr_train_config "$omni_exp/config.yaml" \
     --asr_model_file "$omni_exp/$inference_model" --data_dir "$dump/$valid_set" \
-    --budgets $budgets --budget_unit params --out_dir "$omni_exp/search" $search_args
+    --budgets $budgets --budget_unit params --out_dir "$omni_exp/search" "${calibration_opts[@]}" $search_args
   for s in $prune_targets; do
     b=$(budget_of "$s")
     export_model "$omni_exp" "$omni_exp/search/subnet_$b.yaml" "$omni_exp/export_$s"
@@ -383,7 +397,7 @@ if run_stage 13; then
   $python local/table_a.py --dense "$asr_exp" --omni "$omni_exp" \
     --prune $(for s in $prune_targets; do printf '%s ' "$(prune_exp "$s")"; done) \
     --targets $prune_targets --decode "decode_$inference_tag" --sets $test_sets \
-    --results_file "$results_file" --plot "$exp/table_a.png" --command "$command_line" \
+    --results_file "$results_file" --plot "$exp/table_a.png" --command "$command_line" --dump "$dump" \
     --also $table_a_also
   finish_stage 13
 fi

@@ -5,13 +5,15 @@ Usage (run.sh stage 13 calls it):
   python local/table_a.py --dense exp/asr_ctc --omni exp/asr_ctc_omni \
       --prune exp/asr_ctc_prune0.5 exp/asr_ctc_prune0.7 --targets 0.5 0.7 \
       --decode decode_decode_ctc_valid.loss.ave --sets dev test real \
-      --results_file RESULTS.md --plot exp/table_a.png --command "./run.sh --stage 8 --stop_stage 13"
+      --results_file RESULTS.md --plot exp/table_a.png --command "./run.sh --stage 8 --stop_stage 13" \
+      --dump dump/raw
 
 Reads, per target sparsity s:
   <prune_s>/export/export.json                 size of the individually pruned model
   <prune_s>/export/<decode>/scores.json        its WER per set
   <omni>/export_<s>/export.json, .../scores.json   the sub-network found under that size
   <dense>/compute.json, <prune_s>/compute.json, <omni>/compute.json   training CPU seconds
+  --dump DIR: <DIR>/<test set>/text, the references of C1's paired bootstrap per size
   --also LABEL=DIR: another supernet run (e.g. an earlier config kept aside), read like --omni
   and shown beside it, so what was tried stays in the table.
 Writes: the `table_a` section of --results_file, and --plot (WER vs non-zero parameters).
@@ -30,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from espnet_omni.scoring.results_file import replace_section  # noqa: E402
+from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap  # noqa: E402
 
 
 def load_text(path: Path) -> str:
@@ -55,12 +59,20 @@ def passes(exp: Path, one: Path | None = None) -> str:
     passes over the training set, whatever the hardware and threads; with ``one``, also
     as a multiple of that run's."""
     c = load(exp / "compute.json")
-    n = c["epochs_counted"] * c["subnets_per_step"]
-    out = f"{c['epochs_counted']} x {c['subnets_per_step']} = {n}"
+    n = c["epochs_counted"] * per_epoch(c)
+    k = c["subnets_per_step"]
+    out = f"{c['epochs_counted']} x {k} = {n}" if per_epoch(c) == k else \
+        f"{c['epochs_counted']} x {k} on 1/{k} of each batch = {n}"
     if one is not None:
         o = load(one / "compute.json")
-        out += f" ({n / (o['epochs_counted'] * o['subnets_per_step']):.2f}x one individual model)"
+        out += f" ({n / (o['epochs_counted'] * per_epoch(o)):.2f}x one individual model)"
     return out
+
+
+def per_epoch(compute: dict) -> int:
+    """Passes over the training set per epoch (= sub-networks per step unless they split
+    each mini-batch; runs before ``passes_per_epoch`` was recorded never split)."""
+    return compute.get("passes_per_epoch", compute["subnets_per_step"])
 
 
 def threads(exp: Path) -> str:
@@ -90,8 +102,21 @@ def describe(exp: Path) -> str:
     sampler = omni.get("sampler") or {}
     choices = omni.get("choices") or []
     span = f"{min(choices)}-{max(choices)}" if choices else "default"
+    split = ", each on 1/K of the mini-batch" if omni.get("split_batch") else ""
     return (f"{conf.get('max_epoch')} epochs, {sampler.get('rule', 'sandwich')} x {sampler.get('num_subnets', 3)} "
-            f"sub-networks per step, per-layer sparsity choices {span}, distillation weight {omni.get('distill_weight', 0.0)}")
+            f"sub-networks per step{split}, per-layer sparsity choices {span}, "
+            f"distillation weight {omni.get('distill_weight', 0.0)}")
+
+
+def calibration(exports: list[dict]) -> str:
+    """Where the exported BatchNorm statistics come from (export.json ``bn_calibration``)."""
+    kinds = {json.dumps(e.get("bn_calibration") or {}, sort_keys=True) for e in exports}
+    if kinds == {"{}"}:
+        return "as trained (the checkpoint's running averages)"
+    if len(kinds) > 1:
+        return "mixed: some exports recalibrated, some not (re-run the export stages)"
+    c = exports[0]["bn_calibration"]
+    return f"re-estimated for each sub-network on {c['utts']} utts of `{c['data_dir']}`"
 
 
 def rows(args) -> list[dict]:
@@ -125,6 +150,11 @@ def render(args, table: list[dict]) -> str:
         "(b) = the sub-network found by evolutionary search in the one supernet under (a)'s size.",
         "",
         *(f"Supernet{' ' + label if label else ''} (`{d}`): {describe(d)}." for label, d in supernets(args)),
+        "",
+        "BatchNorm statistics of the exported models (espnet_omni.inference.bn_calib):",
+        f"(a) individual: {calibration([r['ind'] for r in table])};",
+        *(f"{sub_name(label)}: {calibration([r['subs'][i][1] for r in table])}."
+          for i, (label, _) in enumerate(supernets(args))),
         "",
         head,
         "|" + "---|" * (4 + len(sets)),
@@ -163,11 +193,27 @@ def render(args, table: list[dict]) -> str:
                      f"| {threads(d)} | {c:.0f} ({c / mean_ind:.2f}x one individual model) |")
     test = sets[1] if len(sets) > 1 else sets[0]
     lines.append("")
-    for i, (label, _) in enumerate(supernets(args)):
+    for i, (label, d) in enumerate(supernets(args)):
         better = [r for r in table if wer(r["subs"][i][2], test) <= wer(r["ind_scores"], test)]
         lines.append(f"On `{test}`, the omni sub-network{' (' + label + ')' if label else ''} is at least as good "
-                     f"as the individual model at {len(better)} of {len(table)} sizes.")
+                     f"as the individual model at {len(better)} of {len(table)} sizes (C1).")
+        if args.dump is not None:
+            lines.append("WER of (b) minus (a) per size, paired bootstrap over the utterances "
+                         "(1000 resamples, `espnet_omni.scoring.wer.paired_bootstrap`):")
+            for r, prune in zip(table, args.prune):
+                diff = significance(args.dump / test / "text", Path(d) / f"export_{r['target']}" / args.decode
+                                    / test / "text", Path(prune) / "export" / args.decode / test / "text")
+                lines.append(f"- {r['target']}: {diff}")
+            lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def significance(ref: Path, a: Path, b: Path) -> str:
+    """WER(a) - WER(b) with its paired bootstrap interval, from the texts of two decodes."""
+    for f in (ref, a, b):
+        if not f.is_file():
+            raise SystemExit(f"table_a: missing {f} (run the stage that writes it first)")
+    return bootstrap_summary(paired_bootstrap(read_kv(ref), read_kv(a), read_kv(b)))
 
 
 def plot(args, table: list[dict]) -> None:
@@ -204,6 +250,8 @@ def main(cmd=None) -> None:
     p.add_argument("--results_file", type=Path, required=True)
     p.add_argument("--plot", type=Path, required=True)
     p.add_argument("--command", default="")
+    p.add_argument("--dump", type=Path, default=None,
+                   help="dump dir with <set>/text references: adds a paired bootstrap interval per size")
     p.add_argument("--also", nargs="*", default=[], metavar="LABEL=DIR",
                    help="other supernet runs (read like --omni) shown beside it")
     args = p.parse_args(cmd)

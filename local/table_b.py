@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from espnet_omni.scoring.results_file import replace_section  # noqa: E402
 from espnet_omni.scoring.score import read_kv  # noqa: E402
-from espnet_omni.scoring.wer import paired_bootstrap  # noqa: E402
+from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap  # noqa: E402
 
 ROW_NAMES = {
     "1": "(1) dense full-context model alone",
@@ -232,9 +232,7 @@ def significance(ref_file: Path, a: Path, b: Path) -> str:
     for f in (ref_file, a, b):
         if not f.is_file():
             raise SystemExit(f"table_b: missing {f} (run stage 16 first)")
-    d = paired_bootstrap(read_kv(ref_file), read_kv(a), read_kv(b))
-    sig = "significant" if d["lo"] > 0 or d["hi"] < 0 else "not significant"
-    return f" (difference {d['delta']:+.1f} points, 95% CI {d['lo']:+.1f} .. {d['hi']:+.1f}: {sig})"
+    return f" ({bootstrap_summary(paired_bootstrap(read_kv(ref_file), read_kv(a), read_kv(b)))})"
 
 
 def verdicts(table: list[dict], test: str, dump: Optional[Path] = None, decode: str = "") -> list[str]:

@@ -6,7 +6,7 @@ Usage:
         --asr_train_config exp/asr/config.yaml \
         --asr_model_file exp/asr/valid.loss.ave.pth \
         --subnet exp/search/subnet_80.yaml --format sparse \
-        --out_dir exp/asr/export_80
+        --calibration_dir dump/raw/train --out_dir exp/asr/export_80
 Writes: <out_dir>/config.yaml, <out_dir>/model.pth, <out_dir>/export.json.
 Decode: python -m espnet_omni.bin.asr_inference --asr_train_config
     <out_dir>/config.yaml --asr_model_file <out_dir>/model.pth ...
@@ -15,10 +15,12 @@ Decode: python -m espnet_omni.bin.asr_inference --asr_train_config
 
 import argparse
 import logging
+from pathlib import Path
 
 import yaml
 
 from espnet_omni.export import DTYPES, FORMATS, export_asr_model
+from espnet_omni.inference.subnet_eval import calibrate_subnet
 from espnet_omni.nets.packed_state import CODECS
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask, as_omni_config
@@ -37,6 +39,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec", default="zlib", choices=CODECS,
                    help="packed weights: zlib-compressed or raw bitmask + values "
                         "(both lossless)")
+    p.add_argument("--calibration_dir", default=None,
+                   help="training data dir: re-estimate the sub-network's BatchNorm statistics on it "
+                        "before export (espnet_omni.inference.bn_calib); default: keep the "
+                        "checkpoint's statistics")
+    p.add_argument("--calibration_utts", type=int, default=200,
+                   help="utterances of --calibration_dir, spread evenly over it")
     return p
 
 
@@ -45,11 +53,22 @@ def main(cmd=None):
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     config = as_omni_config(args.asr_train_config)  # a stock conformer exports as its dense network
-    model, _ = OmniASRTask.build_model_from_file(config, args.asr_model_file, "cpu")
+    model, train_args = OmniASRTask.build_model_from_file(config, args.asr_model_file, "cpu")
     with open(config, encoding="utf-8") as f:
         train_config = yaml.safe_load(f)
-    report = export_asr_model(model, train_config, SubnetConfig.from_yaml(args.subnet),
+    subnet = SubnetConfig.from_yaml(args.subnet)
+    calibration = {}
+    if args.calibration_dir is not None:
+        layers, utts = calibrate_subnet(model, train_args, subnet, args.calibration_dir,
+                                        args.calibration_utts)
+        calibration = {"data_dir": args.calibration_dir, "utts": utts, "layers": layers}
+        logging.info("BatchNorm statistics of %d layers re-estimated on %d utts of %s",
+                     layers, utts, args.calibration_dir)
+    report = export_asr_model(model, train_config, subnet,
                               args.format, args.out_dir, args.dtype, args.codec)
+    if calibration:
+        report.bn_calibration = calibration
+        report.to_json(Path(args.out_dir) / "export.json")
     print(report.to_json(), end="")
 
 

@@ -6,7 +6,7 @@ Usage:
         --asr_train_config exp/x/config.yaml --asr_model_file exp/x/valid.loss.ave.pth \
         --data_dir dump/raw/dev --budgets 0.5 0.3 0.2 --budget_unit fraction \
         --metric wer --tie per_layer --population 16 --generations 12 --seed 0 \
-        --max_utts 200 --out_dir exp/x/search
+        --max_utts 200 --calibration_dir dump/raw/train --out_dir exp/x/search
 Writes: <out_dir>/{front.csv,front.yaml,search.json}, one SubnetConfig YAML
 <out_dir>/subnet_<budget>.yaml per budget, and the score cache
 <out_dir>/scores.jsonl (a rerun with the same options resumes from it).
@@ -67,6 +67,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max_utts", type=int, default=None, help="N dev utterances spread evenly over wav.scp (every speaker kept)")
     p.add_argument("--batch_seconds", type=float, default=DEFAULT_BATCH_SECONDS)
+    p.add_argument("--calibration_dir", default=None,
+                   help="training data dir: re-estimate each candidate's BatchNorm statistics on it "
+                        "before scoring (export with the same --calibration_dir); default: the "
+                        "checkpoint's statistics")
+    p.add_argument("--calibration_utts", type=int, default=200,
+                   help="utterances of --calibration_dir, spread evenly over it")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no_progress", action="store_true", help="no tqdm bars")
     return p
@@ -88,9 +94,11 @@ def main(cmd=None):
         evolution=EvolutionConfig(population=args.population, generations=args.generations,
                                   seed=args.seed, progress=not args.no_progress),
         max_utts=args.max_utts, batch_seconds=args.batch_seconds,
+        calibration_utts=args.calibration_utts,
     )
     summary = search_from_files(args.asr_train_config, args.asr_model_file, args.data_dir,
-                                args.out_dir, config, device=args.device)
+                                args.out_dir, config, device=args.device,
+                                calibration_dir=args.calibration_dir)
     print(summary.to_json(), end="")
 
 

@@ -71,6 +71,10 @@ class ExportReport:
             float32 (the reference for :attr:`size_ratio`).
         size_ratio: ``model_bytes / dense_model_bytes``.
         encoder_sizes: kept sizes of a ``row`` export (``encoder_conf`` keys).
+        bn_calibration: ``data_dir``, ``utts``, ``layers`` of the BatchNorm
+            recalibration the exported statistics come from
+            (``espnet_omni.bin.export --calibration_dir``); empty: the
+            checkpoint's statistics.
     """
 
     format: str
@@ -82,6 +86,7 @@ class ExportReport:
     dense_model_bytes: int
     size_ratio: float
     encoder_sizes: dict[str, list[int]] = field(default_factory=dict)
+    bn_calibration: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON text (and file, if ``path``)."""

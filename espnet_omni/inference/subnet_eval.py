@@ -22,6 +22,13 @@ batch of 8 x 4 s; one candidate on 20 utterances (79 s of audio) takes
 0.8 s recording pass. Memory: the recorded frontend + embed outputs are
 about as big as the audio itself.
 
+BatchNorm recalibration (``calibration_dir``): the supernet's sub-networks
+share the conv modules' BatchNorm statistics, so each candidate is scored
+after its own statistics are re-estimated from training utterances
+(:mod:`espnet_omni.inference.bn_calib`), as its export will be; the
+statistics are restored afterwards. The calibration batches take part in the
+replay cache like the dev batches.
+
 Usage::
 
     model, args = OmniASRTask.build_model_from_file(config, model_file, "cpu")
@@ -44,6 +51,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShort
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 
+from espnet_omni.inference.bn_calib import batchnorm_layers, kept_batchnorm_stats, recalibrate_batchnorm
 from espnet_omni.inference.dev_set import load_dev_set, make_batches
 from espnet_omni.nets.omni_conformer import supernet_encoder_of
 from espnet_omni.scoring.wer import ErrorCounts, char_counts, word_counts
@@ -180,6 +188,10 @@ class SubnetEvaluator:
         cache_replay: record and replay the sub-network-independent stages
             (see the module docstring); False runs everything every time.
         progress: tqdm bar while loading the audio.
+        calibration_dir: Kaldi-style training dir: recalibrate the
+            BatchNorm statistics of every scored sub-network on it (None: the
+            checkpoint's statistics as they are).
+        calibration_utts: calibration utterances, spread evenly over the dir.
     """
 
     def __init__(
@@ -193,6 +205,8 @@ class SubnetEvaluator:
         device: str | torch.device = "cpu",
         cache_replay: bool = True,
         progress: bool = False,
+        calibration_dir: str | Path | None = None,
+        calibration_utts: int = 200,
     ) -> None:
         encoder = supernet_encoder_of(model, "sub-network evaluation")
         self.model, self.encoder = model.eval(), encoder
@@ -201,8 +215,15 @@ class SubnetEvaluator:
         preprocess = OmniASRTask.build_preprocess_fn(train_args, train=False)
         utts = load_dev_set(data_dir, preprocess, max_utts, progress)
         self.references = {u.uid: u.text for u in utts}
-        self.batches = [b.to(device) for b in make_batches(utts, batch_seconds,
-                                                           _frontend_fs(train_args))]
+        fs = _frontend_fs(train_args)
+        self.batches = [b.to(device) for b in make_batches(utts, batch_seconds, fs)]
+        self.calibration_batches = []
+        if calibration_dir is not None and batchnorm_layers(model):
+            calib = load_dev_set(calibration_dir, preprocess, calibration_utts, progress)
+            self.calibration_batches = [b.to(device) for b in make_batches(calib, batch_seconds, fs)]
+        elif calibration_dir is not None:
+            logger.info("the model has no BatchNorm: nothing to recalibrate")
+        self._all = self.batches + self.calibration_batches  # replay index order
         self._replays: list[_Replay] = []
         if cache_replay:
             self._record()
@@ -231,15 +252,16 @@ class SubnetEvaluator:
             with contextlib.ExitStack() as stack:
                 for r in self._replays:
                     stack.enter_context(r.recording())
-                for i in range(len(self.batches)):
+                for i in range(len(self._all)):
                     self._encode(i, replay=False)
         finally:
             self.encoder.set_active_subnet(previous)
 
     @torch.inference_mode()
     def _encode(self, index: int, replay: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """``model.encode`` of batch ``index`` -> ``(B, T', D)``, ``(B,)``."""
-        b = self.batches[index]
+        """``model.encode`` of batch ``index`` (dev batches first, then the
+        calibration ones) -> ``(B, T', D)``, ``(B,)``."""
+        b = self._all[index]
         with contextlib.ExitStack() as stack:
             if replay:
                 for r in self._replays:
@@ -254,10 +276,15 @@ class SubnetEvaluator:
 
     @contextlib.contextmanager
     def _active(self, cfg: SubnetConfig) -> Iterator[None]:
+        """``cfg`` active (and its BatchNorm recalibrated) inside; restored on exit."""
         previous = self.encoder.get_active_subnet()
         self.encoder.set_active_subnet(cfg)
         try:
-            yield
+            with kept_batchnorm_stats(self.model):
+                if self.calibration_batches:
+                    first = len(self.batches)
+                    recalibrate_batchnorm(self.model, range(first, len(self._all)), self._encode)
+                yield
         finally:
             self.encoder.set_active_subnet(previous)
 
@@ -310,3 +337,27 @@ class SubnetEvaluator:
         if metric == "loss":
             return self.mean_loss(cfg)
         raise ValueError(f"metric={metric!r} is not one of {METRICS}")
+
+
+def calibrate_subnet(model: torch.nn.Module, train_args: argparse.Namespace, cfg: SubnetConfig,
+                     data_dir: str | Path, max_utts: int | None = 200,
+                     batch_seconds: float = DEFAULT_BATCH_SECONDS,
+                     progress: bool = False) -> tuple[int, int]:
+    """Activate ``cfg`` and re-estimate its BatchNorm statistics on ``max_utts``
+    utterances of ``data_dir`` (training data), e.g. before exporting it.
+
+    The sub-network stays active and the model in eval mode. Returns the
+    numbers of BatchNorm layers recalibrated and of utterances used
+    (``(0, 0)``: the model has no BatchNorm).
+    """
+    encoder = supernet_encoder_of(model, "BatchNorm recalibration")
+    encoder.set_active_subnet(cfg)
+    if not batchnorm_layers(model):
+        return 0, 0
+    preprocess = OmniASRTask.build_preprocess_fn(train_args, train=False)
+    utts = load_dev_set(data_dir, preprocess, max_utts, progress)
+    device = next(model.parameters()).device
+    batches = [b.to(device) for b in make_batches(utts, batch_seconds, _frontend_fs(train_args))]
+    with torch.inference_mode():
+        layers = recalibrate_batchnorm(model, batches, lambda b: model.encode(b.speech, b.speech_lengths))
+    return layers, len(utts)

@@ -166,6 +166,9 @@ class SubnetSearchConfig:
         evolution: the evolutionary search's hyper-parameters.
         max_utts: dev utterances scored (N spread evenly over the set; None: all).
         batch_seconds: padded audio seconds per decoding batch.
+        calibration_utts: training utterances that re-estimate each
+            candidate's BatchNorm statistics before it is scored (used when
+            a calibration dir is given; see :mod:`..bn_calib`).
     """
 
     budgets: list[float]
@@ -178,8 +181,11 @@ class SubnetSearchConfig:
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     max_utts: int | None = None
     batch_seconds: float = DEFAULT_BATCH_SECONDS
+    calibration_utts: int = 200
 
     def __post_init__(self) -> None:
+        if self.calibration_utts < 1:
+            raise ValueError(f"calibration_utts={self.calibration_utts} must be >= 1")
         if not self.budgets:
             raise ValueError("budgets must hold at least one budget")
         for name, value, valid in (("budget_unit", self.budget_unit, BUDGET_UNITS),
@@ -302,8 +308,13 @@ def search_subnets(
     *,
     device: str = "cpu",
     where: str = "model",
+    calibration_dir: str | Path | None = None,
 ) -> SearchSummary:
     """Run the search on a built model (see the module docstring for outputs).
+
+    ``calibration_dir`` (training data): each candidate is scored after its
+    BatchNorm statistics are re-estimated on ``config.calibration_utts`` of
+    its utterances, as its export will be (None: the checkpoint's statistics).
 
     Raises:
         ValueError: the encoder is not a supernet; a budget is below the
@@ -339,13 +350,17 @@ def search_subnets(
         "max_utts": config.max_utts,
         "batch_seconds": config.batch_seconds,
         "metric": config.metric,
+        "calibration": None if calibration_dir is None else
+        {"data_dir": str(Path(calibration_dir).resolve()), "utts": config.calibration_utts},
         "dimensions": [list(m) for m in space.groups().values()],
         "spec": encoder.mask_spec.to_dict(),
     })
     evaluator = SubnetEvaluator(model, data_dir, train_args=train_args,
                                 max_utts=config.max_utts, device=device,
                                 batch_seconds=config.batch_seconds,
-                                progress=config.evolution.progress)
+                                progress=config.evolution.progress,
+                                calibration_dir=calibration_dir,
+                                calibration_utts=config.calibration_utts)
 
     def score(candidate: Sequence[float]) -> float:
         return evaluator.score(candidate_subnet(space, candidate), config.metric)
@@ -369,7 +384,9 @@ def search_subnets(
             f"score: {p.score:.6g} ({config.metric} of CTC "
             f"{'loss' if config.metric == 'loss' else 'greedy decoding'} on "
             f"{evaluator.n_utts} utts of {data_dir})",
-        ])
+        ] + ([f"BatchNorm statistics re-estimated on {config.calibration_utts} utts of "
+              f"{calibration_dir} before scoring (export it the same way)"]
+             if evaluator.calibration_batches else []))
         results.append(BudgetResult(b, name, p.cost, p.score, n_params,
                                     n_params / params.dense, list(p.candidate)))
     summary = SearchSummary(
@@ -395,9 +412,10 @@ def search_from_files(
     config: SubnetSearchConfig,
     *,
     device: str = "cpu",
+    calibration_dir: str | Path | None = None,
 ) -> SearchSummary:
     """Load ``config.yaml`` + checkpoint with OmniASRTask and run :func:`search_subnets`."""
     model, train_args = OmniASRTask.build_model_from_file(asr_train_config, asr_model_file,
                                                           device)
     return search_subnets(model, train_args, data_dir, out_dir, config, device=device,
-                          where=str(asr_train_config))
+                          where=str(asr_train_config), calibration_dir=calibration_dir)

@@ -111,3 +111,14 @@ def paired_bootstrap(ref: dict[str, str], hyp_a: dict[str, str], hyp_b: dict[str
     lo = ds[int((1 - level) / 2 * resamples)]
     hi = ds[max(0, int((1 + level) / 2 * resamples) - 1)]
     return {"delta": delta(rows), "lo": lo, "hi": hi, "p_a_better": sum(d < 0 for d in ds) / resamples}
+
+
+def bootstrap_summary(d: dict[str, float]) -> str:
+    """One phrase for a :func:`paired_bootstrap` result, e.g.
+    ``difference +4.1 points, 95% CI +1.3 .. +6.9: significant``.
+
+    >>> bootstrap_summary({"delta": -1.23, "lo": -3.0, "hi": 0.5, "p_a_better": 0.9})
+    'difference -1.2 points, 95% CI -3.0 .. +0.5: not significant'
+    """
+    sig = "significant" if d["lo"] > 0 or d["hi"] < 0 else "not significant"
+    return f"difference {d['delta']:+.1f} points, 95% CI {d['lo']:+.1f} .. {d['hi']:+.1f}: {sig}"

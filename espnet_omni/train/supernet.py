@@ -106,6 +106,16 @@ class SupernetConfig:
             reported as ``<key>_s<percent>``.
         seed: Seed of the sub-network sampling (combined with the step).
         dual_mode: Optional :class:`DualModeConfig` mapping.
+        split_batch: Give each of the K sub-networks of a step its own
+            1/K of the mini-batch (contiguous rows, each trimmed to its own
+            longest utterance) instead of the whole mini-batch: what K
+            data-parallel workers each running their own sub-network do
+            (the papers' multi-GPU setting). A step then costs about one
+            dense pass over the mini-batch instead of K, so at equal compute
+            the supernet takes K times more optimizer steps. A mini-batch
+            with fewer than K utterances goes whole to every sub-network.
+            In-place distillation needs the teacher's posteriors on the same
+            utterances, so it is not available with ``split_batch``.
     """
 
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -117,6 +127,7 @@ class SupernetConfig:
     valid_sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)
     seed: int = 0
     dual_mode: Optional[DualModeConfig] = None
+    split_batch: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.dual_mode, dict):
@@ -138,6 +149,13 @@ class SupernetConfig:
         )
         if not self.valid_sparsities:
             raise ValueError("omni_conf.valid_sparsities must not be empty")
+        if not isinstance(self.split_batch, bool):
+            raise ValueError(f"omni_conf.split_batch={self.split_batch!r} must be true or false")
+        if self.split_batch and self.distill_weight > 0:
+            raise ValueError(
+                f"omni_conf.split_batch: true and distill_weight={self.distill_weight}: in-place distillation "
+                "needs every sub-network on the teacher's utterances; set distill_weight: 0 or split_batch: false"
+            )
 
     @classmethod
     def from_dict(cls, d: Optional[dict]) -> Optional["SupernetConfig"]:
@@ -218,12 +236,45 @@ def replay(iterator: Iterable, state: SupernetState, first_micro_step: int) -> I
         step = micro // (k * state.accum_grad)
         if micro % (k * state.accum_grad) == 0 and step % state.cfg.mask_update_interval == 0:
             state.encoder.refresh_masks()
-        for ms in state.plan(step):
+        plan = state.plan(step)
+        parts = split_batch(utt_id, batch, len(plan)) if state.cfg.split_batch else [(utt_id, batch)] * len(plan)
+        for ms, part in zip(plan, parts):
             activate(state.encoder, ms)
             state.micro = ms
-            yield utt_id, batch
+            yield part
             micro += 1
     reset(state.encoder)
+
+
+def split_batch(utt_id: list, batch: dict, k: int) -> list[tuple[list, dict]]:
+    """K contiguous slices of an ESPnet mini-batch (``omni_conf.split_batch``).
+
+    Every tensor whose first dimension is the batch is sliced by rows; a
+    padded tensor ``x`` with an ``x_lengths`` entry is also cut to the
+    slice's longest row (ESPnet sorts a mini-batch by length, so slices
+    carry little padding). Fewer than K utterances: the whole mini-batch,
+    K times.
+
+    >>> b = {"speech": torch.zeros(5, 9), "speech_lengths": torch.tensor([9, 8, 6, 3, 2])}
+    >>> [(u, tuple(p["speech"].shape)) for u, p in split_batch(list("abcde"), b, 2)]
+    [(['a', 'b'], (2, 9)), (['c', 'd', 'e'], (3, 6))]
+    """
+    n = len(utt_id)
+    if n < k:
+        return [(utt_id, batch)] * k
+    out = []
+    for i in range(k):
+        lo, hi = i * n // k, (i + 1) * n // k
+        part = {}
+        for key, value in batch.items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.size(0) == n:
+                value = value[lo:hi]
+                lens = batch.get(f"{key}_lengths")
+                if torch.is_tensor(lens) and value.dim() > 1:
+                    value = value[:, : int(lens[lo:hi].max())]
+            part[key] = value
+        out.append((list(utt_id[lo:hi]), part))
+    return out
 
 
 def activate(encoder, ms: MicroStep) -> None:
@@ -353,7 +404,8 @@ def log_plan(state: SupernetState) -> None:
     """One line describing the supernet run (at the start of each epoch)."""
     logging.info(
         "supernet: %d prunable layers, rule=%s, %d micro-steps per step, distill=%.2f, mask refresh every %d "
-        "steps, schedule=%s, dual_mode=%s",
+        "steps, schedule=%s, dual_mode=%s, %s",
         len(state.space.layers), state.cfg.sampler.rule, state.k, state.cfg.distill_weight,
         state.cfg.mask_update_interval, state.cfg.schedule, state.cfg.dual_mode,
+        "each on 1/K of the mini-batch" if state.cfg.split_batch else "each on the whole mini-batch",
     )

@@ -68,8 +68,13 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, distributed: bool = False) -> None:
+def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, distributed: bool = False,
+                 passes: Optional[int] = None) -> None:
     """Accumulate the compute of one finished training epoch in compute.json.
+
+    ``k``: sub-networks per step; ``passes``: forward+backward passes over the
+    training set per epoch (default ``k``; 1 when the K sub-networks split
+    each mini-batch).
 
     Distributed: the CPU seconds are summed over all processes and rank 0
     alone writes the file (wall time: rank 0's)."""
@@ -87,6 +92,7 @@ def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, di
     d["train_wall_seconds_epochs"] = d.get("train_wall_seconds_epochs", 0.0) + wall
     d["epochs_counted"] = d.get("epochs_counted", 0) + 1
     d["subnets_per_step"] = k
+    d["passes_per_epoch"] = k if passes is None else passes
     # CPU seconds grow with the thread count (2 threads: ~1.3x faster, ~1.5x the CPU
     # seconds here), so runs compare by CPU seconds only at equal threads.
     threads = sorted(set(d.get("torch_threads", [])) | {torch.get_num_threads()})
@@ -118,7 +124,7 @@ class OmniTrainer(Trainer):
             help="Supernet training (espnet_omni.train.supernet.SupernetConfig): "
             "sampler {rule: sandwich|uniform|fixed|dense, num_subnets, fixed}, choices, tie, "
             "distill_weight, mask_update_interval, schedule {final_sparsity, begin_step, "
-            "end_step}, valid_sparsities, seed. Empty = plain ESPnet training.",
+            "end_step}, valid_sparsities, seed, dual_mode, split_batch. Empty = plain ESPnet training.",
         )
 
     @classmethod
@@ -127,7 +133,7 @@ class OmniTrainer(Trainer):
         cpu0, wall0 = _cpu_seconds(), time.perf_counter()
         cfg = getattr(options, "supernet", None)
         encoder = supernet_encoder(model)
-        k = 1
+        k, passes = 1, 1
         if cfg is None or encoder is None:
             if cfg is not None:
                 raise ValueError("omni_conf is set but the encoder has no supernet verbs (use an omni_* encoder)")
@@ -136,6 +142,7 @@ class OmniTrainer(Trainer):
         else:
             state = SupernetState(cfg, encoder, options.accum_grad)
             k = state.k
+            passes = 1 if cfg.split_batch else k
             log_plan(state)
             tagged = TaggedModel(model, state)
             replayed = replay(iterator, state, reporter.get_total_count())
@@ -148,7 +155,7 @@ class OmniTrainer(Trainer):
                 tagged.remove_hooks()
                 reset(encoder)
         _add_compute(options.output_dir, _cpu_seconds() - cpu0, time.perf_counter() - wall0, k,
-                     distributed_option.distributed)
+                     distributed_option.distributed, passes)
         return invalid
 
     @classmethod

@@ -78,3 +78,15 @@ def test_cache_of_another_setup_is_refused(model_and_args, tmp_path):
                            _config(max_utts=2, budgets=[0.95], choices=(0.0, 0.2)))
     assert again.n_cached == first.n_cached + again.n_evaluations
     assert again.results[0].score <= first.results[0].score
+
+
+def test_recalibrated_scores_are_another_setup(model_and_args, tmp_path):
+    """Scores with and without BatchNorm recalibration never share a cache."""
+    model, args = model_and_args
+    out = tmp_path / "out"
+    calibrated = search_subnets(model, args, "data/train", out, _config(max_utts=2, calibration_utts=4),
+                                calibration_dir="data/train")
+    header = (out / calibrated.results[0].file).read_text()
+    assert "BatchNorm statistics re-estimated on 4 utts of data/train" in header
+    with pytest.raises(ValueError, match=r"another setup \(differs in \['calibration'\]"):
+        search_subnets(model, args, "data/train", out, _config(max_utts=2))

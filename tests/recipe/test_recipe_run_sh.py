@@ -34,6 +34,8 @@ def test_unknown_option_lists_the_valid_ones():
 def test_bad_choice_values_are_refused():
     r = run_sh("--token_type", "phone", check=False)
     assert r.returncode == 2 and "--token_type must be char or bpe" in r.stderr
+    r = run_sh("--bn_calib_utts", "all", check=False)
+    assert r.returncode == 2 and "--bn_calib_utts 'all': expected a whole number" in r.stderr
 
 
 def test_tiny_recipe_end_to_end_then_skips_finished_stages(tmp_path):
@@ -85,6 +87,11 @@ def test_tiny_table_a_stages(tiny_dense):
     budget = json.loads((tmp_path / "exp/asr_tiny_prune0.8/subnet.json").read_text())["encoder_nonzero_params"]
     found = yaml.safe_load((tmp_path / f"exp/asr_tiny_omni/search/subnet_{budget}.yaml").read_text())
     assert found["sparsities"], "the search wrote a sub-network for the budget"
+    for d in ("asr_tiny_omni/export_0.8", "asr_tiny_prune0.8/export"):  # both sides recalibrated alike
+        calib = json.loads((tmp_path / f"exp/{d}/export.json").read_text())["bn_calibration"]
+        assert calib["layers"] > 0 and calib["utts"] > 0, (d, calib)
+    assert "(a) individual: re-estimated for each sub-network on" in table, table
+    assert re.search(r"^- 0\.8: difference [+-]\d+\.\d points, 95% CI ", table, re.M), table
     # another supernet run (here: the same one under a label) is tabulated beside (b)
     (tmp_path / "exp/asr_tiny_omni/.stage13.done").unlink()
     run_sh(*common, "--stage", "13", "--stop_stage", "13", "--prune_targets", "0.5 0.8", "--test_sets", "test",

@@ -43,6 +43,8 @@ def test_options_carry_espnet_and_omni_fields():
         ("{valid_sparsities: [0.0, 1.2]}", "outside the valid range"),
         ("{sampler_rule: sandwich}", "sampler_rule"),
         ("{schedule: {final_sparsity: 0.5, end_step: 0}}", "end_step=0"),
+        ("{split_batch: true, distill_weight: 1.0}", "split_batch: true and distill_weight=1.0"),
+        ("{split_batch: 2}", "split_batch=2 must be true or false"),
     ],
 )
 def test_bad_omni_conf_raises_naming_the_key(conf, match):

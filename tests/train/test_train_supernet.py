@@ -15,7 +15,7 @@ from espnet_omni.bin import asr_train
 from espnet_omni.sparsity.subnet import SearchSpace
 from espnet_omni.testing.tiny_asr import collect_stats_flags, train_flags, write_corpus
 from espnet_omni.train.samplers import SamplerConfig, plan_step
-from espnet_omni.train.supernet import SupernetConfig, _masked_kl
+from espnet_omni.train.supernet import SupernetConfig, _masked_kl, split_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:No valid stats found:UserWarning")
 STATS = Path("exp/stats")
@@ -74,6 +74,35 @@ def test_one_optimizer_step_per_k_subnets(corpus):
     adam_steps = {int(s["step"]) for s in ckpt["optimizers"][0]["state"].values()}
     assert adam_steps == {2}
     assert _train_stats(ckpt)["total_count"] == 2 * 3  # micro-steps seen by the reporter
+
+
+def test_split_batch_gives_each_subnet_its_own_slice(corpus):
+    """K=2 on 1/2 of each mini-batch: still one Adam step per mini-batch, one pass over the data."""
+    out = "exp/sn_split"
+    ckpt = _train(corpus, out, "{sampler: {rule: sandwich, num_subnets: 2}, split_batch: true}")
+    assert {int(s["step"]) for s in ckpt["optimizers"][0]["state"].values()} == {2}
+    stats = _train_stats(ckpt)
+    assert stats["loss_max"] == stats["loss_max"] and stats["loss_min"] == stats["loss_min"]
+    compute = json.loads((corpus / out / "compute.json").read_text())
+    assert compute["subnets_per_step"] == 2 and compute["passes_per_epoch"] == 1
+
+
+def test_split_batch_slices_rows_and_trims_padding():
+    n = 7
+    lens = torch.tensor([10, 9, 9, 7, 5, 4, 2])
+    batch = {"speech": torch.arange(n * 10.0).view(n, 10), "speech_lengths": lens,
+             "text": torch.ones(n, 6, dtype=torch.long), "text_lengths": torch.tensor([6, 5, 5, 3, 3, 2, 1]),
+             "utt_id": "not a tensor"}
+    uids = [f"u{i}" for i in range(n)]
+    parts = split_batch(uids, batch, 3)
+    assert [u for u, _ in parts] == [uids[0:2], uids[2:4], uids[4:7]]
+    assert [tuple(p["speech"].shape) for _, p in parts] == [(2, 10), (2, 9), (3, 5)]
+    assert [tuple(p["text"].shape) for _, p in parts] == [(2, 6), (2, 5), (3, 3)]
+    assert torch.equal(torch.cat([p["speech_lengths"] for _, p in parts]), lens)
+    assert torch.equal(parts[1][1]["speech"], batch["speech"][2:4, :9])
+    assert all(p["utt_id"] == "not a tensor" for _, p in parts)
+    whole = split_batch(uids[:2], {k: v[:2] if torch.is_tensor(v) else v for k, v in batch.items()}, 3)
+    assert len(whole) == 3 and all(u == uids[:2] and p["speech"].shape == (2, 10) for u, p in whole)
 
 
 def test_resume_continues_where_it_stopped(corpus):
@@ -215,3 +244,32 @@ def test_reported_losses_survive_espnets_in_place_division():
         assert float(stats[f"loss_ctc_{ms.tag}"]) == pytest.approx(6.0)
         assert float(stats["loss"]) == pytest.approx(6.0)
         assert float(loss) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_replay_hands_each_subnet_its_part(split):
+    from espnet_omni.train.supernet import SupernetState, replay
+
+    class Enc(_Enc):
+        active: list = []
+
+        def refresh_masks(self):
+            pass
+
+        def set_active_subnet(self, cfg):
+            self.active.append(cfg)
+
+        def set_max_net(self):
+            pass
+
+    cfg = SupernetConfig.from_dict({"sampler": {"rule": "sandwich", "num_subnets": 2}, "split_batch": split})
+    enc = Enc()
+    state = SupernetState(cfg, enc, accum_grad=1)
+    batch = {"speech": torch.randn(4, 8), "speech_lengths": torch.tensor([8, 8, 6, 5])}
+    seen = [(state.micro.tag, u, p["speech"]) for u, p in replay([(list("abcd"), batch)], state, 0)]
+    assert [t for t, _, _ in seen] == ["max", "min"]
+    if split:
+        assert [u for _, u, _ in seen] == [list("ab"), list("cd")]
+        assert torch.equal(seen[1][2], batch["speech"][2:, :6])
+    else:
+        assert all(u == list("abcd") and x is batch["speech"] for _, u, x in seen)
