@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -73,6 +75,41 @@ def per_epoch(compute: dict) -> int:
     """Passes over the training set per epoch (= sub-networks per step unless they split
     each mini-batch; runs before ``passes_per_epoch`` was recorded never split)."""
     return compute.get("passes_per_epoch", compute["subnets_per_step"])
+
+
+UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def timespan(text: str) -> float:
+    """humanfriendly's ``format_timespan`` text (ESPnet's epoch times) -> seconds.
+
+    >>> timespan("1 hour, 2 minutes and 3.5 seconds"), timespan("58.2 seconds")
+    (3723.5, 58.2)
+    """
+    parts = re.findall(r"([\d.]+) (second|minute|hour|day)s?", text)
+    if not parts:
+        raise ValueError(f"not a time span: {text!r}")
+    return sum(float(n) * UNITS[u] for n, u in parts)
+
+
+def epoch_seconds(exp: Path) -> dict[int, float]:
+    """Training wall seconds per epoch, from ESPnet's ``Nepoch results: [train] ... time=...``
+    lines of train.log (the last line of an epoch counts if a resume repeated it)."""
+    out = {}
+    for m in re.finditer(r"(\d+)epoch results: \[train\](.*?)\[valid\]", load_text(exp / "train.log")):
+        t = re.search(r"(?<![a-z_])time=([^,]+)", m.group(2))
+        if t:
+            out[int(m.group(1))] = timespan(t.group(1))
+    if not out:
+        raise SystemExit(f"table_a: {exp / 'train.log'} has no 'Nepoch results' line with a train time")
+    return out
+
+
+def median_epochs(exp: Path) -> float:
+    """Median epoch wall time x epochs: the run's length with each epoch at the median
+    epoch's speed, so epochs slowed by other jobs on the machine do not count."""
+    e = epoch_seconds(exp)
+    return statistics.median(e.values()) * len(e)
 
 
 def threads(exp: Path) -> str:
@@ -169,6 +206,7 @@ def render(args, table: list[dict]) -> str:
                 + " | ".join(f"{wer(sc, s):.1f}" for s in sets) + " |"
             )
     ind_total = sum(r["ind_cpu"] for r in table)
+    ind_wall = sum(median_epochs(Path(p)) for p in args.prune)
     mean_ind = ind_total / max(len(table), 1)
     one = Path(args.prune[0])
     lines += [
@@ -177,20 +215,24 @@ def render(args, table: list[dict]) -> str:
         "CPU core-seconds of finished epochs grow with the torch thread count, so they compare only"
         " between runs at equal threads (`?`: not recorded by that run; a CPU s / wall s ratio above 1"
         " means more than one busy thread); the sub-network epochs (epochs x sub-networks per step,"
-        " forward+backward passes over the training set) compare whatever the hardware:",
+        " forward+backward passes over the training set) compare whatever the hardware; the last column"
+        " is each run's median epoch wall time (ESPnet's train.log) times its epochs, which epochs slowed"
+        " by other jobs on the machine do not inflate (it compares runs on the same machine and threads):",
         "",
-        "| what | sub-network epochs | torch threads (CPU s / wall s) | CPU s |",
-        "|---|---|---|---|",
+        "| what | sub-network epochs | torch threads (CPU s / wall s) | CPU s | median epoch x epochs, wall min |",
+        "|---|---|---|---|---|",
         f"| dense model (shared start) | {passes(Path(args.dense))} | {threads(Path(args.dense))} "
-        f"| {cpu(Path(args.dense)):.0f} |",
+        f"| {cpu(Path(args.dense)):.0f} | {median_epochs(Path(args.dense)) / 60:.1f} |",
         f"| all {len(table)} individually pruned models | - | "
-        f"{'; '.join(sorted({threads(Path(p)) for p in args.prune}))} | {ind_total:.0f} |",
-        f"| one individually pruned model (mean) | {passes(one)} | - | {mean_ind:.0f} |",
+        f"{'; '.join(sorted({threads(Path(p)) for p in args.prune}))} | {ind_total:.0f} | {ind_wall / 60:.1f} |",
+        f"| one individually pruned model (mean) | {passes(one)} | - | {mean_ind:.0f} "
+        f"| {ind_wall / len(table) / 60:.1f} |",
     ]
     for label, d in supernets(args):
-        c = cpu(d)
+        c, w = cpu(d), median_epochs(d)
         lines.append(f"| {'the supernet ' + label if label else 'the one supernet'} | {passes(d, one)} "
-                     f"| {threads(d)} | {c:.0f} ({c / mean_ind:.2f}x one individual model) |")
+                     f"| {threads(d)} | {c:.0f} ({c / mean_ind:.2f}x one individual model) "
+                     f"| {w / 60:.1f} ({w / (ind_wall / len(table)):.2f}x) |")
     test = sets[1] if len(sets) > 1 else sets[0]
     lines.append("")
     for i, (label, d) in enumerate(supernets(args)):
