@@ -81,9 +81,11 @@ export_format=sparse                    # sparse | dense | row (see espnet_omni.
 bn_calib_utts=200                       # the BatchNorm statistics of every searched and exported
                                         # sub-network are re-estimated on N training utterances
                                         # (espnet_omni.inference.bn_calib); 0: keep the checkpoint's
-search_args="--population 12 --generations 4 --max_utts 100"
+search_args="--population 12 --generations 4"
                                         # espnet_omni.bin.search arguments: <= 48 dev decodes per
-                                        # budget (a shared cache), 100 dev utterances each
+                                        # budget (a shared cache), each on the whole dev set (a
+                                        # 100-utterance subset picked sub-networks that did not
+                                        # carry over to test)
 supernet_args=""                        # extra asr_train arguments of the supernet (stage 8)
 table_a_also=""                         # other supernet runs shown beside it in Table A (stage 13),
                                         # "LABEL=EXP_DIR ..." (each searched, exported, decoded)
