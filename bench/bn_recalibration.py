@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from omni_sparsity import cpu_model, write_results  # noqa: E402
 
-from espnet_omni.inference.bn_calib import kept_batchnorm_stats  # noqa: E402
+from espnet_omni.inference.bn_calib import DEFAULT_CALIBRATION_UTTS, kept_batchnorm_stats  # noqa: E402
 from espnet_omni.inference.subnet_eval import SubnetEvaluator, calibrate_subnet  # noqa: E402
 from espnet_omni.sparsity.subnet import SubnetConfig  # noqa: E402
 from espnet_omni.tasks import OmniASRTask  # noqa: E402
@@ -50,7 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="valid.loss.ave.pth")
     p.add_argument("--dev", default="dump/raw/dev")
     p.add_argument("--train", default="dump/raw/train")
-    p.add_argument("--calibration_utts", type=int, default=200)
+    p.add_argument("--calibration_utts", type=int, default=DEFAULT_CALIBRATION_UTTS)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out_dir", default=str(ROOT / "bench" / "results"))
     return p

@@ -15,11 +15,11 @@ Decode: python -m espnet_omni.bin.asr_inference --asr_train_config
 
 import argparse
 import logging
-from pathlib import Path
 
 import yaml
 
 from espnet_omni.export import DTYPES, FORMATS, export_asr_model
+from espnet_omni.inference.bn_calib import add_calibration_arguments
 from espnet_omni.inference.subnet_eval import calibrate_subnet
 from espnet_omni.nets.packed_state import CODECS
 from espnet_omni.sparsity.subnet import SubnetConfig
@@ -39,12 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec", default="zlib", choices=CODECS,
                    help="packed weights: zlib-compressed or raw bitmask + values "
                         "(both lossless)")
-    p.add_argument("--calibration_dir", default=None,
-                   help="training data dir: re-estimate the sub-network's BatchNorm statistics on it "
-                        "before export (espnet_omni.inference.bn_calib); default: keep the "
-                        "checkpoint's statistics")
-    p.add_argument("--calibration_utts", type=int, default=200,
-                   help="utterances of --calibration_dir, spread evenly over it")
+    add_calibration_arguments(p, "the sub-network's BatchNorm statistics on it before export")
     return p
 
 
@@ -64,11 +59,8 @@ def main(cmd=None):
         calibration = {"data_dir": args.calibration_dir, "utts": utts, "layers": layers}
         logging.info("BatchNorm statistics of %d layers re-estimated on %d utts of %s",
                      layers, utts, args.calibration_dir)
-    report = export_asr_model(model, train_config, subnet,
-                              args.format, args.out_dir, args.dtype, args.codec)
-    if calibration:
-        report.bn_calibration = calibration
-        report.to_json(Path(args.out_dir) / "export.json")
+    report = export_asr_model(model, train_config, subnet, args.format, args.out_dir, args.dtype,
+                              args.codec, bn_calibration=calibration)
     print(report.to_json(), end="")
 
 

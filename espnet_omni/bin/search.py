@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from espnet_omni.inference.bn_calib import add_calibration_arguments
 from espnet_omni.inference.subnet_eval import DEFAULT_BATCH_SECONDS, METRICS
 from espnet_omni.inference.subnet_search import (
     BUDGET_UNITS,
@@ -67,12 +68,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max_utts", type=int, default=None, help="N dev utterances spread evenly over wav.scp (every speaker kept)")
     p.add_argument("--batch_seconds", type=float, default=DEFAULT_BATCH_SECONDS)
-    p.add_argument("--calibration_dir", default=None,
-                   help="training data dir: re-estimate each candidate's BatchNorm statistics on it "
-                        "before scoring (export with the same --calibration_dir); default: the "
-                        "checkpoint's statistics")
-    p.add_argument("--calibration_utts", type=int, default=200,
-                   help="utterances of --calibration_dir, spread evenly over it")
+    add_calibration_arguments(p, "each candidate's BatchNorm statistics on it before scoring "
+                                 "(export with the same --calibration_dir)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no_progress", action="store_true", help="no tqdm bars")
     return p

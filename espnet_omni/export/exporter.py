@@ -209,6 +209,7 @@ def export_asr_model(
     out_dir: str | Path,
     dtype: str = "float32",
     codec: str = "zlib",
+    bn_calibration: Mapping[str, Any] | None = None,
 ) -> ExportReport:
     """Write ``config.yaml``, ``model.pth`` and ``export.json`` to ``out_dir``.
 
@@ -221,6 +222,8 @@ def export_asr_model(
         dtype: ``float32`` (exact) or ``float16`` (smaller file).
         codec: of the packed weights (``sparse``/``row``), one of
             :data:`~espnet_omni.nets.packed_state.CODECS`; both lossless.
+        bn_calibration: how the model's BatchNorm statistics were
+            recalibrated for ``subnet`` (recorded in ``export.json``).
     """
     _check_choice(dtype, DTYPES, "dtype")
     _check_choice(codec, CODECS, "codec")
@@ -248,6 +251,7 @@ def export_asr_model(
         dense_model_bytes=dense_bytes,
         size_ratio=round(model_bytes / dense_bytes, 4),
         encoder_sizes=plan.sizes,
+        bn_calibration=dict(bn_calibration or {}),
     )
     report.to_json(out / "export.json")
     logging.info("exported %s model to %s: %s", fmt, out, report)

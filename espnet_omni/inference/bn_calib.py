@@ -22,6 +22,7 @@ writing it (``espnet_omni.bin.export --calibration_dir``).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +34,18 @@ from torch.nn.modules.batchnorm import _BatchNorm
 logger = logging.getLogger(__name__)
 
 B = TypeVar("B")
+DEFAULT_CALIBRATION_UTTS = 200  # training utterances per recalibration
+
+
+def add_calibration_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--calibration_dir`` / ``--calibration_utts`` of the entry points that
+    recalibrate (search: each candidate before scoring; export: the chosen
+    sub-network before writing it); ``purpose`` ends the help's first sentence."""
+    parser.add_argument("--calibration_dir", default=None,
+                        help=f"training data dir: re-estimate {purpose} (espnet_omni.inference.bn_calib); "
+                             "default: keep the checkpoint's statistics")
+    parser.add_argument("--calibration_utts", type=int, default=DEFAULT_CALIBRATION_UTTS,
+                        help="utterances of --calibration_dir, spread evenly over it")
 
 
 def batchnorm_layers(module: torch.nn.Module) -> list[_BatchNorm]:

@@ -51,7 +51,12 @@ from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShort
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 
-from espnet_omni.inference.bn_calib import batchnorm_layers, kept_batchnorm_stats, recalibrate_batchnorm
+from espnet_omni.inference.bn_calib import (
+    DEFAULT_CALIBRATION_UTTS,
+    batchnorm_layers,
+    kept_batchnorm_stats,
+    recalibrate_batchnorm,
+)
 from espnet_omni.inference.dev_set import load_dev_set, make_batches
 from espnet_omni.nets.omni_conformer import supernet_encoder_of
 from espnet_omni.scoring.wer import ErrorCounts, char_counts, word_counts
@@ -173,6 +178,15 @@ def _frontend_fs(train_args: argparse.Namespace) -> int:
     return int(humanfriendly.parse_size(fs)) if isinstance(fs, str) else int(fs)
 
 
+def _load_batches(data_dir: str | Path, train_args: argparse.Namespace, max_utts: int | None,
+                  batch_seconds: float, device: str | torch.device, progress: bool) -> tuple[list, list]:
+    """The utterances of a data dir (preprocessed as the model was trained) and
+    their padded batches on ``device``."""
+    preprocess = OmniASRTask.build_preprocess_fn(train_args, train=False)
+    utts = load_dev_set(data_dir, preprocess, max_utts, progress)
+    return utts, [b.to(device) for b in make_batches(utts, batch_seconds, _frontend_fs(train_args))]
+
+
 class SubnetEvaluator:
     """Dev-set score of any sub-network of a supernet ASR model.
 
@@ -206,21 +220,18 @@ class SubnetEvaluator:
         cache_replay: bool = True,
         progress: bool = False,
         calibration_dir: str | Path | None = None,
-        calibration_utts: int = 200,
+        calibration_utts: int = DEFAULT_CALIBRATION_UTTS,
     ) -> None:
         encoder = supernet_encoder_of(model, "sub-network evaluation")
         self.model, self.encoder = model.eval(), encoder
         self.text = TokenText(model.token_list, train_args.token_type,
                               getattr(train_args, "bpemodel", None))
-        preprocess = OmniASRTask.build_preprocess_fn(train_args, train=False)
-        utts = load_dev_set(data_dir, preprocess, max_utts, progress)
+        utts, self.batches = _load_batches(data_dir, train_args, max_utts, batch_seconds, device, progress)
         self.references = {u.uid: u.text for u in utts}
-        fs = _frontend_fs(train_args)
-        self.batches = [b.to(device) for b in make_batches(utts, batch_seconds, fs)]
         self.calibration_batches = []
         if calibration_dir is not None and batchnorm_layers(model):
-            calib = load_dev_set(calibration_dir, preprocess, calibration_utts, progress)
-            self.calibration_batches = [b.to(device) for b in make_batches(calib, batch_seconds, fs)]
+            _, self.calibration_batches = _load_batches(calibration_dir, train_args, calibration_utts,
+                                                        batch_seconds, device, progress)
         elif calibration_dir is not None:
             logger.info("the model has no BatchNorm: nothing to recalibrate")
         self._all = self.batches + self.calibration_batches  # replay index order
@@ -340,7 +351,7 @@ class SubnetEvaluator:
 
 
 def calibrate_subnet(model: torch.nn.Module, train_args: argparse.Namespace, cfg: SubnetConfig,
-                     data_dir: str | Path, max_utts: int | None = 200,
+                     data_dir: str | Path, max_utts: int | None = DEFAULT_CALIBRATION_UTTS,
                      batch_seconds: float = DEFAULT_BATCH_SECONDS,
                      progress: bool = False) -> tuple[int, int]:
     """Activate ``cfg`` and re-estimate its BatchNorm statistics on ``max_utts``
@@ -354,10 +365,8 @@ def calibrate_subnet(model: torch.nn.Module, train_args: argparse.Namespace, cfg
     encoder.set_active_subnet(cfg)
     if not batchnorm_layers(model):
         return 0, 0
-    preprocess = OmniASRTask.build_preprocess_fn(train_args, train=False)
-    utts = load_dev_set(data_dir, preprocess, max_utts, progress)
     device = next(model.parameters()).device
-    batches = [b.to(device) for b in make_batches(utts, batch_seconds, _frontend_fs(train_args))]
+    utts, batches = _load_batches(data_dir, train_args, max_utts, batch_seconds, device, progress)
     with torch.inference_mode():
         layers = recalibrate_batchnorm(model, batches, lambda b: model.encode(b.speech, b.speech_lengths))
     return layers, len(utts)

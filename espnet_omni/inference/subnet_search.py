@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from espnet_omni.inference.bn_calib import DEFAULT_CALIBRATION_UTTS
 from espnet_omni.inference.subnet_eval import (
     DEFAULT_BATCH_SECONDS,
     METRICS,
@@ -181,7 +182,7 @@ class SubnetSearchConfig:
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     max_utts: int | None = None
     batch_seconds: float = DEFAULT_BATCH_SECONDS
-    calibration_utts: int = 200
+    calibration_utts: int = DEFAULT_CALIBRATION_UTTS
 
     def __post_init__(self) -> None:
         if self.calibration_utts < 1:

@@ -68,13 +68,13 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, distributed: bool = False,
-                 passes: Optional[int] = None) -> None:
+def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, passes: int,
+                 distributed: bool = False) -> None:
     """Accumulate the compute of one finished training epoch in compute.json.
 
     ``k``: sub-networks per step; ``passes``: forward+backward passes over the
-    training set per epoch (default ``k``; 1 when the K sub-networks split
-    each mini-batch).
+    training set per epoch (``k``, or 1 when the K sub-networks split each
+    mini-batch).
 
     Distributed: the CPU seconds are summed over all processes and rank 0
     alone writes the file (wall time: rank 0's)."""
@@ -92,7 +92,7 @@ def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, di
     d["train_wall_seconds_epochs"] = d.get("train_wall_seconds_epochs", 0.0) + wall
     d["epochs_counted"] = d.get("epochs_counted", 0) + 1
     d["subnets_per_step"] = k
-    d["passes_per_epoch"] = k if passes is None else passes
+    d["passes_per_epoch"] = passes
     # CPU seconds grow with the thread count (2 threads: ~1.3x faster, ~1.5x the CPU
     # seconds here), so runs compare by CPU seconds only at equal threads.
     threads = sorted(set(d.get("torch_threads", [])) | {torch.get_num_threads()})
@@ -154,8 +154,8 @@ class OmniTrainer(Trainer):
             finally:
                 tagged.remove_hooks()
                 reset(encoder)
-        _add_compute(options.output_dir, _cpu_seconds() - cpu0, time.perf_counter() - wall0, k,
-                     distributed_option.distributed, passes)
+        _add_compute(options.output_dir, _cpu_seconds() - cpu0, time.perf_counter() - wall0, k, passes,
+                     distributed_option.distributed)
         return invalid
 
     @classmethod
