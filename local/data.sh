@@ -11,9 +11,12 @@
 #   --seed  N              same seed -> identical text, voices and wav bytes
 #   --nj    N              parallel synthesis processes
 #   --out   DIR            output root (relative to the repo root)
+#   --train_voices all|base   all: pseudo-speakers + extra espeak variants + wider
+#                          train ranges; base: plan v1's train voices (the ablation)
 #
 # Writes:
-#   <out>/{train,dev,test,real}/{wav.scp,text,utt2spk,spk2utt,utt2family}
+#   <out>/{train,dev,test,test_seen,real}/{wav.scp,text,utt2spk,spk2utt,utt2family}
+#   <out>/lm_pool.txt         sentences for the LM text (no evaluation or reserved one)
 #   <out>/wav/<split>/*.wav   (16 kHz mono 16-bit PCM; resumable)
 #
 # Needs (Debian): espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
@@ -24,6 +27,7 @@ size=default
 seed=0
 nj=2
 out=data
+train_voices=all
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (local/data.sh) $*" >&2; }
 
@@ -33,16 +37,18 @@ while [ $# -gt 0 ]; do
     --seed) seed=$2; shift 2 ;;
     --nj) nj=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
-    *) echo "local/data.sh: unknown option $1 (valid: --size --seed --nj --out)" >&2; exit 1 ;;
+    --train_voices) train_voices=$2; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) echo "local/data.sh: unknown option $1 (valid: --size --seed --nj --out --train_voices)" >&2; exit 1 ;;
   esac
 done
 
 python=${PYTHON:-python}
 if [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ]; then python=.venv/bin/python; fi
 
-log "synthesizing size=${size} seed=${seed} nj=${nj} -> ${out}"
-"${python}" -m espnet_omni.corpus.synth --out "${out}" --size "${size}" --seed "${seed}" --nj "${nj}"
+log "synthesizing size=${size} seed=${seed} nj=${nj} train_voices=${train_voices} -> ${out}"
+"${python}" -m espnet_omni.corpus.synth --out "${out}" --size "${size}" --seed "${seed}" \
+  --nj "${nj}" --train_voices "${train_voices}"
 log "preparing the LibriVox real test set -> ${out}/real"
 "${python}" -m espnet_omni.corpus.real --out "${out}"
 log "done"

@@ -10,9 +10,10 @@ A data directory holds one ``<utt-id> <value>`` line per utterance in each of:
 * ``utt2num_samples``  : optional; written by ``format_data``
 
 Files are written sorted by utterance id (``LC_ALL=C`` byte order, as Kaldi
-and ESPnet expect).  Utterance ids start with ``<speaker>-`` so that sorting
-by utterance also sorts by speaker; speaker ids use ``[A-Za-z0-9_]`` only,
-which all sort after ``-`` and keep that property.
+and ESPnet expect).  Ids are what Kaldi's ``validate_data_dir.sh`` accepts: no
+whitespace, each utterance id starts with its speaker id (``103-1240-0000`` of
+speaker ``103-1240``, ``sp0.9-kal-000123`` of ``sp0.9-kal``), and sorting by
+utterance also sorts by speaker.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Dict, Iterable, List, Optional
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
 OPTIONAL_FILES = ("utt2family", "utt2num_samples")
-_SPEAKER_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_SPEAKER_RE = re.compile(r"^\S+$")
 
 
 class DataDirError(ValueError):
@@ -166,17 +167,28 @@ class DataDir:
                     f"{self.wav_scp.where(utt)}: utterance {utt!r} is in wav.scp but "
                     f"not in {name}; expected the same utterances in every file"
                 )
-        for utt, spk in self.utt2spk.values.items():
+        last = None
+        for utt in sorted(self.utt2spk.values, key=lambda u: u.encode()):
+            spk = self.utt2spk.values[utt]
             if not _SPEAKER_RE.match(spk):
                 raise DataDirError(
                     f"{self.utt2spk.where(utt)}: speaker id {spk!r} of {utt!r}: "
-                    f"expected letters, digits and '_' only"
+                    f"expected no whitespace"
                 )
-            if require_speaker_prefix and not utt.startswith(spk + "-"):
+            if not require_speaker_prefix:
+                continue
+            if not utt.startswith(spk):
                 raise DataDirError(
                     f"{self.utt2spk.where(utt)}: utterance {utt!r} does not start with "
-                    f"its speaker id {spk!r} followed by '-' (Kaldi sort order)"
+                    f"its speaker id {spk!r} (Kaldi sort order)"
                 )
+            if last is not None and spk.encode() < last[1].encode():
+                raise DataDirError(
+                    f"{self.utt2spk.where(utt)}: utterance {utt!r} of speaker {spk!r} sorts "
+                    f"after {last[0]!r} of speaker {last[1]!r}: sorting by utterance must "
+                    f"also sort by speaker (Kaldi's validate_data_dir.sh)"
+                )
+            last = (utt, spk)
 
 
 def read_datadir(path: Path) -> DataDir:

@@ -4,15 +4,22 @@ The plan is a pure function of (:class:`SynthConfig`, sentence pool): the
 same seed gives the same utterance ids, texts, voices and augmentation, and
 so (the renderers being deterministic) the same wav bytes.
 
-* Sentences: the pool is shuffled once; test, dev and train take disjoint
-  slices of it, so no sentence (transcript) appears in two splits.
+* Sentences: the reserved slice (:func:`text.is_reserved`, kept for
+  evaluations from outside the recipe) is removed from the pool; the rest is
+  shuffled once; test, dev, test_seen and train take disjoint slices of it, so
+  no sentence (transcript) appears in two splits.  What is left is the LM text
+  pool (:func:`lm_pool`).
+* test_seen: the training voices (pseudo-speakers excluded) reading
+  sentences of no other split: "did it learn" apart from "does it carry over
+  to a new voice".
 * Voices: per split, utterances are shared among families by
   ``family_weights`` (largest remainder, exact counts), then equally among the
   family's speakers, then round-robin over each speaker's voices, then
   shuffled: every speaker of a split is heard when the split is big enough.
 * Augmentation: tempo (speaking rate), pitch shift in cents, and peak level
   in dBFS, uniform in the configured ranges (how they are applied: see
-  ``synth.py``).
+  ``synth.py``); train has its own, wider ranges (``train_augment``), the
+  evaluation splits keep ``augment``.
 """
 
 from __future__ import annotations
@@ -21,18 +28,23 @@ import random
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from espnet_omni.corpus.text import FilterConfig, PoolConfig, Sentence
-from espnet_omni.corpus.voices import FAMILIES, SPLITS, Voice, voices_for_split
+from espnet_omni.corpus.text import FilterConfig, PoolConfig, Sentence, is_reserved
+from espnet_omni.corpus.voices import ESPEAK_VARIANTS, FAMILIES, Voice, voices_for_split
 
-# (train, dev, test) utterances.  tiny: for tests (~100 s of audio).
-# default: the split sizes of the baseline in shared/BASELINE.md; measured
-# 1.82 h train, 0.14 h dev, 0.16 h test (2.5-2.8 s per utterance), rendered
-# in ~170 CPU-seconds (~90 s wall on 2 free cores).
-SIZES: Dict[str, Tuple[int, int, int]] = {
-    "tiny": (24, 8, 8),
-    "default": (2600, 200, 200),
+# The splits of the plan, in output order.  test_seen is spoken by train voices.
+PLAN_SPLITS: Tuple[str, ...] = ("train", "dev", "test", "test_seen")
+# Voices of each plan split come from this catalogue split.
+VOICE_SPLIT: Dict[str, str] = {"train": "train", "dev": "dev", "test": "test", "test_seen": "train"}
+
+# (train, dev, test, test_seen) utterances.  tiny: for tests (~120 s of audio).
+# default: train as in shared/BASELINE.md (2600 utts, ~1.8 h), 200 each for the
+# evaluation splits (2.5-2.8 s per utterance); rendered in ~200 CPU-seconds.
+SIZES: Dict[str, Tuple[int, int, int, int]] = {
+    "tiny": (24, 8, 8, 8),
+    "default": (2600, 200, 200, 200),
 }
-PLAN_VERSION = "espnet_omni synth plan v1"
+PLAN_VERSION = "espnet_omni synth plan v2"
+TRAIN_VOICES: Tuple[str, ...] = ("all", "base")
 
 
 @dataclass(frozen=True)
@@ -69,22 +81,37 @@ class AugmentConfig:
             )
 
 
+# Training audio varies more than the evaluation audio: faster and slower
+# speech and a +-250 cent shift (x0.87..x1.16) on top of the pseudo-speakers'
+# warps, so the model meets a held-out voice's rate and pitch inside its range.
+TRAIN_AUGMENT = AugmentConfig(tempo_min=0.8, tempo_max=1.25, pitch_cents=250.0,
+                              peak_db_min=-20.0, peak_db_max=-1.0)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Everything that determines the synthetic corpus.
 
     Attributes:
-        num_train, num_dev, num_test: utterances per split.
+        num_train, num_dev, num_test, num_test_seen: utterances per split.
         seed: one seed for sentences, voices and augmentation.
         family_weights: share of each family within a split, renormalized over
             the families the split has (dev has no festival voice).
         pool: how the sentence pool is built (``text.PoolConfig``).
-        augment: signal variation.
+        augment: signal variation of the evaluation splits.
+        train_augment: signal variation of the train split.
+        train_voices: ``all`` (every train voice of the catalogue: the
+            pseudo-speakers and the extra espeak variants included, with
+            ``train_augment``), or ``base`` (the voices and ranges of plan v1:
+            no pseudo-speaker, :data:`voices.ESPEAK_VARIANTS` only, ``augment``),
+            the ablation's "before".  The evaluation splits are the same
+            utterances either way (same sentences, voices and audio).
     """
 
     num_train: int = SIZES["default"][0]
     num_dev: int = SIZES["default"][1]
     num_test: int = SIZES["default"][2]
+    num_test_seen: int = SIZES["default"][3]
     seed: int = 0
     family_weights: Tuple[Tuple[str, float], ...] = (
         ("espeak", 0.5),
@@ -95,9 +122,15 @@ class SynthConfig:
     # 2000 words: ~11k sentences, ~1-2% of test words unseen in training.
     pool: PoolConfig = PoolConfig(vocab_size=2000, filter=FilterConfig(min_words=5))
     augment: AugmentConfig = AugmentConfig()
+    train_augment: AugmentConfig = TRAIN_AUGMENT
+    train_voices: str = "all"
 
     def __post_init__(self) -> None:
-        for name in ("num_train", "num_dev", "num_test"):
+        if self.train_voices not in TRAIN_VOICES:
+            raise ValueError(
+                f"SynthConfig.train_voices: {self.train_voices!r}, valid: {TRAIN_VOICES}"
+            )
+        for name in ("num_train", "num_dev", "num_test", "num_test_seen"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SynthConfig: {name} must be >= 1, got {getattr(self, name)}")
         for fam, w in self.family_weights:
@@ -111,22 +144,23 @@ class SynthConfig:
     def from_size(cls, size: str, num_utts: Optional[int] = None, **kwargs) -> "SynthConfig":
         """Config for a named size; ``num_utts`` rescales its three splits.
 
-        ``num_utts`` is the total over train+dev+test, shared in the preset's
+        ``num_utts`` is the total over the four splits, shared in the preset's
         proportions (each split gets at least one utterance).
         """
         if size not in SIZES:
             raise ValueError(f"unknown size {size!r}, valid: {sorted(SIZES)}")
         counts = SIZES[size]
         if num_utts is not None:
-            if num_utts < 3:
-                raise ValueError(f"num_utts must be >= 3 (one per split), got {num_utts}")
-            dev = max(1, round(num_utts * counts[1] / sum(counts)))
-            test = max(1, round(num_utts * counts[2] / sum(counts)))
-            counts = (num_utts - dev - test, dev, test)
-        return cls(num_train=counts[0], num_dev=counts[1], num_test=counts[2], **kwargs)
+            if num_utts < 4:
+                raise ValueError(f"num_utts must be >= 4 (one per split), got {num_utts}")
+            evals = [max(1, round(num_utts * c / sum(counts))) for c in counts[1:]]
+            counts = (num_utts - sum(evals), *evals)
+        return cls(num_train=counts[0], num_dev=counts[1], num_test=counts[2],
+                   num_test_seen=counts[3], **kwargs)  # fmt: skip
 
     def split_sizes(self) -> Dict[str, int]:
-        return {"train": self.num_train, "dev": self.num_dev, "test": self.num_test}
+        return {"train": self.num_train, "dev": self.num_dev, "test": self.num_test,
+                "test_seen": self.num_test_seen}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -178,9 +212,22 @@ def allocate(n: int, weights: Sequence[Tuple[str, float]]) -> Dict[str, int]:
     return counts
 
 
+def is_base_voice(v: Voice) -> bool:
+    """A voice of plan v1: no pseudo-speaker, no extra espeak variant.
+
+    >>> from espnet_omni.corpus.voices import catalogue
+    >>> sorted({v.speaker for v in catalogue() if v.split == "train" and is_base_voice(v)})[:3]
+    ['en_029', 'en_gb', 'en_gb_scotland']
+    """
+    variant = v.name.partition("+")[2] if v.engine == "espeak-ng" else ""
+    return not v.is_pseudo and variant in ESPEAK_VARIANTS
+
+
 def _split_voices(split: str, n: int, cfg: SynthConfig, rng: random.Random) -> List[Voice]:
-    """``n`` voices for one split: family weights, then speakers, then voices."""
-    voices = voices_for_split(split)
+    """``n`` voices for one plan split: family weights, then speakers, then voices."""
+    voices = voices_for_split(VOICE_SPLIT[split])
+    if split == "test_seen" or (split == "train" and cfg.train_voices == "base"):
+        voices = [v for v in voices if is_base_voice(v)]
     weights = [(f, w) for f, w in cfg.family_weights if any(v.family == f for v in voices)]
     if not any(w > 0 for _, w in weights):
         raise ValueError(
@@ -198,28 +245,54 @@ def _split_voices(split: str, n: int, cfg: SynthConfig, rng: random.Random) -> L
     return out
 
 
-def build_plan(cfg: SynthConfig, pool: Sequence[Sentence]) -> List[PlannedUtt]:
-    """The utterances of all splits, sorted by (split order, utt id)."""
+def usable_pool(pool: Sequence[Sentence]) -> List[Sentence]:
+    """The pool without its reserved slice (:func:`text.is_reserved`)."""
+    return [s for s in pool if not is_reserved(s.transcript)]
+
+
+def _split_ranks(cfg: SynthConfig, pool: Sequence[Sentence]) -> Dict[str, List[int]]:
+    """``{split: indices into usable_pool(pool)}``, disjoint, for the four splits."""
     sizes = cfg.split_sizes()
     total = sum(sizes.values())
     if total > len(pool):
         raise ValueError(
             f"{total} utterances requested but the sentence pool has only {len(pool)} "
-            f"sentences; lower --num_utts or raise the pool's vocab_size "
-            f"(now {cfg.pool.vocab_size})"
+            f"sentences outside its reserved slice; lower --num_utts or raise the pool's "
+            f"vocab_size (now {cfg.pool.vocab_size})"
         )
-    sent_rng = random.Random(f"{cfg.seed}:sentences")
-    voice_rng = random.Random(f"{cfg.seed}:voices")
-    aug_rng = random.Random(f"{cfg.seed}:augment")
-    ranks = sent_rng.sample(range(len(pool)), total)
-    aug = cfg.augment
-    plan: List[PlannedUtt] = []
+    ranks = random.Random(f"{cfg.seed}:sentences").sample(range(len(pool)), total)
+    out: Dict[str, List[int]] = {}
     start = 0
-    for split in ("test", "dev", "train"):  # fixed order: test first
-        n = sizes[split]
-        split_ranks = ranks[start : start + n]
-        start += n
-        split_voices = _split_voices(split, n, cfg, voice_rng)
+    for split in ("test", "dev", "test_seen", "train"):  # fixed order: test first
+        out[split] = ranks[start : start + sizes[split]]
+        start += sizes[split]
+    return out
+
+
+def lm_pool(cfg: SynthConfig, pool: Sequence[Sentence]) -> List[Sentence]:
+    """Sentences for language-model text: the usable pool minus every evaluation split.
+
+    The train split's sentences stay in (the LM may know what the acoustic
+    model was trained on); dev, test and test_seen sentences and the reserved
+    slice are out.
+    """
+    usable = usable_pool(pool)
+    held = {i for split, idx in _split_ranks(cfg, usable).items() if split != "train" for i in idx}
+    return [s for i, s in enumerate(usable) if i not in held]
+
+
+def build_plan(cfg: SynthConfig, pool: Sequence[Sentence]) -> List[PlannedUtt]:
+    """The utterances of all splits, sorted by (split order, utt id)."""
+    pool = usable_pool(pool)
+    plan: List[PlannedUtt] = []
+    for split, split_ranks in _split_ranks(cfg, pool).items():
+        # One generator per split: a split's voices and augmentation do not depend
+        # on another split's (train_voices changes train only).
+        voice_rng = random.Random(f"{cfg.seed}:voices:{split}")
+        aug_rng = random.Random(f"{cfg.seed}:augment:{split}")
+        wide = split == "train" and cfg.train_voices == "all"
+        aug = cfg.train_augment if wide else cfg.augment
+        split_voices = _split_voices(split, len(split_ranks), cfg, voice_rng)
         for rank, voice in zip(split_ranks, split_voices, strict=True):
             sent = pool[rank]
             plan.append(
@@ -234,5 +307,5 @@ def build_plan(cfg: SynthConfig, pool: Sequence[Sentence]) -> List[PlannedUtt]:
                     peak_db=round(aug_rng.uniform(aug.peak_db_min, aug.peak_db_max), 1),
                 )
             )
-    plan.sort(key=lambda u: (SPLITS.index(u.split), u.utt_id))
+    plan.sort(key=lambda u: (PLAN_SPLITS.index(u.split), u.utt_id))
     return plan

@@ -6,9 +6,11 @@ Usage:
     python -m espnet_omni.corpus.synth --out data --size default --num_utts 6000 --seed 1
 
 Writes:
-    <out>/{train,dev,test}/{wav.scp,text,utt2spk,spk2utt,utt2family}
+    <out>/{train,dev,test,test_seen}/{wav.scp,text,utt2spk,spk2utt,utt2family}
     <out>/wav/<split>/<utt-id>.wav     16 kHz, mono, 16-bit PCM
     <out>/wav/synth_plan.tsv           utt, split, voice, tempo, pitch, peak, text
+    <out>/lm_pool.txt                  pool sentences of no evaluation split and not
+                                       in the reserved slice (the LM text's source)
 
 Each utterance is one TTS voice (see ``voices.py``) reading one sentence (see
 ``text.py``).  Augmentation costs almost nothing: ``sox speed p`` (one
@@ -16,7 +18,8 @@ resampling, fused with the resampling to 16 kHz) multiplies F0, formants and
 speaking rate by ``p = 2**(cents/1200)``; the engine's own duration control
 (espeak-ng ``-s``, flite ``duration_stretch``, festival ``Duration_Stretch`` or
 HTS ``-r``) stretches by ``p / tempo`` beforehand, so the final rate is
-``tempo``.  sox then sets the peak level.  The run is deterministic for a seed, and
+``tempo``.  A pseudo-speaker's warp multiplies ``p`` the same way.  sox then
+sets the peak level.  The run is deterministic for a seed, and
 resumable: a wav that exists is complete (written under a temp name, then
 renamed) and is skipped; wavs of an older plan that differ from the new one
 are deleted first.
@@ -42,9 +45,18 @@ import soundfile as sf
 from tqdm import tqdm
 
 from espnet_omni.corpus.datadir import DataDir, write_datadir
-from espnet_omni.corpus.plan import PLAN_VERSION, SIZES, PlannedUtt, SynthConfig, build_plan
+from espnet_omni.corpus.plan import (
+    PLAN_SPLITS,
+    PLAN_VERSION,
+    SIZES,
+    TRAIN_VOICES,
+    PlannedUtt,
+    SynthConfig,
+    build_plan,
+    lm_pool,
+)
 from espnet_omni.corpus.text import PoolConfig, Sentence, build_pool
-from espnet_omni.corpus.voices import SPLITS, MissingEngineError, catalogue, check_available
+from espnet_omni.corpus.voices import MissingEngineError, catalogue, check_available
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +64,7 @@ SAMPLE_RATE = 16000
 CHUNK = 8  # utterances per worker task; one festival process per chunk
 ESPEAK_WPM = 175  # espeak-ng's default speaking rate (words per minute)
 PLAN_FILE = "synth_plan.tsv"
+LM_POOL_FILE = "lm_pool.txt"
 
 
 class SynthError(RuntimeError):
@@ -74,8 +87,8 @@ def _run(cmd: List[str], utt: str, stdin: Optional[str] = None) -> None:
 
 
 def pitch_factor(u: PlannedUtt) -> float:
-    """Frequency factor of the pitch shift (sox ``speed``)."""
-    return 2.0 ** (u.pitch_cents / 1200.0)
+    """Frequency factor of the pitch shift and the voice's warp (sox ``speed``)."""
+    return 2.0 ** (u.pitch_cents / 1200.0) * u.voice.warp
 
 
 def duration_stretch(u: PlannedUtt) -> float:
@@ -185,10 +198,11 @@ def synthesize(
     # Check the engines first: building the pool takes a few seconds.
     families = {f for f, w in cfg.family_weights if w > 0}
     tools = check_available([v for v in catalogue() if v.family in families])
-    plan = build_plan(cfg, cached_pool(cfg.pool))
+    sentences = cached_pool(cfg.pool)
+    plan = build_plan(cfg, sentences)
     out = Path(out).resolve()
     wav_root = out / "wav"
-    for split in SPLITS:
+    for split in PLAN_SPLITS:
         (wav_root / split).mkdir(parents=True, exist_ok=True)
     for leftover in wav_root.glob(".tmp*"):  # temp dirs of an interrupted run
         shutil.rmtree(leftover, ignore_errors=True)
@@ -211,8 +225,14 @@ def synthesize(
     if todo:
         logger.info("rendered %d utterances in %.1f s", len(todo), time.time() - start)
 
+    lm_text = sorted({s.transcript for s in lm_pool(cfg, sentences)})
+    tmp = out / f".{LM_POOL_FILE}.tmp"
+    tmp.write_text("".join(t + "\n" for t in lm_text), encoding="utf-8")
+    os.replace(tmp, out / LM_POOL_FILE)
+    logger.info("LM text pool: %d sentences -> %s", len(lm_text), out / LM_POOL_FILE)
+
     dirs: Dict[str, DataDir] = {}
-    for split in SPLITS:
+    for split in PLAN_SPLITS:
         utts = [u for u in plan if u.split == split]
         d = DataDir.from_dicts(
             wav_scp={u.utt_id: str(wav_root / split / f"{u.utt_id}.wav") for u in utts},
@@ -235,13 +255,16 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=Path("data"), help="output root")
     parser.add_argument("--size", choices=sorted(SIZES), default="default",
-                        help=f"preset (train, dev, test) counts: {SIZES}")  # fmt: skip
+                        help=f"preset (train, dev, test, test_seen) counts: {SIZES}")  # fmt: skip
     parser.add_argument("--num_utts", type=int, default=None,
                         help="total utterances, shared in the preset's proportions")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--nj", type=int, default=2, help="parallel worker processes")
     parser.add_argument("--vocab_size", type=int, default=2000,
                         help="sentences use only the N most frequent pool words")  # fmt: skip
+    parser.add_argument("--train_voices", choices=TRAIN_VOICES, default="all",
+                        help="all: pseudo-speakers, extra espeak variants, wider train "
+                        "ranges; base: the train voices and ranges of plan v1 (ablation)")  # fmt: skip
     parser.add_argument("--log_level", default="INFO")
     return parser
 
@@ -251,7 +274,8 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     try:
         pool = dataclasses.replace(SynthConfig().pool, vocab_size=args.vocab_size)
-        cfg = SynthConfig.from_size(args.size, args.num_utts, seed=args.seed, pool=pool)
+        cfg = SynthConfig.from_size(args.size, args.num_utts, seed=args.seed, pool=pool,
+                                    train_voices=args.train_voices)  # fmt: skip
         synthesize(cfg, args.out, nj=args.nj)
     except (MissingEngineError, SynthError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ keeps the test words unseen in training at a few percent.
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -67,6 +68,21 @@ def normalize_transcript(s: str) -> str:
     # An apostrophe not between two letters is a quote mark.
     s = _QUOTE_APOSTROPHE.sub(" ", s)
     return " ".join(s.split())
+
+
+def is_reserved(transcript: str) -> bool:
+    """True for a sentence of the slice reserved for evaluations from outside the recipe.
+
+    Nothing the recipe makes may use these sentences: no training or evaluation
+    utterance, no LM text, no extra audio.  The slice is about a tenth of the
+    pool, chosen by a hash of the normalized transcript (lowercase words, single
+    spaces, as written in ``data/*/text``), so anyone can recompute it:
+
+    >>> t = "he was not an ill disposed young man"
+    >>> is_reserved(t) == (int(hashlib.sha1(t.encode()).hexdigest(), 16) % 10 == 0)
+    True
+    """
+    return int(hashlib.sha1(transcript.encode()).hexdigest(), 16) % 10 == 0
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,24 @@ Splits are by speaker (dev and test speakers never occur in train):
 =========  ==============================================================
 split      speakers (family)
 =========  ==============================================================
-train      kal, slt (flite + festival); espeak en_gb, en_us,
-           en_gb_scotland, en_gb_x_gbclan, en_029
+train      kal, slt (flite + festival) and their pseudo-speakers
+           (``kal_vtl084`` ...); espeak en_gb, en_us, en_gb_scotland,
+           en_gb_x_gbclan, en_029
 dev        awb (flite); espeak en_gb_x_rp
 test       rms (flite); ked (festival ``ked_diphone``, Debian package
            festvox-kdlpc16k); espeak en_gb_x_gbcwmd, en_us_nyc
 =========  ==============================================================
 
 flite ``awb_time`` is left out: it only speaks clock times.
+
+*Pseudo-speakers* (train only).  The two recorded humans are the only human
+voices training has, and a model trained on two humans does not carry over to
+a third (``shared/BASELINE.md``).  Each recorded train voice is also rendered
+with a vocal-tract-length warp ``w`` (:data:`PSEUDO_WARPS`): ``sox speed w``
+scales every frequency (F0 and formants) by ``w`` and the engine's duration
+stretch compensates the tempo, as the per-utterance pitch shift does.  Each
+warp of a human is its own speaker (``kal_vtl084``: kal warped by 0.84),
+derived from a train speaker, so dev and test speakers stay unheard.
 """
 
 from __future__ import annotations
@@ -69,6 +79,28 @@ ESPEAK_VARIANTS: Tuple[str, ...] = (
     "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3",
 )  # fmt: skip
 
+# More espeak-ng variants, for the TRAIN accents only (dev/test keep
+# ESPEAK_VARIANTS, so their audio is unchanged): every variant of
+# `espeak-ng --voices=variant` except the robotic, whispering, croaking,
+# demonic and test ones.  More variants = more formant/F0/voice-quality
+# settings per accent, at no compute cost (the utterance count is fixed).
+ESPEAK_TRAIN_EXTRA_VARIANTS: Tuple[str, ...] = (
+    "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio", "aunty",
+    "belinda", "benjamin", "boris", "caleb", "david", "Denis", "Diogo", "ed",
+    "edward", "edward2", "Gene", "Gene2", "gustave", "Henrique", "Hugo", "iven",
+    "iven2", "iven3", "iven4", "Jacky", "john", "kaukovalta", "Lee", "linda",
+    "marcelo", "Marco", "Mario", "max", "Michael", "michel", "miguel", "Mike",
+    "Nguyen", "pablo", "paul", "pedro", "quincy", "rob", "robert", "steph",
+    "steph2", "steph3", "travis", "victor", "zac", "anika", "norbert", "sandro",
+    "shelby", "klatt4", "klatt5", "klatt6",
+)  # fmt: skip
+
+# Vocal-tract-length warps of the recorded train voices (pseudo-speakers):
+# symmetric in log (+-8%, +-17%), beyond the per-utterance +-200 cents
+# (x0.89..x1.12) that every voice gets, so a warped speaker's range overlaps
+# its neighbour's but is centred elsewhere.
+PSEUDO_WARPS: Tuple[float, ...] = (0.84, 0.92, 1.09, 1.19)
+
 # (engine, voice name, speaker, split) for the flite and festival voices.
 _FIXED_VOICES: Tuple[Tuple[str, str, str, str], ...] = (
     ("flite", "kal", "kal", "train"),  # 8 kHz diphone
@@ -93,6 +125,8 @@ class Voice:
         speaker: speaker id (``[a-z0-9_]``, the Kaldi utterance-id prefix).
         family: ``espeak``, ``flite`` or ``festival`` (for per-family WER).
         split: ``train``, ``dev`` or ``test``.
+        warp: vocal-tract-length factor of a pseudo-speaker (1.0: the voice
+            as recorded); every frequency of the rendered audio is scaled by it.
     """
 
     engine: str
@@ -100,6 +134,7 @@ class Voice:
     speaker: str
     family: str
     split: str
+    warp: float = 1.0
 
     def __post_init__(self) -> None:
         for key, value, valid in (
@@ -109,15 +144,32 @@ class Voice:
         ):
             if value not in valid:
                 raise ValueError(f"Voice {self.name!r}: {key}={value!r}, valid: {valid}")
+        if not 0.5 <= self.warp <= 2.0:
+            raise ValueError(f"Voice {self.name!r}: warp={self.warp}, valid: 0.5 <= warp <= 2.0")
 
     @property
     def voice_id(self) -> str:
-        """Unique, whitespace-free id, e.g. ``espeak-ng:en-gb+m3``."""
-        return f"{self.engine}:{self.name}"
+        """Unique, whitespace-free id, e.g. ``espeak-ng:en-gb+m3``, ``flite:kal16@0.84``."""
+        base = f"{self.engine}:{self.name}"
+        return base if self.warp == 1.0 else f"{base}@{self.warp:.2f}"
+
+    @property
+    def is_pseudo(self) -> bool:
+        """A warped rendering of a recorded voice (a pseudo-speaker)."""
+        return self.warp != 1.0
 
 
 def _espeak_speaker(accent: str) -> str:
     return accent.replace("-", "_")
+
+
+def pseudo_speaker(speaker: str, warp: float) -> str:
+    """Speaker id of a warped recorded speaker.
+
+    >>> pseudo_speaker("kal", 0.84), pseudo_speaker("slt", 1.19)
+    ('kal_vtl084', 'slt_vtl119')
+    """
+    return f"{speaker}_vtl{round(warp * 100):03d}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -128,8 +180,15 @@ def catalogue() -> Tuple[Voice, ...]:
         Voice(engine, name, speaker, family[engine], split)
         for engine, name, speaker, split in _FIXED_VOICES
     ]
+    for engine, name, speaker, split in _FIXED_VOICES:
+        if split == "train":
+            for warp in PSEUDO_WARPS:
+                voices.append(
+                    Voice(engine, name, pseudo_speaker(speaker, warp), family[engine], split, warp)
+                )
     for accent, split in ESPEAK_ACCENTS.items():
-        for variant in ESPEAK_VARIANTS:
+        variants = ESPEAK_VARIANTS + (ESPEAK_TRAIN_EXTRA_VARIANTS if split == "train" else ())
+        for variant in variants:
             name = f"{accent}+{variant}" if variant else accent
             voices.append(Voice("espeak-ng", name, _espeak_speaker(accent), "espeak", split))
     return tuple(voices)

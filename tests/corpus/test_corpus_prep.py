@@ -159,8 +159,16 @@ def test_datadir_errors(tmp_path):
     bad.validate(require_speaker_prefix=False)
     with pytest.raises(DataDirError, match="not in text"):
         DataDir.from_dicts({"u-1": "/a.wav"}, {}, {"u-1": "u"}).validate()
-    with pytest.raises(DataDirError, match="letters, digits"):
-        DataDir.from_dicts({"u-x-1": "/a"}, {"u-x-1": "a"}, {"u-x-1": "u-x"}).validate()
+    with pytest.raises(DataDirError, match="no whitespace"):
+        DataDir.from_dicts({"u-1": "/a"}, {"u-1": "a"}, {"u-1": "u x"}).validate()
+    # Kaldi's ids: LibriSpeech speaker-chapter, ESPnet's speed perturbation prefix.
+    DataDir.from_dicts({"103-1240-0000": "/a", "sp0.9-kal-01": "/b"},
+                       {"103-1240-0000": "a", "sp0.9-kal-01": "b"},
+                       {"103-1240-0000": "103-1240", "sp0.9-kal-01": "sp0.9-kal"}).validate()
+    # speaker 'a-b' of 'a-b-1' sorts before speaker 'a' of 'a-c': not Kaldi-sortable
+    with pytest.raises(DataDirError, match="must also sort by speaker"):
+        DataDir.from_dicts({"a-b-1": "/a", "a-c": "/b"}, {"a-b-1": "x", "a-c": "y"},
+                           {"a-b-1": "a-b", "a-c": "a"}).validate()
     with pytest.raises(DataDirError, match="also in an earlier"):
         combine([bad, bad])
     with pytest.raises(DataDirError, match="not found"):

@@ -14,7 +14,8 @@ import soundfile as sf
 from espnet_omni.corpus import synth as S
 from espnet_omni.corpus.datadir import read_datadir
 from espnet_omni.corpus.plan import SynthConfig
-from espnet_omni.corpus.voices import SPLITS, speakers_by_split
+from espnet_omni.corpus.plan import PLAN_SPLITS as SPLITS
+from espnet_omni.corpus.voices import speakers_by_split
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(b) is None for b in ("espeak-ng", "flite", "festival", "sox")),
@@ -45,15 +46,21 @@ def test_splits_are_speaker_and_sentence_disjoint(tiny):
     txt = {s: set(d[s].text.values.values()) for s in SPLITS}
     for x, y in (("train", "dev"), ("train", "test"), ("dev", "test")):
         assert spk[x].isdisjoint(spk[y])
-        assert txt[x].isdisjoint(txt[y])
+    for i, x in enumerate(SPLITS):  # no sentence in two splits, test_seen included
+        for y in SPLITS[i + 1:]:
+            assert txt[x].isdisjoint(txt[y]), (x, y)
     assert spk["test"] == set(speakers_by_split()["test"])  # 8 utts cover 4 speakers
-    assert {s: len(d[s].utts) for s in SPLITS} == {"train": 24, "dev": 8, "test": 8}
+    assert spk["test_seen"] <= set(speakers_by_split()["train"])  # training voices, new sentences
+    assert {s: len(d[s].utts) for s in SPLITS} == {"train": 24, "dev": 8, "test": 8, "test_seen": 8}
+    # the LM text pool: no evaluation sentence, every train sentence
+    lm = set((a / "lm_pool.txt").read_text().splitlines())
+    assert txt["train"] <= lm and not lm & (txt["dev"] | txt["test"] | txt["test_seen"])
 
 
 def test_same_seed_same_bytes(tiny):
     _, a, b, _ = tiny
     da, db = _digest(a), _digest(b)
-    assert len(da) == 40 and da == db
+    assert len(da) == 48 and da == db
     for split in SPLITS:
         for name in ("text", "utt2spk", "spk2utt", "utt2family"):
             assert (a / split / name).read_bytes() == (b / split / name).read_bytes()
@@ -104,13 +111,13 @@ def test_changed_plan_deletes_stale_wavs(tiny, tmp_path):
     cfg, a, _, _ = tiny
     out = tmp_path / "c"
     shutil.copytree(a, out)
-    new = SynthConfig(num_train=2, num_dev=1, num_test=1, seed=7)
+    new = SynthConfig(num_train=2, num_dev=1, num_test=1, num_test_seen=1, seed=7)
     S.synthesize(new, out, nj=1, progress=False)
     on_disk = {p.stem for p in (out / "wav").rglob("*.wav")}
     listed = set()
     for split in SPLITS:
         listed |= set(read_datadir(out / split).utts)
-    assert on_disk == listed and len(listed) == 4
+    assert on_disk == listed and len(listed) == 5
 
 
 def test_cli_reports_missing_engine_without_traceback(tmp_path):
@@ -125,7 +132,7 @@ def test_cli_reports_missing_engine_without_traceback(tmp_path):
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("voice_id", ["espeak-ng:en-gb+m3", "flite:kal16",
+@pytest.mark.parametrize("voice_id", ["espeak-ng:en-gb+m3", "flite:kal16", "flite:kal16@0.84",
                                       "festival:cmu_us_slt_arctic_hts"])
 def test_tempo_and_pitch_are_decoupled(tmp_path, voice_id):
     """Final duration scales as 1/tempo whatever the pitch shift."""
@@ -145,3 +152,25 @@ def test_tempo_and_pitch_are_decoupled(tmp_path, voice_id):
     x0, _ = sf.read(str(tmp_path / "train" / "x-0.wav"))
     x2, _ = sf.read(str(tmp_path / "train" / "x-2.wav"))
     assert len(x0) != len(x2) or not np.array_equal(x0, x2)  # pitch shift changed audio
+
+
+def test_pseudo_speaker_warp_moves_the_spectrum(tmp_path):
+    """A pseudo-speaker (warp w) is the voice with every frequency scaled by w, same duration."""
+    from espnet_omni.corpus.plan import PlannedUtt
+    from espnet_omni.corpus.voices import catalogue, check_available
+
+    voices = [v for v in catalogue() if v.voice_id in ("flite:kal16", "flite:kal16@0.84", "flite:kal16@1.19")]
+    assert len(voices) == 3
+    (tmp_path / "train").mkdir()
+    utts = [PlannedUtt(f"x-{i}", "train", v, "A visit to a strange place will bring fresh work.", "",
+                       1.0, 0, -3.0) for i, v in enumerate(sorted(voices, key=lambda v: v.warp))]
+    S.render_chunk((utts, str(tmp_path), check_available(voices)))
+    centroid, dur = [], []
+    for i in range(3):
+        x, fs = sf.read(str(tmp_path / "train" / f"x-{i}.wav"))
+        spec = np.abs(np.fft.rfft(x)) ** 2
+        freqs = np.fft.rfftfreq(len(x), 1 / fs)
+        centroid.append(float((spec * freqs).sum() / spec.sum()))
+        dur.append(len(x) / fs)
+    assert centroid[0] < centroid[1] < centroid[2]  # warps 0.84 < 1.0 < 1.19
+    assert dur[0] == pytest.approx(dur[1], rel=0.05) and dur[2] == pytest.approx(dur[1], rel=0.05)
