@@ -13,62 +13,81 @@
 # Stages (finished ones are skipped on rerun: delete their .done marker to redo one;
 # an interrupted training resumes from its last checkpoint):
 #   1  data prep: synthesize the embedded corpus (+ the real LibriVox set), or LibriSpeech
-#   2  format & filter: validate every wav/transcript, drop too short/long -> dump/raw/
+#   2  format & filter: validate every wav/transcript, drop too short/long -> dump/raw/;
+#      speed perturbation of the train set (--speed_perturb_factors) -> dump/raw/<train>_sp/;
+#      noises and room impulse responses (--noise_rir true) -> dump/raw/noise_rir/
 #   3  tokenizer: sentencepiece model (bpe) or characters -> data/token_list/
 #   4  collect stats: shapes and feature mean/var -> exp/asr_stats_<token>/
 #   5  training (our task + trainer) -> exp/asr_<tag>/
-#   6  decoding of every test set -> exp/asr_<tag>/decode_<inference>/<set>/text
-#   7  scoring: WER/CER per test set and per voice family -> exp/asr_<tag>/RESULTS.md
+#   6  language model (--use_lm true): LM text (the corpus's sentences minus every
+#      evaluation set's and the reserved slice) -> data/lm/, ESPnet's LM task (lm_config)
+#      -> exp/lm_<lm_tag>/, perplexity on the valid set -> exp/lm_<lm_tag>/perplexity/
+#   7  decoding of every test set (with the LM when --use_lm true)
+#      -> exp/asr_<tag>/decode_<inference>/<set>/text
+#   8  scoring: WER/CER per test set and per voice family -> exp/asr_<tag>/RESULTS.md
 #      and the section of --results_file for this experiment
-#  Table A (omni-sparsity; not run by default: ./run.sh --stage 8 --stop_stage 13):
-#   8  supernet training from the dense model (omni_config) -> exp/asr_<tag>_omni/
-#   9  individually pruned models, one per --prune_targets sparsity -> exp/asr_<tag>_prune<s>/
-#  10  export of each individual model -> exp/asr_<tag>_prune<s>/export/
-#  11  search of the supernet under each individual model's size, and export of the
+#  Table A (omni-sparsity; not run by default: ./run.sh --stage 9 --stop_stage 14):
+#   9  supernet training from the dense model (omni_config) -> exp/asr_<tag>_omni/
+#  10  individually pruned models, one per --prune_targets sparsity -> exp/asr_<tag>_prune<s>/
+#  11  export of each individual model -> exp/asr_<tag>_prune<s>/export/
+#  12  search of the supernet under each individual model's size, and export of the
 #      sub-networks found -> exp/asr_<tag>_omni/search/, exp/asr_<tag>_omni/export_<s>/
-#  12  decoding and scoring of every export
-#  13  Table A and its Pareto plot -> the table_a section of --results_file, exp/table_a.png
-#  Table B (dual mode; not run by default: ./run.sh --stage 14 --stop_stage 17):
-#  14  wav2vec 2.0 pretraining on the training audio without its transcripts: SSL stats
+#  13  decoding and scoring of every export
+#  14  Table A and its Pareto plot -> the table_a section of --results_file, exp/table_a.png
+#  Table B (dual mode; not run by default: ./run.sh --stage 15 --stop_stage 18):
+#  15  wav2vec 2.0 pretraining on the training audio without its transcripts: SSL stats
 #      -> exp/ssl_stats/; plain (ssl_config, for row 4) -> exp/ssl_w2v/; dual-mode (dense
 #      full-context + sparse streaming, ssl_dual_config, for row 5) -> exp/ssl_w2v_dual/
-#  15  training of the Table B rows (--table_b_rows) that need it: (1) is the dense model
+#  16  training of the Table B rows (--table_b_rows) that need it: (1) is the dense model
 #      of stage 5; (2) a sparse streaming model alone (stream_config) -> exp/asr_<tag>_stream/;
 #      (3) the dual-mode supernet from random init (dual_config) -> exp/asr_<tag>_dual/;
 #      (4), (5) the same fine-tuned from exp/ssl_w2v/, exp/ssl_w2v_dual/ (--init_param
 #      maps the pre-encoder to encoder.embed) -> exp/asr_<tag>_dual_w2v/, ..._dual_w2vdual/
-#  16  both modes of every row (espnet_omni.bin.dual_mode_eval): the full-context network
+#  17  both modes of every row (espnet_omni.bin.dual_mode_eval): the full-context network
 #      exported and decoded (ESPnet's Speech2Text, --inference_config), the streaming one
 #      decoded chunk by chunk on one thread (RTF, per-chunk latency) -> <row exp>/table_b/
-#  17  Table B -> the table_b section of --results_file
+#  18  Table B -> the table_b section of --results_file
 #
 # Inputs: conf/*.yaml, db.sh (corpus locations). Outputs: <dir>/{data,dump,exp}.
 set -euo pipefail
 
 # ------------------------------------------------------------------ options
 stage=1                 # first stage to run
-stop_stage=7            # last stage to run
+stop_stage=8            # last stage to run
 dir=.                   # working directory for data/, dump/, exp/
 corpus=embedded         # embedded | librispeech
 size=default            # embedded corpus size: tiny | default
+train_voices=all        # embedded corpus train voices: all (pseudo-speakers, extra espeak
+                        # variants, wider ranges) | base (plan v1's voices; the ablation)
 seed=0                  # corpus and training seed
 nj=2                    # parallel jobs (synthesis, stats, decoding); 2 = this machine's cores
 ngpu=0                  # GPUs for training (0 = CPU)
 train_set=train
 valid_set=dev
-test_sets="dev test real"
+test_sets="dev test test_seen real"
 librispeech_subsets="train-clean-100 dev-clean test-clean test-other"
 on_error=fail           # format stage: fail on a bad wav/transcript, or drop it (logged count)
 min_sec=0.5             # training/validation utterances shorter than this are dropped
 max_sec=20              # ... and longer than this
+speed_perturb_factors=""  # e.g. "0.9 1.0 1.1": train on a speed-perturbed copy of the train set
+                        # (ESPnet's asr.sh way: each factor its own speaker, ids sp0.9-...)
+noise_rir=false         # true: generate noises and RIRs (stage 2) and pass them to the training's
+                        # preprocessor (--noise_scp/--rir_scp; the apply probabilities and SNR
+                        # range are in the ASR config: noise_apply_prob, rir_apply_prob, noise_db_range)
 token_type=char         # char | bpe
 nbpe=300                # bpe vocabulary size (token_type=bpe)
 asr_config=conf/train_asr_ctc.yaml
-inference_config=conf/decode_ctc.yaml
+inference_config=""     # decoding config; default conf/decode_ctc_lm.yaml with the LM, else
+                        # conf/decode_ctc.yaml (CTC greedy)
 asr_tag=""              # experiment name; default: the config's file name
 asr_args=""             # extra arguments for asr_train (e.g. "--max_epoch 1")
 inference_args=""       # extra arguments for asr_inference
 inference_model=valid.loss.ave.pth
+use_lm=false            # stage 6 trains a language model and stage 7 decodes with it
+lm_config=conf/train_lm_char.yaml
+lm_tag=""               # LM experiment name; default: the LM config's file name
+lm_args=""              # extra arguments for lm_train
+lm_inference_model=valid.loss.ave.pth
 results_file=""         # markdown file whose section for this experiment is (re)written;
                         # default <dir>/RESULTS.md
 # Table A (omni-sparsity, stages 8-13; they start from the dense model of stage 5)
@@ -123,6 +142,22 @@ case $bn_calib_utts in
   ''|*[!0-9]*) echo "run.sh: --bn_calib_utts '$bn_calib_utts': expected a whole number of utterances (0: off)" >&2; exit 2 ;;
 esac
 
+last_stage=18
+for v in stage stop_stage; do
+  case ${!v} in ''|*[!0-9]*) echo "run.sh: --$v '${!v}': expected a stage number 1..$last_stage (see --help)" >&2; exit 2 ;; esac
+  if [ "${!v}" -lt 1 ] || [ "${!v}" -gt "$last_stage" ]; then
+    echo "run.sh: --$v ${!v}: no such stage; valid stages: 1..$last_stage (see --help)" >&2; exit 2
+  fi
+done
+if [ "$stage" -gt "$stop_stage" ]; then
+  echo "run.sh: --stage $stage is after --stop_stage $stop_stage: nothing would run; valid stages: 1..$last_stage" >&2; exit 2
+fi
+case $use_lm in true|false) ;; *) echo "run.sh: --use_lm must be true or false, got '$use_lm'" >&2; exit 2 ;; esac
+case $noise_rir in true|false) ;; *) echo "run.sh: --noise_rir must be true or false, got '$noise_rir'" >&2; exit 2 ;; esac
+if [ -z "$inference_config" ]; then
+  if $use_lm; then inference_config=conf/decode_ctc_lm.yaml; else inference_config=conf/decode_ctc.yaml; fi
+fi
+
 root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 tools/install.sh
@@ -135,10 +170,17 @@ data=$dir/data; dump=$dir/dump/raw; exp=$dir/exp
 [ -n "$asr_tag" ] || { asr_tag=$(basename "$asr_config" .yaml); asr_tag=${asr_tag#train_}; asr_tag=${asr_tag#asr_}; }
 [ -n "$results_file" ] || results_file=$dir/RESULTS.md
 asr_exp=$exp/asr_$asr_tag
+[ -n "$lm_tag" ] || { lm_tag=$(basename "$lm_config" .yaml); lm_tag=${lm_tag#train_}; lm_tag=${lm_tag#lm_}; }
+lm_exp=$exp/lm_$lm_tag
 inference_tag=$(basename "$inference_config" .yaml)_${inference_model%.pth}
+$use_lm && inference_tag=${inference_tag}_lm_$lm_tag
 token_dir=$data/token_list/$token_type
 [ "$token_type" = bpe ] && token_dir=${token_dir}$nbpe
+# The ASR training set: the speed-perturbed copy when --speed_perturb_factors is set.
+asr_train_set=$train_set
+[ -z "$speed_perturb_factors" ] || asr_train_set=${train_set}_sp
 stats_dir=$exp/asr_stats_$(basename "$token_dir")
+[ "$asr_train_set" = "$train_set" ] || stats_dir=${stats_dir}_sp
 omni_exp=${asr_exp}_$omni_tag
 case $token_type in char|bpe) ;; *) echo "run.sh: --token_type must be char or bpe, got '$token_type'" >&2; exit 2;; esac
 case $corpus in embedded|librispeech) ;; *) echo "run.sh: --corpus must be embedded or librispeech, got '$corpus'" >&2; exit 2;; esac
@@ -158,8 +200,9 @@ done_marker() {
     3) echo "$token_dir/.done" ;;
     4) echo "$stats_dir/.done" ;;
     5) echo "$asr_exp/.stage5.done" ;;
-    8|9|10|11|12|13) echo "$omni_exp/.stage$1.done" ;;
-    14|15|16|17) echo "$exp/table_b/.stage$1.rows${table_b_rows// /}.done" ;;
+    6) echo "$lm_exp/.stage6.done" ;;
+    9|10|11|12|13|14) echo "$omni_exp/.stage$1.done" ;;
+    15|16|17|18) echo "$exp/table_b/.stage$1.rows${table_b_rows// /}.done" ;;
     *) echo "$asr_exp/decode_$inference_tag/.stage$1.done" ;;
   esac
 }
@@ -171,7 +214,8 @@ all_sets=$(echo $all_sets | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
 if run_stage 1; then
   mkdir -p "$dump"
   if [ "$corpus" = embedded ]; then
-    local/data.sh --out "$data" --size "$size" --seed "$seed" --nj "$nj"
+    local/data.sh --out "$data" --size "$size" --seed "$seed" --nj "$nj" \
+      --train_voices "$train_voices"
   else
     local/librispeech_data.sh --out "$data" $librispeech_subsets
   fi
@@ -179,7 +223,7 @@ if run_stage 1; then
 fi
 
 # ------------------------------------------------------------------ 2: format & filter
-if run_stage 2; then
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && run_stage 2; then
   for x in $all_sets; do
     limits=""
     [ "$x" = "$train_set" ] || [ "$x" = "$valid_set" ] && limits="--min_sec $min_sec --max_sec $max_sec"
@@ -187,6 +231,24 @@ if run_stage 2; then
       --on_error "$on_error" $limits
   done
   finish_stage 2
+fi
+# The optional parts of stage 2 have markers of their own, so that a finished stage 2
+# gains them when the options ask for them later.
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  current_stage=2
+  sp_marker=$dump/$asr_train_set/.speed_perturb.done
+  if [ -n "$speed_perturb_factors" ] && [ "$(cat "$sp_marker" 2>/dev/null)" != "$speed_perturb_factors" ]; then
+    log "speed perturbation ($speed_perturb_factors) of $train_set -> $dump/$asr_train_set"
+    $python -m espnet_omni.corpus.speed_perturb --in "$dump/$train_set" --out "$dump/$asr_train_set" \
+      --factors $speed_perturb_factors --nj "$nj"
+    echo "$speed_perturb_factors" > "$sp_marker"
+  fi
+  if $noise_rir && [ ! -f "$dump/noise_rir/.done" ]; then
+    log "noises and room impulse responses -> $dump/noise_rir"
+    $python -m espnet_omni.corpus.noise_rir --out "$dump/noise_rir" --seed "$seed" \
+      --babble_from "$dump/$train_set/wav.scp"
+    touch "$dump/noise_rir/.done"
+  fi
 fi
 
 # ------------------------------------------------------------------ 3: tokenizer
@@ -214,7 +276,7 @@ token_opts="--token_type $token_type --token_list $token_dir/tokens.txt"
 if run_stage 4; then
   rm -rf "$stats_dir/logdir"; mkdir -p "$stats_dir/logdir"
   n=$(( nj < $(wc -l < "$dump/$valid_set/wav.scp") ? nj : 1 ))
-  for x in "$train_set" "$valid_set"; do
+  for x in "$asr_train_set" "$valid_set"; do
     split -n "l/$n" -d -a 2 "$dump/$x/wav.scp" "$stats_dir/logdir/$x.keys."
   done
   pids=()
@@ -223,11 +285,11 @@ if run_stage 4; then
     # Feature normalization is what we are computing: no normalize at this stage.
     $python -m espnet_omni.bin.asr_train --collect_stats true --ngpu 0 --num_workers 1 \
       --config "$asr_config" $token_opts --normalize none --use_preprocessor true \
-      --train_data_path_and_name_and_type "$dump/$train_set/wav.scp,speech,sound" \
-      --train_data_path_and_name_and_type "$dump/$train_set/text,text,text" \
+      --train_data_path_and_name_and_type "$dump/$asr_train_set/wav.scp,speech,sound" \
+      --train_data_path_and_name_and_type "$dump/$asr_train_set/text,text,text" \
       --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \
       --valid_data_path_and_name_and_type "$dump/$valid_set/text,text,text" \
-      --train_shape_file "$stats_dir/logdir/$train_set.keys.$j" \
+      --train_shape_file "$stats_dir/logdir/$asr_train_set.keys.$j" \
       --valid_shape_file "$stats_dir/logdir/$valid_set.keys.$j" \
       --output_dir "$stats_dir/logdir/stats.$j" > "$stats_dir/logdir/stats.$j.log" 2>&1 &
     pids+=($!)
@@ -258,10 +320,12 @@ run_training() {
 # train_asr CONFIG EXP_DIR [asr_train args...]: ASR training (resuming) into EXP_DIR.
 train_asr() {
   local config=$1 dir=$2; shift 2
-  run_training espnet_omni.bin.asr_train "$config" "$dir" \
+  local aug=()
+  $noise_rir && aug=(--noise_scp "$dump/noise_rir/noise.scp" --rir_scp "$dump/noise_rir/rir.scp")
+  run_training espnet_omni.bin.asr_train "$config" "$dir" "${aug[@]}" \
     --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz" \
-    --train_data_path_and_name_and_type "$dump/$train_set/wav.scp,speech,sound" \
-    --train_data_path_and_name_and_type "$dump/$train_set/text,text,text" \
+    --train_data_path_and_name_and_type "$dump/$asr_train_set/wav.scp,speech,sound" \
+    --train_data_path_and_name_and_type "$dump/$asr_train_set/text,text,text" \
     --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \
     --valid_data_path_and_name_and_type "$dump/$valid_set/text,text,text" \
     --train_shape_file "$stats_dir/train/speech_shape" \
@@ -275,12 +339,19 @@ train_asr() {
 # inference options is kept (make-style), so a re-run of an interrupted stage decodes only
 # what is missing.
 decode_model() {
-  local config=$1 model=$2 ddir=$3 x out n i j start pids opts
-  opts="inference_config=$inference_config inference_args=$inference_args"
+  local config=$1 model=$2 ddir=$3 x out n i j start pids opts lm_opts=() lm_model
+  lm_model=$model
+  if $use_lm; then
+    lm_model=$lm_exp/$lm_inference_model
+    [ -f "$lm_model" ] || { log "decoding with the LM needs $lm_model: run stage 6 (or --use_lm false)"; exit 1; }
+    lm_opts=(--lm_train_config "$lm_exp/config.yaml" --lm_file "$lm_model")
+  fi
+  opts="inference_config=$inference_config inference_args=$inference_args ${lm_opts[*]}"
   for x in $test_sets; do
     out=$ddir/$x
     if [ -f "$out/text" ] && [ "$(wc -l < "$out/text")" = "$(wc -l < "$dump/$x/wav.scp")" ] \
       && [ "$out/text" -nt "$model" ] && [ "$out/text" -nt "$config" ] && [ "$out/text" -nt "$inference_config" ] \
+      && [ "$out/text" -nt "$lm_model" ] \
       && { [ ! -f "$out/decode.opts" ] && [ -z "$inference_args" ] || [ "$(cat "$out/decode.opts" 2>/dev/null)" = "$opts" ]; }; then
       log "decoding $x: kept $out/text (complete, newer than the model and configs)"
       continue
@@ -295,7 +366,7 @@ decode_model() {
       OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference --ngpu 0 --batch_size 1 \
         --config "$inference_config" --asr_train_config "$config" --asr_model_file "$model" \
         --data_path_and_name_and_type "$dump/$x/wav.scp,speech,sound" \
-        --key_file "$out/logdir/keys.$j" --output_dir "$out/logdir/out.$j" $inference_args \
+        --key_file "$out/logdir/keys.$j" --output_dir "$out/logdir/out.$j" "${lm_opts[@]}" $inference_args \
         > "$out/logdir/decode.$j.log" 2>&1 &
       pids+=($!)
     done
@@ -322,16 +393,51 @@ if run_stage 5; then
   finish_stage 5
 fi
 
-# ------------------------------------------------------------------ 6: decoding
-if run_stage 6; then
-  decode_model "$asr_exp/config.yaml" "$asr_exp/$inference_model" "$asr_exp/decode_$inference_tag"
+# ------------------------------------------------------------------ 6: language model
+if $use_lm && run_stage 6; then
+  lm_data=$data/lm
+  mkdir -p "$lm_data" "$lm_exp"
+  lm_src=(--plain "$data/lm_pool.txt")
+  if [ "$corpus" = embedded ]; then
+    [ -f "$data/lm_pool.txt" ] || { log "no LM text: $data/lm_pool.txt not found (stage 1 of the embedded corpus writes it)"; exit 1; }
+  else
+    lm_src=(--kaldi "$dump/$train_set/text")
+  fi
+  $python -m espnet_omni.corpus.lm_text "${lm_src[@]}" --out "$lm_data/train.txt" \
+    --exclude $(for x in $valid_set $test_sets; do printf '%s ' "$dump/$x/text"; done)
+  lm_dev=$dump/$valid_set/text
+  lm_stats=$exp/lm_stats_$(basename "$token_dir")
+  log "LM text: $(wc -l < "$lm_data/train.txt") sentences in $lm_data/train.txt; LM stats -> $lm_stats"
+  $python -m espnet2.bin.lm_train --collect_stats true --ngpu 0 --num_workers 1 --config "$lm_config" \
+    $token_opts --non_linguistic_symbols none --cleaner none --g2p none \
+    --train_data_path_and_name_and_type "$lm_data/train.txt,text,text" \
+    --valid_data_path_and_name_and_type "$lm_dev,text,text" \
+    --train_shape_file "$lm_data/train.txt" --valid_shape_file "$lm_dev" --batch_type unsorted --batch_size 64 \
+    --output_dir "$lm_stats" > "$exp/lm_stats.log" 2>&1 || { log "LM stats failed: see $exp/lm_stats.log"; exit 1; }
+  run_training espnet2.bin.lm_train "$lm_config" "$lm_exp" \
+    --non_linguistic_symbols none --cleaner none --g2p none \
+    --train_data_path_and_name_and_type "$lm_data/train.txt,text,text" \
+    --valid_data_path_and_name_and_type "$lm_dev,text,text" \
+    --train_shape_file "$lm_stats/train/text_shape" --valid_shape_file "$lm_stats/valid/text_shape" \
+    $lm_args
+  $python -m espnet2.bin.lm_calc_perplexity --ngpu 0 --batch_size 64 \
+    --data_path_and_name_and_type "$lm_dev,text,text" --train_config "$lm_exp/config.yaml" \
+    --model_file "$lm_exp/$lm_inference_model" --output_dir "$lm_exp/perplexity_$valid_set" \
+    > "$lm_exp/perplexity.log" 2>&1 || { log "perplexity failed: see $lm_exp/perplexity.log"; exit 1; }
+  log "LM perplexity on $valid_set: $(cat "$lm_exp/perplexity_$valid_set/ppl")"
   finish_stage 6
 fi
 
-# ------------------------------------------------------------------ 7: scoring
+# ------------------------------------------------------------------ 7: decoding
 if run_stage 7; then
-  score_decode "$asr_exp" "decode_$inference_tag" "$asr_config"
+  decode_model "$asr_exp/config.yaml" "$asr_exp/$inference_model" "$asr_exp/decode_$inference_tag"
   finish_stage 7
+fi
+
+# ------------------------------------------------------------------ 8: scoring
+if run_stage 8; then
+  score_decode "$asr_exp" "decode_$inference_tag" "$asr_config"
+  finish_stage 8
 fi
 # ------------------------------------------------------------------ Table A
 # calibration_opts: BatchNorm recalibration of each sub-network on training data (search, export).
@@ -347,30 +453,30 @@ export_model() {
 }
 prune_exp() { echo "${asr_exp}_prune$1"; }
 
-if run_stage 8; then
-  train_asr "$omni_config" "$omni_exp" --init_param "$asr_exp/$inference_model" $supernet_args
-  finish_stage 8
-fi
-
 if run_stage 9; then
-  for s in $prune_targets; do
-    train_asr "$prune_config" "$(prune_exp "$s")" --init_param "$asr_exp/$inference_model" \
-      --omni_conf "{sampler: {rule: fixed, fixed: [$s]}, schedule: {final_sparsity: $s, end_step: $prune_ramp_steps}, valid_sparsities: [$s]}" \
-      $prune_args
-  done
+  train_asr "$omni_config" "$omni_exp" --init_param "$asr_exp/$inference_model" $supernet_args
   finish_stage 9
 fi
 
 if run_stage 10; then
   for s in $prune_targets; do
-    d=$(prune_exp "$s")
-    $python -m espnet_omni.bin.subnet_yaml --asr_train_config "$d/config.yaml" --sparsity "$s" --out "$d/subnet.yaml"
-    export_model "$d" "$d/subnet.yaml" "$d/export"
+    train_asr "$prune_config" "$(prune_exp "$s")" --init_param "$asr_exp/$inference_model" \
+      --omni_conf "{sampler: {rule: fixed, fixed: [$s]}, schedule: {final_sparsity: $s, end_step: $prune_ramp_steps}, valid_sparsities: [$s]}" \
+      $prune_args
   done
   finish_stage 10
 fi
 
 if run_stage 11; then
+  for s in $prune_targets; do
+    d=$(prune_exp "$s")
+    $python -m espnet_omni.bin.subnet_yaml --asr_train_config "$d/config.yaml" --sparsity "$s" --out "$d/subnet.yaml"
+    export_model "$d" "$d/subnet.yaml" "$d/export"
+  done
+  finish_stage 11
+fi
+
+if run_stage 12; then
   # The budget of each search is the individual model's encoder size (subnet.json of stage 10).
   budget_of() { $python -c 'import json,sys; print(json.load(open(sys.argv[1]))["encoder_nonzero_params"])' "$(prune_exp "$1")/subnet.json"; }
   budgets=$(for s in $prune_targets; do budget_of "$s"; done | tr '\n' ' ')
@@ -382,26 +488,26 @@ if run_stage 11; then
     b=$(budget_of "$s")
     export_model "$omni_exp" "$omni_exp/search/subnet_$b.yaml" "$omni_exp/export_$s"
   done
-  finish_stage 11
+  finish_stage 12
 fi
 
-if run_stage 12; then
+if run_stage 13; then
   for s in $prune_targets; do
     for d in "$(prune_exp "$s")/export" "$omni_exp/export_$s"; do
       decode_model "$d/config.yaml" "$d/model.pth" "$d/decode_$inference_tag"
       score_decode "$d" "decode_$inference_tag" "$d/config.yaml" none  # Table A (stage 13) sums them up
     done
   done
-  finish_stage 12
+  finish_stage 13
 fi
 
-if run_stage 13; then
+if run_stage 14; then
   $python local/table_a.py --dense "$asr_exp" --omni "$omni_exp" \
     --prune $(for s in $prune_targets; do printf '%s ' "$(prune_exp "$s")"; done) \
     --targets $prune_targets --decode "decode_$inference_tag" --sets $test_sets \
     --results_file "$results_file" --plot "$exp/table_a.png" --command "$command_line" --dump "$dump" \
     --also $table_a_also
-  finish_stage 13
+  finish_stage 14
 fi
 # ------------------------------------------------------------------ Table B
 # row_exp N: the experiment directory of Table B row N.
@@ -420,7 +526,7 @@ ssl_stats=$exp/ssl_stats
 ssl_exp() { case $1 in 4) echo "$exp/ssl_w2v" ;; 5) echo "$exp/ssl_w2v_dual" ;; esac; }
 ssl_config_of() { case $1 in 4) echo "$ssl_config" ;; 5) echo "$ssl_dual_config" ;; esac; }
 
-if run_stage 14; then
+if run_stage 15; then
   for r in $table_b_rows; do
     [ "$r" = 4 ] || [ "$r" = 5 ] || continue
     if [ ! -f "$ssl_stats/.done" ]; then
@@ -446,10 +552,10 @@ if run_stage 14; then
   if [ -n "$ssl_dirs" ]; then  # does pretraining learn? (accuracy vs chance, code perplexity)
     $python local/table_b.py --pretrain_only $ssl_dirs --results_file "$results_file" --command "$command_line"
   fi
-  finish_stage 14
+  finish_stage 15
 fi
 
-if run_stage 15; then
+if run_stage 16; then
   for r in $table_b_rows; do
     case $r in
       2) train_asr "$stream_config" "$(row_exp 2)" ;;
@@ -461,10 +567,10 @@ if run_stage 15; then
           --init_param "$m:preencoder:encoder.embed" "$m:encoder:encoder" ;;
     esac
   done
-  finish_stage 15
+  finish_stage 16
 fi
 
-if run_stage 16; then
+if run_stage 17; then
   for r in $table_b_rows; do
     d=$(row_exp "$r"); t=$d/table_b; mkdir -p "$t"
     log "row $r: both modes of $d (log: $t/eval.log)"
@@ -477,15 +583,15 @@ if run_stage 16; then
     score_decode "$t/export_full" "decode_$inference_tag" "$t/export_full/config.yaml" none
     score_decode "$t" stream "$d/config.yaml" none
   done
-  finish_stage 16
+  finish_stage 17
 fi
 
-if run_stage 17; then
+if run_stage 18; then
   $python local/table_b.py --rows $table_b_rows \
     --exps $(for r in $table_b_rows; do printf '%s ' "$(row_exp "$r")"; done) \
     --pretrain $(for r in $table_b_rows; do [ -z "$(ssl_exp "$r")" ] || printf '%s=%s ' "$r" "$(ssl_exp "$r")"; done) \
     --decode "decode_$inference_tag" --sets $test_sets --dump "$dump" \
     --results_file "$results_file" --command "$command_line"
-  finish_stage 17
+  finish_stage 18
 fi
 log "finished stages $stage..$stop_stage"

@@ -7,6 +7,9 @@ Usage:
 Writes: <output_dir>/config.yaml, checkpoints, *.pth (as ESPnet does).
 """
 
+import sys
+
+from espnet_omni.corpus.noise_rir import NoiseRirError
 from espnet_omni.tasks import OmniASRTask
 
 
@@ -17,7 +20,11 @@ def get_parser():
 
 def main(cmd=None):
     """Train (or ``--collect_stats true``); ``cmd`` defaults to ``sys.argv``."""
-    OmniASRTask.main(cmd=cmd)
+    try:
+        OmniASRTask.main(cmd=cmd)
+    except NoiseRirError as e:  # a bad --noise_scp/--rir_scp: the list, line and file
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ import argparse
 from pathlib import Path
 
 import espnet2.tasks.asr
+import humanfriendly
 from espnet2.tasks.asr import ASRTask
 
+from espnet_omni.corpus.noise_rir import check_scp
 from espnet_omni.tasks.entries import ASR_ENTRIES
 from espnet_omni.tasks.registry import ChoiceTable
 from espnet_omni.train.trainer import OmniTrainer
@@ -44,7 +46,20 @@ class OmniASRTask(ASRTask):
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
-        """ESPnet's build_preprocess_fn, resolving ``--preprocessor`` via ours."""
+        """ESPnet's build_preprocess_fn, resolving ``--preprocessor`` via ours.
+
+        The training's noise and RIR lists (``--noise_scp``, ``--rir_scp``) are
+        checked first (:func:`noise_rir.check_scp`): ESPnet reads them lazily
+        and would add a wrong-rate noise as it is, or fail mid-epoch on a
+        missing file.
+        """
+        if train and args.use_preprocessor:
+            fs = (getattr(args, "frontend_conf", None) or {}).get("fs", 16000)
+            fs = humanfriendly.parse_size(fs) if isinstance(fs, str) else int(fs)
+            for name in ("noise_scp", "rir_scp"):
+                scp = getattr(args, name, None)
+                if scp is not None:
+                    check_scp(Path(scp), fs)
         with ASR_CHOICES.installed():
             return super().build_preprocess_fn(args, train)
 

@@ -1,4 +1,4 @@
-"""bin/dual_mode_eval: both modes of a model, exported, decoded, streamed (run.sh stage 16)."""
+"""bin/dual_mode_eval: both modes of a model, exported, decoded, streamed (run.sh stage 17)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ def run_sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_help_lists_every_stage_and_option():
     out = run_sh("--help").stdout
-    for n in range(1, 8):
+    for n in range(1, 9):
         assert re.search(rf"^ +{n} ", out, re.M), f"stage {n} missing from --help"
     assert "asr_config" in out and "stop_stage" in out
 
@@ -36,36 +36,69 @@ def test_bad_choice_values_are_refused():
     assert r.returncode == 2 and "--token_type must be char or bpe" in r.stderr
     r = run_sh("--bn_calib_utts", "all", check=False)
     assert r.returncode == 2 and "--bn_calib_utts 'all': expected a whole number" in r.stderr
+    r = run_sh("--use_lm", "yes", check=False)
+    assert r.returncode == 2 and "--use_lm must be true or false" in r.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--stage", "99"], "--stage 99: no such stage; valid stages: 1..18"),
+    (["--stage", "abc"], "--stage 'abc': expected a stage number 1..18"),
+    (["--stop_stage", "0"], "--stop_stage 0: no such stage"),
+    (["--stage", "5", "--stop_stage", "2"], "--stage 5 is after --stop_stage 2: nothing would run"),
+])
+def test_meaningless_stage_ranges_are_errors(args, says):
+    r = run_sh(*args, check=False)
+    assert r.returncode == 2 and says in r.stderr, r.stderr
 
 
 def test_tiny_recipe_end_to_end_then_skips_finished_stages(tmp_path):
-    args = ["--dir", str(tmp_path), "--size", "tiny", "--asr_config", "conf/train_asr_tiny.yaml"]
+    """Stages 1-8 with the LM: the tiny LM trains, decoding fuses it, every set is scored."""
+    args = ["--dir", str(tmp_path), "--size", "tiny", "--asr_config", "conf/train_asr_tiny.yaml",
+            "--use_lm", "true", "--lm_config", "conf/train_lm_tiny.yaml"]
     r = run_sh(*args)
     results = (tmp_path / "RESULTS.md").read_text()
     assert "./run.sh --dir" in results and "conf/train_asr_tiny.yaml" in results
-    for s in ("dev", "test", "real"):
+    assert "decode_ctc_lm.yaml" in results
+    # the LM: trained, its perplexity measured, its text free of every evaluation sentence
+    assert (tmp_path / "exp/lm_tiny/valid.loss.ave.pth").is_file()
+    assert float((tmp_path / "exp/lm_tiny/perplexity_dev/ppl").read_text()) > 1.0
+    lm_text = {line.split(" ", 1)[1] for line in (tmp_path / "data/lm/train.txt").read_text().splitlines()}
+    train_text = {line.split(" ", 1)[1] for line in (tmp_path / "dump/raw/train/text").read_text().splitlines()}
+    assert train_text <= lm_text and len(lm_text) > len(train_text)
+    for s in ("dev", "test", "test_seen", "real"):
+        held = {line.split(" ", 1)[1] for line in (tmp_path / f"dump/raw/{s}/text").read_text().splitlines()}
+        assert held and not held & lm_text, s
+    decode = tmp_path / "exp/asr_tiny/decode_decode_ctc_lm_valid.loss.ave_lm_tiny"
+    assert "--lm_file" in (decode / "test/decode.opts").read_text()
+    for s in ("dev", "test", "test_seen", "real"):
         row = re.search(rf"^\| {s} \| (\d+) \| (\d+) \| ([\d.]+) \|", results, re.M)
         assert row, f"no WER row for {s} in RESULTS.md"
         assert int(row.group(1)) > 0 and float(row.group(3)) >= 0.0
     assert (tmp_path / "exp/asr_tiny/compute.json").is_file()
     assert (tmp_path / "exp/asr_tiny/tensorboard").is_dir()
     again = run_sh(*args)
-    assert again.stderr.count("skipping") == 7, again.stderr
+    assert again.stderr.count("skipping") == 8, again.stderr
     # an interrupted decoding stage re-run keeps the finished sets, and redoes a stale one
-    decode = tmp_path / "exp/asr_tiny/decode_decode_ctc_valid.loss.ave"
-    (decode / ".stage6.done").unlink()
-    kept = run_sh(*args, "--stage", "6", "--stop_stage", "6")
-    assert kept.stderr.count("kept") == 3 and "utts, " not in kept.stderr, kept.stderr
-    (decode / ".stage6.done").unlink()
-    model = tmp_path / "exp/asr_tiny/valid.loss.ave.pth"
-    os.utime(model)  # now: newer than every decoded text
-    redone = run_sh(*args, "--stage", "6", "--stop_stage", "6")
-    assert "kept" not in redone.stderr and redone.stderr.count("utts, ") == 3, redone.stderr
+    (decode / ".stage7.done").unlink()
+    kept = run_sh(*args, "--stage", "7", "--stop_stage", "7")
+    assert kept.stderr.count("kept") == 4 and "utts, " not in kept.stderr, kept.stderr
+    (decode / ".stage7.done").unlink()
+    os.utime(tmp_path / "exp/lm_tiny/valid.loss.ave.pth")  # a newer LM: every set is decoded again
+    redone = run_sh(*args, "--stage", "7", "--stop_stage", "7")
+    assert "kept" not in redone.stderr and redone.stderr.count("utts, ") == 4, redone.stderr
+
+
+def test_lm_stage_without_lm_text_names_the_missing_file(tmp_path):
+    """--use_lm true on a data dir that has no LM text: an error naming the file and its stage."""
+    r = run_sh("--dir", str(tmp_path), "--use_lm", "true", "--lm_config", "conf/train_lm_tiny.yaml",
+               "--stage", "6", "--stop_stage", "6", check=False)
+    assert r.returncode == 1
+    assert f"no LM text: {tmp_path}/data/lm_pool.txt not found (stage 1" in r.stderr, r.stderr
 
 
 @pytest.fixture(scope="module")
 def tiny_dense(tmp_path_factory) -> tuple[Path, list[str]]:
-    """Stages 1-7 on the tiny corpus (the dense model Tables A and B start from), once."""
+    """Stages 1-8 on the tiny corpus (the dense model Tables A and B start from), once."""
     tmp_path = tmp_path_factory.mktemp("tiny_tables")
     common = ["--dir", str(tmp_path), "--size", "tiny", "--asr_config", "conf/train_asr_tiny.yaml",
               "--test_sets", "test", "--nj", "1"]
@@ -74,9 +107,9 @@ def tiny_dense(tmp_path_factory) -> tuple[Path, list[str]]:
 
 
 def test_tiny_table_a_stages(tiny_dense):
-    """Stages 8-13 (supernet, individual pruning, export, search, decode, Table A) on the tiny corpus."""
+    """Stages 9-14 (supernet, individual pruning, export, search, decode, Table A) on the tiny corpus."""
     tmp_path, common = tiny_dense
-    run_sh(*common, "--stage", "8", "--stop_stage", "13", "--omni_config", "conf/train_asr_tiny_omni.yaml",
+    run_sh(*common, "--stage", "9", "--stop_stage", "14", "--omni_config", "conf/train_asr_tiny_omni.yaml",
            "--prune_config", "conf/train_asr_tiny_prune.yaml", "--prune_targets", "0.5 0.8",
            "--prune_ramp_steps", "2", "--search_args", "--population 4 --generations 2", "--test_sets", "test")
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_a -->")[1]
@@ -93,8 +126,8 @@ def test_tiny_table_a_stages(tiny_dense):
     assert "(a) individual: re-estimated for each sub-network on" in table, table
     assert re.search(r"^- 0\.8: difference [+-]\d+\.\d points, 95% CI ", table, re.M), table
     # another supernet run (here: the same one under a label) is tabulated beside (b)
-    (tmp_path / "exp/asr_tiny_omni/.stage13.done").unlink()
-    run_sh(*common, "--stage", "13", "--stop_stage", "13", "--prune_targets", "0.5 0.8", "--test_sets", "test",
+    (tmp_path / "exp/asr_tiny_omni/.stage14.done").unlink()
+    run_sh(*common, "--stage", "14", "--stop_stage", "14", "--prune_targets", "0.5 0.8", "--test_sets", "test",
            "--table_a_also", f"again={tmp_path / 'exp/asr_tiny_omni'}")
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_a -->")[1]
     assert re.search(r"^\| 0.8 \| \(b\) omni sub-network, again \| [\d,]+ \|", table, re.M), table
@@ -102,12 +135,12 @@ def test_tiny_table_a_stages(tiny_dense):
 
 
 def test_tiny_table_b_stages(tiny_dense):
-    """Stages 14-17 (wav2vec 2.0 pretraining, streaming-alone / dual-mode training and fine-tuning, both
+    """Stages 15-18 (wav2vec 2.0 pretraining, streaming-alone / dual-mode training and fine-tuning, both
     modes decoded, Table B) on the tiny corpus."""
     tmp_path, common = tiny_dense
     opts = ["--stream_config", "conf/train_asr_tiny_stream.yaml", "--dual_config", "conf/train_asr_tiny_dual.yaml",
             "--ssl_config", "conf/pretrain_tiny_w2v.yaml", "--ssl_dual_config", "conf/pretrain_tiny_w2v_dual.yaml"]
-    run_sh(*common, *opts, "--stage", "14", "--stop_stage", "17")
+    run_sh(*common, *opts, "--stage", "15", "--stop_stage", "18")
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_b -->")[1].split("<!-- END")[0]
     for name in ("dense full-context model alone", "sparse streaming model alone", "dual-mode supernet, random init",
                  "fine-tuned from plain wav2vec 2.0", "fine-tuned from dual-mode wav2vec 2.0"):
@@ -117,7 +150,7 @@ def test_tiny_table_b_stages(tiny_dense):
     assert re.search(r"C3, sparse streaming mode on `test`: .* \(difference [+-][\d.]+ points, 95% CI [+-][\d.]+ \.\. [+-][\d.]+: (not )?significant\)", table), table
     pretrain_row = r"\| 1 \| [\d.]+ -> [\d.]+ \| [\d.]+ -> [\d.]+ \| 0\.167 \|"
     assert re.search(r"^\| `ssl_w2v_dual` \| streaming, sparsity 50% " + pretrain_row, table, re.M), table
-    # stage 14 wrote its own summary of both pretrainings
+    # stage 15 wrote its own summary of both pretrainings
     summary = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN ssl_pretraining -->")[1].split("<!-- END")[0]
     assert re.search(r"^\| `ssl_w2v` \| dense full-context " + pretrain_row, summary, re.M), summary
     # fine-tuning started from the pretrained weights (ESPnet logs each --init_param it loads)
@@ -132,7 +165,7 @@ def test_tiny_table_b_stages(tiny_dense):
     assert stream < sizes["_dual"]
     lat = json.loads((exp / "asr_tiny_dual/table_b/stream/test/latency.json").read_text())
     assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
-    r = run_sh(*common, "--table_b_rows", "1 9", "--stage", "17", check=False)
+    r = run_sh(*common, "--table_b_rows", "1 9", "--stage", "18", check=False)
     assert r.returncode == 2 and "no row '9'" in r.stderr
 
 

@@ -3,9 +3,9 @@
 # models (GPU). Set LIBRISPEECH in db.sh (or the environment) first.
 #
 # Usage:
-#   egs/librispeech/asr1/run.sh                          # train-clean-100, stages 1-7
-#   egs/librispeech/asr1/run.sh --stage 8 --stop_stage 13   # Table A on LibriSpeech
-#   egs/librispeech/asr1/run.sh --stage 14 --stop_stage 17  # Table B (wav2vec 2.0 + dual mode)
+#   egs/librispeech/asr1/run.sh                          # train-clean-100, stages 1-8
+#   egs/librispeech/asr1/run.sh --stage 9 --stop_stage 14   # Table A on LibriSpeech
+#   egs/librispeech/asr1/run.sh --stage 15 --stop_stage 18  # Table B (wav2vec 2.0 + dual mode)
 #   egs/librispeech/asr1/run.sh --ngpu 0 --stop_stage 4  # data + stats only (CPU)
 #
 # Writes: egs/librispeech/asr1/{data,dump,exp,RESULTS.md}. Any run.sh option may follow.
