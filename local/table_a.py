@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Table A (omni-sparsity) from the recipe's own outputs.
 
-Usage (run.sh stage 13 calls it):
+Usage (run.sh stage 14 calls it):
   python local/table_a.py --dense exp/asr_ctc --omni exp/asr_ctc_omni \
       --prune exp/asr_ctc_prune0.5 exp/asr_ctc_prune0.7 --targets 0.5 0.7 \
       --decode decode_decode_ctc_valid.loss.ave --sets dev test real \
-      --results_file RESULTS.md --plot exp/table_a.png --command "./run.sh --stage 8 --stop_stage 13" \
+      --results_file RESULTS.md --plot exp/table_a.png --command "./run.sh --stage 9 --stop_stage 14" \
       --dump dump/raw
 
 Reads, per target sparsity s:
@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import statistics
 import sys
 from pathlib import Path
 
@@ -33,19 +31,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from espnet_omni.scoring import tables  # noqa: E402
 from espnet_omni.scoring.results_file import replace_section  # noqa: E402
 from espnet_omni.scoring.score import read_kv  # noqa: E402
 from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap  # noqa: E402
 
 
 def load_text(path: Path) -> str:
-    if not path.is_file():
-        raise SystemExit(f"table_a: missing {path} (run the stage that writes it first)")
-    return path.read_text()
+    return tables.load_text(path, "table_a")
 
 
 def load(path: Path) -> dict:
-    return json.loads(load_text(path))
+    return tables.load_json(path, "table_a")
+
+
+def median_epochs(exp: Path) -> float:
+    return tables.median_epochs(exp, "table_a")
 
 
 def wer(scores: dict, s: str) -> float:
@@ -75,41 +76,6 @@ def per_epoch(compute: dict) -> int:
     """Passes over the training set per epoch (= sub-networks per step unless they split
     each mini-batch; runs before ``passes_per_epoch`` was recorded never split)."""
     return compute.get("passes_per_epoch", compute["subnets_per_step"])
-
-
-UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-
-
-def timespan(text: str) -> float:
-    """humanfriendly's ``format_timespan`` text (ESPnet's epoch times) -> seconds.
-
-    >>> timespan("1 hour, 2 minutes and 3.5 seconds"), timespan("58.2 seconds")
-    (3723.5, 58.2)
-    """
-    parts = re.findall(r"([\d.]+) (second|minute|hour|day)s?", text)
-    if not parts:
-        raise ValueError(f"not a time span: {text!r}")
-    return sum(float(n) * UNITS[u] for n, u in parts)
-
-
-def epoch_seconds(exp: Path) -> dict[int, float]:
-    """Training wall seconds per epoch, from ESPnet's ``Nepoch results: [train] ... time=...``
-    lines of train.log (the last line of an epoch counts if a resume repeated it)."""
-    out = {}
-    for m in re.finditer(r"(\d+)epoch results: \[train\](.*?)\[valid\]", load_text(exp / "train.log")):
-        t = re.search(r"(?<![a-z_])time=([^,]+)", m.group(2))
-        if t:
-            out[int(m.group(1))] = timespan(t.group(1))
-    if not out:
-        raise SystemExit(f"table_a: {exp / 'train.log'} has no 'Nepoch results' line with a train time")
-    return out
-
-
-def median_epochs(exp: Path) -> float:
-    """Median epoch wall time x epochs: the run's length with each epoch at the median
-    epoch's speed, so epochs slowed by other jobs on the machine do not count."""
-    e = epoch_seconds(exp)
-    return statistics.median(e.values()) * len(e)
 
 
 def threads(exp: Path) -> str:

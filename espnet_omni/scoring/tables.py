@@ -1,0 +1,76 @@
+"""What the table scripts read from an experiment directory, in one place.
+
+``local/table_a.py``, ``local/table_b.py`` and ``local/ablation.py`` read the
+same files: ``scores.json`` of a decode (``espnet_omni.scoring.score``),
+ESPnet's ``train.log`` (epoch wall times) and the decode's ``wall_seconds``.
+A missing file stops the script with the file named and the stage to run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+class MissingOutput(SystemExit):
+    """A file a table needs is not there (exits with the file named)."""
+
+
+def load_text(path: Path, who: str = "table") -> str:
+    if not Path(path).is_file():
+        raise MissingOutput(f"{who}: missing {path} (run the stage that writes it first)")
+    return Path(path).read_text()
+
+
+def load_json(path: Path, who: str = "table") -> dict:
+    return json.loads(load_text(path, who))
+
+
+def timespan(text: str) -> float:
+    """humanfriendly's ``format_timespan`` text (ESPnet's epoch times) -> seconds.
+
+    >>> timespan("1 hour, 2 minutes and 3.5 seconds"), timespan("58.2 seconds")
+    (3723.5, 58.2)
+    """
+    parts = re.findall(r"([\d.]+) (second|minute|hour|day)s?", text)
+    if not parts:
+        raise ValueError(f"not a time span: {text!r}")
+    return sum(float(n) * UNITS[u] for n, u in parts)
+
+
+def epoch_seconds(exp: Path, who: str = "table") -> dict[int, float]:
+    """Training wall seconds per epoch, from ESPnet's ``Nepoch results: [train] ... time=...``
+    lines of train.log (the last line of an epoch counts if a resume repeated it)."""
+    out = {}
+    for m in re.finditer(r"(\d+)epoch results: \[train\](.*?)\[valid\]", load_text(exp / "train.log", who)):
+        t = re.search(r"(?<![a-z_])time=([^,]+)", m.group(2))
+        if t:
+            out[int(m.group(1))] = timespan(t.group(1))
+    if not out:
+        raise MissingOutput(f"{who}: {exp / 'train.log'} has no 'Nepoch results' line with a train time")
+    return out
+
+
+def median_epochs(exp: Path, who: str = "table") -> float:
+    """Median epoch wall time x epochs: the run's length with each epoch at the median
+    epoch's speed, so epochs slowed by other jobs on the machine do not count."""
+    e = epoch_seconds(exp, who)
+    return statistics.median(e.values()) * len(e)
+
+
+def audio_seconds(data_dir: Path, fs: int = 16000) -> float:
+    """Total audio of a formatted data dir (its ``utt2num_samples``)."""
+    text = load_text(Path(data_dir) / "utt2num_samples")
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.strip()) / fs
+
+
+def decode_rtf(set_dir: Path, data_dir: Path) -> float:
+    """Real-time factor per decoding thread of one decoded set: wall seconds x parallel
+    jobs (one thread each, ``logdir/keys.*``) / audio seconds; model loading included."""
+    wall = float(load_text(Path(set_dir) / "wall_seconds").split()[0])
+    jobs = len(list((Path(set_dir) / "logdir").glob("keys.*"))) or 1
+    return wall * jobs / audio_seconds(data_dir)
