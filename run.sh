@@ -83,6 +83,8 @@ asr_tag=""              # experiment name; default: the config's file name
 asr_args=""             # extra arguments for asr_train (e.g. "--max_epoch 1")
 inference_args=""       # extra arguments for asr_inference
 inference_model=valid.loss.ave.pth
+inference_tag=""        # decode directory name (decode_<tag>); default: from the decoding config,
+                        # the model and the LM (set it to keep decodes with other --inference_args apart)
 use_lm=false            # stage 6 trains a language model and stage 7 decodes with it
 lm_config=conf/train_lm_char.yaml
 lm_tag=""               # LM experiment name; default: the LM config's file name
@@ -172,8 +174,10 @@ data=$dir/data; dump=$dir/dump/raw; exp=$dir/exp
 asr_exp=$exp/asr_$asr_tag
 [ -n "$lm_tag" ] || { lm_tag=$(basename "$lm_config" .yaml); lm_tag=${lm_tag#train_}; lm_tag=${lm_tag#lm_}; }
 lm_exp=$exp/lm_$lm_tag
-inference_tag=$(basename "$inference_config" .yaml)_${inference_model%.pth}
-$use_lm && inference_tag=${inference_tag}_lm_$lm_tag
+if [ -z "$inference_tag" ]; then
+  inference_tag=$(basename "$inference_config" .yaml)_${inference_model%.pth}
+  if $use_lm; then inference_tag=${inference_tag}_lm_$lm_tag; fi
+fi
 token_dir=$data/token_list/$token_type
 [ "$token_type" = bpe ] && token_dir=${token_dir}$nbpe
 # The ASR training set: the speed-perturbed copy when --speed_perturb_factors is set.

@@ -72,7 +72,7 @@ def render(rows: list[dict], args) -> str:
     head = " | ".join(f"{s} WER / CER" for s in sets)
     fam_names = " / ".join(sorted(rows[0]["scores"]["test"]["families"])) if "test" in sets else ""
     lines = [
-        "## Accuracy ablation (issue: a recognizer that works on unheard voices)",
+        f"## {args.title}",
         "",
         "Written by `local/ablation.py` from each row's `scores.json` (run.sh stage 8). WER / CER in %;"
         " dev and test are voices never heard in training, test_seen the training voices on"
@@ -119,6 +119,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtf_set", default="test")
     p.add_argument("--results_file", type=Path, required=True)
     p.add_argument("--section", default="ablation")
+    p.add_argument("--title", default="Accuracy ablation: a recognizer that works on unheard voices")
     p.add_argument("--command", default="")
     return p
 
