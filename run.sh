@@ -194,8 +194,33 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh stage ${current_stage:-0}) $*
 run_stage() {
   current_stage=$1
   [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
-  if [ -f "$(done_marker "$1")" ]; then log "already done ($(done_marker "$1")); skipping"; return 1; fi
+  local marker; marker=$(done_marker "$1")
+  if [ -f "$marker" ]; then
+    # The marker holds the options the stage was made with (empty: made before markers
+    # recorded them); other options now would silently reuse outputs made otherwise.
+    if [ -s "$marker" ] && [ "$(cat "$marker")" != "$(stage_options "$1")" ]; then
+      log "error: $marker was made with other options than this run's:"
+      diff <(cat "$marker") <(stage_options "$1") | sed -n 's/^</    made with: /p; s/^>/    now:       /p' >&2
+      log "use another --dir (or --asr_tag / --lm_tag for stages 5-6), or remove $marker to redo stage $1"
+      exit 1
+    fi
+    log "already done ($marker); skipping"; return 1
+  fi
   log "starting"; return 0
+}
+# stage_options N: the options whose value changes what stage N makes (one 'name=value' a line).
+stage_options() {
+  local names
+  case $1 in
+    1) names="corpus size seed train_voices librispeech_subsets" ;;
+    2) names="on_error min_sec max_sec train_set valid_set test_sets" ;;
+    3) names="token_type nbpe train_set" ;;
+    4) names="speed_perturb_factors" ;;
+    5) names="asr_config asr_args seed speed_perturb_factors noise_rir" ;;
+    6) names="lm_config lm_args" ;;
+    *) names="" ;;
+  esac
+  local n; for n in $names; do echo "$n=${!n}"; done
 }
 done_marker() {
   case $1 in
@@ -210,7 +235,7 @@ done_marker() {
     *) echo "$asr_exp/decode_$inference_tag/.stage$1.done" ;;
   esac
 }
-finish_stage() { mkdir -p "$(dirname "$(done_marker "$1")")"; touch "$(done_marker "$1")"; log "done"; }
+finish_stage() { mkdir -p "$(dirname "$(done_marker "$1")")"; stage_options "$1" > "$(done_marker "$1")"; log "done"; }
 all_sets="$train_set $valid_set $test_sets"
 all_sets=$(echo $all_sets | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')
 

@@ -78,6 +78,11 @@ def test_tiny_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     assert (tmp_path / "exp/asr_tiny/tensorboard").is_dir()
     again = run_sh(*args)
     assert again.stderr.count("skipping") == 8, again.stderr
+    # a finished stage asked for with other options: an error saying what differs, not a silent skip
+    other = run_sh(*args, "--seed", "7", "--stage", "1", "--stop_stage", "1", check=False)
+    assert other.returncode == 1 and "was made with other options" in other.stderr, other.stderr
+    assert "made with: seed=0" in other.stderr and "now:       seed=7" in other.stderr
+    assert "remove " in other.stderr and ".stage1.embedded.done to redo stage 1" in other.stderr
     # an interrupted decoding stage re-run keeps the finished sets, and redoes a stale one
     (decode / ".stage7.done").unlink()
     kept = run_sh(*args, "--stage", "7", "--stop_stage", "7")
