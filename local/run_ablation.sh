@@ -10,7 +10,7 @@
 #
 # Rows (experiment exp/asr_abl_<row>; run.sh options):
 #   base      the recipe before this work: plan v1's train voices (DIR/base, --train_voices base),
-#             conf/train_asr_ctc.yaml, 12 epochs
+#             conf/ablation/baseline.yaml (the dense config before this work), 12 epochs
 #   voices    + speaker diversity: pseudo-speakers, 60 more espeak variants, wider train ranges
 #   specaug   voices + SpecAugment retuned (conf/ablation/specaug.yaml)
 #   noise_rir voices + noise and reverberation (conf/ablation/noise_rir.yaml, --noise_rir true)
@@ -41,11 +41,11 @@ mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 # row_opts ROW: the run.sh options of a row (its --dir included).
 row_opts() {
   case $1 in
-    base) echo "--dir $dir/base --train_voices base" ;;
-    voices) echo "--dir $dir" ;;
+    base) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/baseline.yaml" ;;
+    voices) echo "--dir $dir --asr_config conf/ablation/baseline.yaml" ;;
     specaug) echo "--dir $dir --asr_config conf/ablation/specaug.yaml" ;;
     noise_rir) echo "--dir $dir --asr_config conf/ablation/noise_rir.yaml --noise_rir true" ;;
-    sp) echo "--dir $dir --speed_perturb_factors 0.9,1.0,1.1 --asr_args --max_epoch,4" ;;
+    sp) echo "--dir $dir --asr_config conf/ablation/baseline.yaml --speed_perturb_factors 0.9,1.0,1.1 --asr_args --max_epoch,4" ;;
     combined) echo "--dir $dir --asr_config conf/ablation/combined.yaml --noise_rir true --speed_perturb_factors 0.9,1.0,1.1" ;;
     *) echo "local/run_ablation.sh: no row '$1' (rows: base voices specaug noise_rir sp combined)" >&2; exit 2 ;;
   esac
