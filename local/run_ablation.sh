@@ -15,6 +15,7 @@
 #   specaug   voices + SpecAugment retuned (conf/ablation/specaug.yaml)
 #   noise_rir voices + noise and reverberation (conf/ablation/noise_rir.yaml, --noise_rir true)
 #   sp        voices + speed perturbation 0.9/1.0/1.1 at the same compute (4 epochs of 3x data)
+#   long      voices + more epochs: 30 instead of 12 (conf/ablation/long.yaml)
 #   combined  voices + all three, 10 epochs of 3x data (conf/ablation/combined.yaml)
 # Each row is decoded with CTC greedy search and with the character LM of run.sh stage 6
 # (shared by every row: it depends on text only).
@@ -25,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dir=.
-rows="base voices specaug noise_rir sp combined"
+rows="base voices specaug noise_rir sp long combined"
 nj=2
 table_only=false
 results_file=RESULTS.md
@@ -46,8 +47,9 @@ row_opts() {
     specaug) echo "--dir $dir --asr_config conf/ablation/specaug.yaml" ;;
     noise_rir) echo "--dir $dir --asr_config conf/ablation/noise_rir.yaml --noise_rir true" ;;
     sp) echo "--dir $dir --asr_config conf/ablation/baseline.yaml --speed_perturb_factors 0.9,1.0,1.1 --asr_args --max_epoch,4" ;;
+    long) echo "--dir $dir --asr_config conf/ablation/long.yaml" ;;
     combined) echo "--dir $dir --asr_config conf/ablation/combined.yaml --noise_rir true --speed_perturb_factors 0.9,1.0,1.1" ;;
-    *) echo "local/run_ablation.sh: no row '$1' (rows: base voices specaug noise_rir sp combined)" >&2; exit 2 ;;
+    *) echo "local/run_ablation.sh: no row '$1' (rows: base voices specaug noise_rir sp long combined)" >&2; exit 2 ;;
   esac
 }
 for r in $rows; do row_opts "$r" > /dev/null; done
