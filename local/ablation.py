@@ -101,6 +101,8 @@ def render(rows: list[dict], args) -> str:
     lines += ["", "Commands (each row's decode directory and the run.sh command that made it):", ""]
     for r in rows:
         lines.append(f"- {r['label']}: `{r['decode']}`: `{r['command']}`")
+    if args.note:
+        lines += ["", args.note]
     if args.command:
         lines += ["", f"Table command: `{args.command}`"]
     return "\n".join(lines) + "\n"
@@ -121,6 +123,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--section", default="ablation")
     p.add_argument("--title", default="Accuracy ablation: a recognizer that works on unheard voices")
     p.add_argument("--command", default="")
+    p.add_argument("--note", default="", help="provenance (machine load, what ran where), printed under the table")
     return p
 
 
