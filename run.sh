@@ -85,7 +85,8 @@ inference_args=""       # extra arguments for asr_inference
 inference_model=valid.loss.ave.pth
 inference_tag=""        # decode directory name (decode_<tag>); default: from the decoding config,
                         # the model and the LM (set it to keep decodes with other --inference_args apart)
-use_lm=false            # stage 6 trains a language model and stage 7 decodes with it
+use_lm=true             # stage 6 trains a language model and stage 7 decodes with it
+                        # (false: CTC greedy decoding, no LM)
 lm_config=conf/train_lm_char.yaml
 lm_tag=""               # LM experiment name; default: the LM config's file name
 lm_args=""              # extra arguments for lm_train

@@ -12,7 +12,9 @@ from espnet_omni.tasks import OmniASRTask, OmniSSLTask
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
-TRAIN_CONFIGS = sorted(CONF.glob("train_*.yaml")) + sorted(ROOT.glob("egs/*/*/conf/train_*.yaml"))
+TRAIN_CONFIGS = [p for p in sorted(CONF.glob("train_*.yaml")) + sorted((CONF / "ablation").glob("*.yaml"))
+                 + sorted(ROOT.glob("egs/*/*/conf/train_*.yaml")) if not p.name.startswith("train_lm_")]
+LM_CONFIGS = sorted(CONF.glob("train_lm_*.yaml"))
 SSL_CONFIGS = sorted(CONF.glob("pretrain_*.yaml")) + sorted(ROOT.glob("egs/*/*/conf/pretrain_*.yaml"))
 SUPERNET_ONLY = {"mask_granularity", "mask_block", "mask_n", "mask_m", "prune_frontend", "prunable", "prune_exclude"}
 
@@ -37,6 +39,17 @@ def test_config_builds_model_and_trainer_options(config, tmp_path):
     assert sum(p.numel() for p in model.parameters()) > 0
     OmniASRTask.trainer.build_options(args)  # validates omni_conf
     assert "Hardware" in config.read_text() or "tests run it" in config.read_text(), f"{config.name}: say what it needs"
+
+
+@pytest.mark.parametrize("config", LM_CONFIGS, ids=lambda p: p.name)
+def test_lm_config_builds_with_espnet_lm_task(config, tmp_path):
+    from espnet2.tasks.lm import LMTask
+
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("\n".join(["<blank>", "<unk>", "a", "<space>", "<sos/eos>"]) + "\n")
+    args = LMTask.get_parser().parse_args(["--config", str(config), "--token_list", str(tokens),
+                                           "--output_dir", str(tmp_path / "exp")])
+    assert sum(p.numel() for p in LMTask.build_model(args).parameters()) > 0
 
 
 @pytest.mark.parametrize("conf_dir", [CONF, ROOT / "egs/librispeech/asr1/conf"], ids=["embedded", "librispeech"])
