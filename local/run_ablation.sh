@@ -7,6 +7,7 @@
 #   local/run_ablation.sh --rows "base voices combined"    # some rows; the table lists them
 #   local/run_ablation.sh --dir ../abl --nj 2              # where data/, dump/, exp/ go
 #   local/run_ablation.sh --table_only true                # only rewrite the table from what exists
+#   local/run_ablation.sh --table_only true --note "..."     # with a provenance note under it
 #
 # Rows (experiment exp/asr_abl_<row>; run.sh options):
 #   base      the recipe before this work: plan v1's train voices (DIR/base, --train_voices base),
@@ -30,11 +31,12 @@ rows="base voices specaug noise_rir sp long combined"
 nj=2
 table_only=false
 results_file=RESULTS.md
+note=""
 while [ $# -gt 0 ]; do
   case $1 in
-    --dir|--rows|--nj|--table_only|--results_file) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
+    --dir|--rows|--nj|--table_only|--results_file|--note) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
     -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
-    *) echo "local/run_ablation.sh: unknown option $1 (valid: --dir --rows --nj --table_only --results_file)" >&2; exit 2 ;;
+    *) echo "local/run_ablation.sh: unknown option $1 (valid: --dir --rows --nj --table_only --results_file --note)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
@@ -85,4 +87,4 @@ for r in $rows; do
 done
 .venv/bin/python local/ablation.py "${table[@]}" --dump "$dir/dump/raw" \
   --sets dev test test_seen real --results_file "$results_file" \
-  --command "local/run_ablation.sh --rows \"$rows\""
+  --command "local/run_ablation.sh --rows \"$rows\"" --note "$note"

@@ -20,11 +20,12 @@ asr_config=conf/ablation/baseline.yaml
 grid="0.3,0,10 0.5,0,10 0.7,0,10 1.0,0,10 1.3,0,10 1.6,0,10 2.0,0,10 1.3,0.5,10 1.6,1.0,10"
 table_only=false
 results_file=RESULTS.md
+note=""
 while [ $# -gt 0 ]; do
   case $1 in
-    --dir|--asr_tag|--asr_config|--grid|--table_only|--results_file) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
+    --dir|--asr_tag|--asr_config|--grid|--table_only|--results_file|--note) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) echo "local/run_lm_tuning.sh: unknown option $1 (valid: --dir --asr_tag --asr_config --grid --table_only --results_file)" >&2; exit 2 ;;
+    *) echo "local/run_lm_tuning.sh: unknown option $1 (valid: --dir --asr_tag --asr_config --grid --table_only --results_file --note)" >&2; exit 2 ;;
   esac
 done
 
@@ -46,4 +47,4 @@ done
 .venv/bin/python local/ablation.py "${rows[@]}" --dump "$dir/dump/raw" --sets dev --rtf_set dev \
   --results_file "$results_file" --section lm_tuning \
   --title "Shallow fusion of the character LM, tuned on dev (model exp/asr_$asr_tag)" \
-  --command "local/run_lm_tuning.sh --asr_tag $asr_tag --asr_config $asr_config --grid \"$grid\""
+  --command "local/run_lm_tuning.sh --asr_tag $asr_tag --asr_config $asr_config --grid \"$grid\"" --note "$note"
