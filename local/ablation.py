@@ -20,6 +20,7 @@ against the first row with its paired bootstrap 95% interval, and each row's com
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -46,11 +47,20 @@ def parse_row(spec: str) -> tuple[str, Path]:
     return label.strip(), Path(path.strip())
 
 
+def parse_pair(spec: str, by_label: dict) -> tuple[dict, dict]:
+    """``LABEL_A::LABEL_B`` -> the two rows (A is compared with B)."""
+    a, sep, b = spec.partition("::")
+    missing = [x for x in (a, b) if x not in by_label]
+    if not sep or missing:
+        raise SystemExit(f"{WHO}: --pair {spec!r}: expected LABEL_A::LABEL_B of two --row labels "
+                         f"(unknown: {missing}; rows: {sorted(by_label)})")
+    return by_label[a], by_label[b]
+
+
 def row(label: str, decode: Path, args) -> dict:
     scores = tables.load_json(decode / "scores.json", WHO)
-    missing = [s for s in args.sets if s not in scores["scores"]]
-    if missing:
-        raise SystemExit(f"{WHO}: {decode / 'scores.json'} has no set {missing}; score them (stage 8)")
+    if not any(s in scores["scores"] for s in args.sets):
+        raise SystemExit(f"{WHO}: {decode / 'scores.json'} has none of the sets {args.sets}; score them (stage 8)")
     return {
         "label": label,
         "decode": decode,
@@ -60,6 +70,15 @@ def row(label: str, decode: Path, args) -> dict:
         "epochs": len(tables.epoch_seconds(decode.parent, WHO)),
         "rtf": tables.decode_rtf(decode / args.rtf_set, args.dump / args.rtf_set),
     }
+
+
+def relative(text: str) -> str:
+    """Absolute paths in ``text`` written relative to the working (recipe) directory.
+
+    >>> import os; relative(f"./run.sh --dir {os.getcwd()}/base --x 1")
+    './run.sh --dir base --x 1'
+    """
+    return " ".join(os.path.relpath(w) if w.startswith("/") else w for w in text.split(" "))
 
 
 def families(r: dict, s: str) -> str:
@@ -88,21 +107,23 @@ def render(rows: list[dict], args) -> str:
     for r in rows:
         cells = " | ".join(
             f"{100 * r['scores'][s]['words']['wer']:.1f} / {100 * r['scores'][s]['chars']['cer']:.1f}"
-            for s in sets
+            if s in r["scores"] else "not decoded" for s in sets
         )
-        fam = f" {families(r, 'test')} |" if fam_head else ""
+        fam = f" {families(r, 'test')} |" if fam_head and "test" in r["scores"] else " |" * bool(fam_head)
         lines.append(f"| {r['label']} | {cells} |{fam} {r['epochs']} | {r['train_min']:.1f} | {r['rtf']:.3f} |")
-    if args.dump is not None and "test" in sets and len(rows) > 1:
+    if "test" in sets and (len(rows) > 1 or args.pair):
         ref = read_kv(_need(args.dump / "test" / "text"))
-        base = read_kv(_need(rows[0]["decode"] / "test" / "text"))
-        lines += ["", f"Test WER of each row minus that of the first row ({rows[0]['label']}), paired"
-                  " bootstrap over the test utterances:", ""]
-        for r in rows[1:]:
-            d = paired_bootstrap(ref, read_kv(_need(r["decode"] / "test" / "text")), base)
-            lines.append(f"- {r['label']}: {bootstrap_summary(d)}")
+        by_label = {r["label"]: r for r in rows}
+        pairs = [parse_pair(p, by_label) for p in args.pair] or [(r, rows[0]) for r in rows[1:]]
+        lines += ["", "Test WER differences (row A minus row B, points), paired bootstrap over the test"
+                  " utterances:", ""]
+        for a, b in pairs:
+            d = paired_bootstrap(ref, read_kv(_need(a["decode"] / "test" / "text")),
+                                 read_kv(_need(b["decode"] / "test" / "text")))
+            lines.append(f"- {a['label']} vs {b['label']}: {bootstrap_summary(d)}")
     lines += ["", "Commands (each row's decode directory and the run.sh command that made it):", ""]
     for r in rows:
-        lines.append(f"- {r['label']}: `{r['decode']}`: `{r['command']}`")
+        lines.append(f"- {r['label']}: `{relative(str(r['decode']))}`: `{relative(r['command'])}`")
     if args.note:
         lines += ["", args.note]
     if args.command:
@@ -121,6 +142,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump", type=Path, required=True, help="dump dir with <set>/text, utt2num_samples")
     p.add_argument("--sets", nargs="+", default=["dev", "test", "test_seen", "real"])
     p.add_argument("--rtf_set", default="test")
+    p.add_argument("--pair", action="append", default=[],
+                   help="LABEL_A::LABEL_B: test WER of A minus B with its bootstrap interval (repeatable; "
+                   "default: every row against the first)")
     p.add_argument("--results_file", type=Path, required=True)
     p.add_argument("--section", default="ablation")
     p.add_argument("--title", default="Accuracy ablation: a recognizer that works on unheard voices")

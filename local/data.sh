@@ -11,8 +11,8 @@
 #   --seed  N              same seed -> identical text, voices and wav bytes
 #   --nj    N              parallel synthesis processes
 #   --out   DIR            output root (relative to the repo root)
-#   --train_voices all|base   all: pseudo-speakers + extra espeak variants + wider
-#                          train ranges; base: plan v1's train voices (the ablation)
+#   --train_voices base|all   base (default): the recorded voices as they are; all: +
+#                          pseudo-speakers, 60 more espeak variants, wider train ranges
 #
 # Writes:
 #   <out>/{train,dev,test,test_seen,real}/{wav.scp,text,utt2spk,spk2utt,utt2family}
@@ -27,7 +27,7 @@ size=default
 seed=0
 nj=2
 out=data
-train_voices=all
+train_voices=base
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (local/data.sh) $*" >&2; }
 

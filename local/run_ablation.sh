@@ -12,7 +12,8 @@
 # Rows (experiment exp/asr_abl_<row>; run.sh options):
 #   base      the recipe before this work: plan v1's train voices (DIR/base, --train_voices base),
 #             conf/ablation/baseline.yaml (the dense config before this work), 12 epochs
-#   voices    + speaker diversity: pseudo-speakers, 60 more espeak variants, wider train ranges
+#   voices    + speaker diversity (--train_voices all): pseudo-speakers, 60 more espeak
+#             variants, wider train ranges; every row below builds on it
 #   specaug   voices + SpecAugment retuned (conf/ablation/specaug.yaml)
 #   noise_rir voices + noise and reverberation (conf/ablation/noise_rir.yaml, --noise_rir true)
 #   sp        voices + speed perturbation 0.9/1.0/1.1 at the same compute (4 epochs of 3x data)
@@ -32,11 +33,12 @@ nj=2
 table_only=false
 results_file=RESULTS.md
 note=""
+extra=""                # one more row, LABEL=DECODE_DIR (e.g. a one-job decoding that times the RTF)
 while [ $# -gt 0 ]; do
   case $1 in
-    --dir|--rows|--nj|--table_only|--results_file|--note) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
+    --dir|--rows|--nj|--table_only|--results_file|--note|--extra) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
     -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
-    *) echo "local/run_ablation.sh: unknown option $1 (valid: --dir --rows --nj --table_only --results_file --note)" >&2; exit 2 ;;
+    *) echo "local/run_ablation.sh: unknown option $1 (valid: --dir --rows --nj --table_only --results_file --note --extra)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
@@ -45,12 +47,12 @@ mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 row_opts() {
   case $1 in
     base) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/baseline.yaml" ;;
-    voices) echo "--dir $dir --asr_config conf/ablation/baseline.yaml" ;;
-    specaug) echo "--dir $dir --asr_config conf/ablation/specaug.yaml" ;;
-    noise_rir) echo "--dir $dir --asr_config conf/ablation/noise_rir.yaml --noise_rir true" ;;
-    sp) echo "--dir $dir --asr_config conf/ablation/baseline.yaml --speed_perturb_factors 0.9,1.0,1.1 --asr_args --max_epoch,4" ;;
-    long) echo "--dir $dir --asr_config conf/ablation/long.yaml" ;;
-    combined) echo "--dir $dir --asr_config conf/ablation/combined.yaml --noise_rir true --speed_perturb_factors 0.9,1.0,1.1" ;;
+    voices) echo "--dir $dir --train_voices all --asr_config conf/ablation/baseline.yaml" ;;
+    specaug) echo "--dir $dir --train_voices all --asr_config conf/ablation/specaug.yaml" ;;
+    noise_rir) echo "--dir $dir --train_voices all --asr_config conf/ablation/noise_rir.yaml --noise_rir true" ;;
+    sp) echo "--dir $dir --train_voices all --asr_config conf/ablation/baseline.yaml --speed_perturb_factors 0.9,1.0,1.1 --asr_args --max_epoch,4" ;;
+    long) echo "--dir $dir --train_voices all --asr_config conf/ablation/long.yaml" ;;
+    combined) echo "--dir $dir --train_voices all --asr_config conf/ablation/combined.yaml --noise_rir true --speed_perturb_factors 0.9,1.0,1.1" ;;
     *) echo "local/run_ablation.sh: no row '$1' (rows: base voices specaug noise_rir sp long combined)" >&2; exit 2 ;;
   esac
 }
@@ -85,6 +87,12 @@ for r in $rows; do
   [ "$r" = base ] && e=$dir/base/exp/asr_abl_base
   table+=(--row "$r, CTC greedy=$e/$greedy" --row "$r, + LM=$e/$lm")
 done
+[ -z "$extra" ] || table+=(--row "$extra")
+# Each lever against the row it adds to: the LM against greedy, every other row against base.
+for r in $rows; do
+  table+=(--pair "$r, + LM::$r, CTC greedy")
+  [ "$r" = base ] || [[ " $rows " != *" base "* ]] || table+=(--pair "$r, CTC greedy::base, CTC greedy" --pair "$r, + LM::base, + LM")
+done
 .venv/bin/python local/ablation.py "${table[@]}" --dump "$dir/dump/raw" \
   --sets dev test test_seen real --results_file "$results_file" \
-  --command "local/run_ablation.sh --rows \"$rows\"" --note "$note"
+  --command "local/run_ablation.sh --rows \"$rows\"${extra:+ --extra \"$extra\"}" --note "$note"

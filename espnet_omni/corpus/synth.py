@@ -262,9 +262,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nj", type=int, default=2, help="parallel worker processes")
     parser.add_argument("--vocab_size", type=int, default=2000,
                         help="sentences use only the N most frequent pool words")  # fmt: skip
-    parser.add_argument("--train_voices", choices=TRAIN_VOICES, default="all",
-                        help="all: pseudo-speakers, extra espeak variants, wider train "
-                        "ranges; base: the train voices and ranges of plan v1 (ablation)")  # fmt: skip
+    parser.add_argument("--train_voices", choices=TRAIN_VOICES, default="base",
+                        help="base: the recorded train voices and the plan-v1 ranges; all: + "
+                        "pseudo-speakers, extra espeak variants, wider train ranges")  # fmt: skip
     parser.add_argument("--log_level", default="INFO")
     return parser
 

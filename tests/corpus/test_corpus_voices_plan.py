@@ -174,9 +174,9 @@ def test_reserved_slice_is_in_no_split_and_no_lm_text():
 
 def test_train_voices_base_changes_train_only():
     pool = _fake_pool(600)
-    full = P.build_plan(P.SynthConfig(num_train=200, num_dev=20, num_test=20, num_test_seen=20), pool)
-    base = P.build_plan(P.SynthConfig(num_train=200, num_dev=20, num_test=20, num_test_seen=20,
-                                      train_voices="base"), pool)
+    full = P.build_plan(P.SynthConfig(num_train=200, num_dev=20, num_test=20, num_test_seen=20,
+                                      train_voices="all"), pool)
+    base = P.build_plan(P.SynthConfig(num_train=200, num_dev=20, num_test=20, num_test_seen=20), pool)
     assert [u for u in full if u.split != "train"] == [u for u in base if u.split != "train"]
     assert {u.transcript for u in full if u.split == "train"} == {u.transcript for u in base if u.split == "train"}
     assert any(u.voice.is_pseudo for u in full if u.split == "train")

@@ -51,7 +51,13 @@ def test_table_rows_timing_rtf_and_bootstrap(tmp_path):
     # RTF: 2 s x 2 jobs / 4 s = 1.0; 1 s x 1 job / 4 s = 0.25
     assert "| old | 33.3 / 10.0 | 50 / 0 | 3 | 3.5 | 1.000 |" in text, text
     assert "| new = better | 0.0 / 0.0 | 50 / 0 | 4 | 3.0 | 0.250 |" in text, text
-    assert "- new = better: difference -" in text and "95% CI" in text
+    assert "- new = better vs old: difference -" in text and "95% CI" in text
+    ablation.main(["--row", f"old={a}", "--row", f"new={b}", "--pair", "old::new", "--dump", str(dump),
+                   "--sets", "test", "--results_file", str(out)])
+    assert "- old vs new: difference +" in out.read_text()
+    with pytest.raises(SystemExit, match="expected LABEL_A::LABEL_B"):
+        ablation.main(["--row", f"old={a}", "--pair", "old::nope", "--dump", str(dump), "--sets", "test",
+                       "--results_file", str(out)])
     assert "`./run.sh --asr_tag asr_b`" in text and "Table command: `local/run_ablation.sh`" in text
 
 
