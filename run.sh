@@ -198,7 +198,7 @@ run_stage() {
   [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
   local marker; marker=$(done_marker "$1")
   # Decoding and scoring check each set themselves (make-style, decode_model): they always run.
-  if [ -f "$marker" ] && { [ "$1" = 7 ] || [ "$1" = 8 ]; }; then log "starting (each set is kept if up to date)"; return 0; fi
+  if [ -f "$marker" ] && { [ "$1" = 7 ] || [ "$1" = 8 ]; }; then log "starting (sets already up to date are not redone)"; return 0; fi
   if [ -f "$marker" ]; then
     # The marker holds the options the stage was made with (empty: made before markers
     # recorded them); other options now would silently reuse outputs made otherwise.

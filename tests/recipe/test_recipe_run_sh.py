@@ -171,7 +171,7 @@ def test_tiny_table_b_stages(tiny_dense):
     assert stream < sizes["_dual"]
     lat = json.loads((exp / "asr_tiny_dual/table_b/stream/test/latency.json").read_text())
     assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
-    r = run_sh(*common, "--table_b_rows", "1 9", "--stage", "18", check=False)
+    r = run_sh(*common, "--table_b_rows", "1 9", "--stage", "18", "--stop_stage", "18", check=False)
     assert r.returncode == 2 and "no row '9'" in r.stderr
 
 
