@@ -204,7 +204,7 @@ run_stage() {
     # recorded them); other options now would silently reuse outputs made otherwise.
     if [ -s "$marker" ] && [ "$(cat "$marker")" != "$(stage_options "$1")" ]; then
       log "error: $marker was made with other options than this run's:"
-      diff <(cat "$marker") <(stage_options "$1") | sed -n 's/^</    made with: /p; s/^>/    now:       /p' >&2
+      diff <(cat "$marker") <(stage_options "$1") | sed -n 's/^< /    made with: /p; s/^> /    now:       /p' >&2
       log "use another --dir (or --asr_tag / --lm_tag for stages 5-6), or remove $marker to redo stage $1"
       exit 1
     fi
