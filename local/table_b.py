@@ -25,7 +25,6 @@ stage 15 does this when it finishes).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -35,6 +34,7 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from espnet_omni.scoring import tables  # noqa: E402
 from espnet_omni.scoring.results_file import replace_section  # noqa: E402
 from espnet_omni.scoring.score import read_kv  # noqa: E402
 from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap  # noqa: E402
@@ -50,9 +50,7 @@ EPOCH_RE = re.compile(r"(\d+)epoch results: \[train\] (.*?), \[valid\] (.*?)(?:,
 
 
 def load(path: Path) -> dict:
-    if not path.is_file():
-        raise SystemExit(f"table_b: missing {path} (run the stage that writes it first)")
-    return json.loads(path.read_text())
+    return tables.load_json(path, "table_b")
 
 
 def wer(scores: dict, s: str) -> float:

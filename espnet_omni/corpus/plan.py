@@ -9,8 +9,8 @@ so (the renderers being deterministic) the same wav bytes.
   shuffled once; test, dev, test_seen and train take disjoint slices of it, so
   no sentence (transcript) appears in two splits.  What is left is the LM text
   pool (:func:`lm_pool`).
-* test_seen: the training voices (pseudo-speakers excluded) reading
-  sentences of no other split: "did it learn" apart from "does it carry over
+* test_seen: the training voices as they are (:func:`is_base_voice`: no
+  pseudo-speaker, no extra espeak variant) reading sentences of no other split: "did it learn" apart from "does it carry over
   to a new voice".
 * Voices: per split, utterances are shared among families by
   ``family_weights`` (largest remainder, exact counts), then equally among the
