@@ -14,18 +14,25 @@ Seams of ESPnet 202611 used here:
     ``train_one_epoch`` / ``validate_one_epoch`` as ``options``. To add an
     option: one dataclass field + one ``add_argument`` of the same name.
     ``--use_deepspeed true`` is refused by ESPnet for any trainer but its own.
+    ``Trainer.run`` saves ``checkpoint.pth`` and ``<N>epoch.pth`` with its
+    module's ``torch.save`` and resumes through ``cls.resume``: :meth:`run`
+    makes those saves atomic, :meth:`resume` checks the checkpoint first.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import resource
 import time
+import types
 from pathlib import Path
-from typing import Optional
+from typing import IO, Callable, Iterator, Optional, Union
 
+import espnet2.train.trainer
 import torch
 from espnet2.torch_utils.device_funcs import to_device
 from espnet2.torch_utils.recursive_op import recursive_average
@@ -68,16 +75,93 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, passes: int,
+def replace_atomically(path: Union[str, Path], write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` by ``write(binary file)`` into a temp file next to it, then rename.
+
+    A kill mid-write leaves the old ``path`` (or none), never a truncated one;
+    the temp file ``.<name>.tmp`` a kill leaves is overwritten next time."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class _TorchSavingAtomically(types.ModuleType):
+    """``torch`` as ESPnet's trainer module sees it inside :meth:`OmniTrainer.run`:
+    every attribute is torch's, except that ``save`` to a path is atomic."""
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+    @staticmethod
+    def save(obj, f, *args, **kwargs) -> None:
+        if isinstance(f, (str, os.PathLike)):
+            replace_atomically(f, lambda fh: torch.save(obj, fh, *args, **kwargs))
+        else:
+            torch.save(obj, f, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _espnet_saves_atomically() -> Iterator[None]:
+    """ESPnet's ``Trainer.run`` writes checkpoint.pth and <N>epoch.pth atomically inside."""
+    module = espnet2.train.trainer
+    before = module.torch
+    module.torch = _TorchSavingAtomically("torch")
+    try:
+        yield
+    finally:
+        module.torch = before
+
+
+class CheckpointUnreadableError(RuntimeError):
+    """``checkpoint.pth`` cannot be loaded, so ``--resume true`` cannot go on."""
+
+
+def _read_compute(path: Path) -> dict:
+    """compute.json as a dict ({} when absent).
+
+    Raises:
+        ValueError: the file exists but is no JSON object (e.g. truncated by
+            a kill of a version that wrote it in place); says what to do.
+    """
+    if not path.exists():
+        return {}
+    try:
+        d = json.loads(path.read_text())
+        if not isinstance(d, dict):
+            raise ValueError(f"a JSON {type(d).__name__}, not an object")
+    except ValueError as e:  # json.JSONDecodeError is a ValueError
+        raise ValueError(
+            f"{path}: unreadable ({e}); it is the compute record of this experiment's training. "
+            f"Move it aside to go on (the record then counts only the epochs trained from now on)"
+        ) from None
+    return d
+
+
+def _add_compute(output_dir: Optional[Path], epoch: int, cpu: float, wall: float, k: int, passes: int,
                  distributed: bool = False) -> None:
-    """Accumulate the compute of one finished training epoch in compute.json.
+    """Record the compute of finished training epoch ``epoch`` in compute.json.
 
     ``k``: sub-networks per step; ``passes``: forward+backward passes over the
     training set per epoch (``k``, or 1 when the K sub-networks split each
     mini-batch).
 
+    The record is keyed by epoch (``per_epoch``); the totals
+    (``train_cpu_seconds``, ``train_wall_seconds_epochs``, ``epochs_counted``)
+    are its sums. An epoch trained again (a resume after a kill between this
+    record and the checkpoint) replaces its entry, and entries of later epochs
+    (from an abandoned earlier run) are dropped. Totals of a record written
+    before the per-epoch keys are kept as ``carried_over``. Written atomically.
+
     Distributed: the CPU seconds are summed over all processes and rank 0
-    alone writes the file (wall time: rank 0's)."""
+    alone writes the file (wall time: rank 0's).
+
+    Raises:
+        ValueError: an unreadable existing compute.json (see :func:`_read_compute`).
+    """
     if distributed and torch.distributed.is_initialized():
         total = torch.tensor([cpu], dtype=torch.float64)
         torch.distributed.all_reduce(total, torch.distributed.ReduceOp.SUM)
@@ -87,26 +171,78 @@ def _add_compute(output_dir: Optional[Path], cpu: float, wall: float, k: int, pa
     if output_dir is None:
         return
     path = Path(output_dir) / "compute.json"
-    d = json.loads(path.read_text()) if path.exists() else {}
-    d["train_cpu_seconds"] = d.get("train_cpu_seconds", 0.0) + cpu
-    d["train_wall_seconds_epochs"] = d.get("train_wall_seconds_epochs", 0.0) + wall
-    d["epochs_counted"] = d.get("epochs_counted", 0) + 1
+    d = _read_compute(path)
+    if "epochs_counted" in d and "per_epoch" not in d:
+        d["carried_over"] = {"cpu": d.get("train_cpu_seconds", 0.0), "wall": d.get("train_wall_seconds_epochs", 0.0),
+                             "epochs": d["epochs_counted"]}
+    per = {e: v for e, v in d.get("per_epoch", {}).items() if int(e) < epoch}
+    per[str(epoch)] = {"cpu": cpu, "wall": wall}
+    base = d.get("carried_over", {})
+    d["train_cpu_seconds"] = base.get("cpu", 0.0) + sum(v["cpu"] for v in per.values())
+    d["train_wall_seconds_epochs"] = base.get("wall", 0.0) + sum(v["wall"] for v in per.values())
+    d["epochs_counted"] = base.get("epochs", 0) + len(per)
+    d["per_epoch"] = dict(sorted(per.items(), key=lambda kv: int(kv[0])))
     d["subnets_per_step"] = k
     d["passes_per_epoch"] = passes
     # CPU seconds grow with the thread count (2 threads: ~1.3x faster, ~1.5x the CPU
     # seconds here), so runs compare by CPU seconds only at equal threads.
     threads = sorted(set(d.get("torch_threads", [])) | {torch.get_num_threads()})
     d["torch_threads"] = threads
-    path.write_text(json.dumps(d, indent=1))
+    replace_atomically(path, lambda f: f.write(json.dumps(d, indent=1).encode()))
 
 
 class OmniTrainer(Trainer):
     """ESPnet Trainer with supernet steps and compute accounting.
 
-    Every training epoch adds its CPU seconds (all threads of this process,
-    plus finished data-loader workers) to ``<output_dir>/compute.json``: the
-    training-compute column of the results tables.
+    Every training epoch records its CPU seconds (all threads of this process,
+    plus finished data-loader workers) in ``<output_dir>/compute.json``: the
+    training-compute column of the results tables. ``checkpoint.pth``,
+    ``<N>epoch.pth`` and ``compute.json`` are written atomically (temp file,
+    then rename), so a kill never leaves a truncated one.
     """
+
+    @classmethod
+    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
+            plot_attention_iter_factory, trainer_options, distributed_option) -> None:
+        """``Trainer.run`` with atomic checkpoint saves.
+
+        Raises:
+            ValueError: ``<output_dir>/compute.json`` exists but is unreadable
+                (checked before any epoch is trained).
+            CheckpointUnreadableError: see :meth:`resume`.
+        """
+        _read_compute(Path(trainer_options.output_dir) / "compute.json")
+        with _espnet_saves_atomically():
+            super().run(model=model, optimizers=optimizers, schedulers=schedulers,
+                        train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
+                        plot_attention_iter_factory=plot_attention_iter_factory,
+                        trainer_options=trainer_options, distributed_option=distributed_option)
+
+    @staticmethod
+    def resume(checkpoint: Union[str, Path], *args, **kwargs) -> None:
+        """``Trainer.resume``, after checking that ``checkpoint`` loads.
+
+        Raises:
+            CheckpointUnreadableError: ``checkpoint`` does not load (e.g.
+                truncated by a kill of a version that wrote it in place). The
+                message names the file, the last ``<N>epoch.pth`` (model weights
+                only, so no faithful resume from it) and what to do.
+        """
+        checkpoint = Path(checkpoint)
+        try:
+            torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated zip: RuntimeError; empty: EOFError; garbage: KeyError, ...
+            reason = (str(e).strip().splitlines() or [""])[0].split(". ")[0]
+            epochs = sorted(int(p.name[: -len("epoch.pth")]) for p in checkpoint.parent.glob("*epoch.pth")
+                            if p.name[: -len("epoch.pth")].isdigit())
+            last = (f" The last epoch's model weights are in {checkpoint.parent / f'{epochs[-1]}epoch.pth'}, "
+                    f"without the optimizer, scheduler and reporter states a resume needs; --init_param "
+                    f"starts a new training from them." if epochs else "")
+            raise CheckpointUnreadableError(
+                f"{checkpoint}: unreadable ({type(e).__name__}: {reason}), cannot resume from it.{last} "
+                f"Move {checkpoint} aside to train again from epoch 1."
+            ) from None
+        Trainer.resume(checkpoint, *args, **kwargs)
 
     @classmethod
     def build_options(cls, args: argparse.Namespace) -> OmniTrainerOptions:
@@ -154,8 +290,8 @@ class OmniTrainer(Trainer):
             finally:
                 tagged.remove_hooks()
                 reset(encoder)
-        _add_compute(options.output_dir, _cpu_seconds() - cpu0, time.perf_counter() - wall0, k, passes,
-                     distributed_option.distributed)
+        _add_compute(options.output_dir, reporter.get_epoch(), _cpu_seconds() - cpu0, time.perf_counter() - wall0,
+                     k, passes, distributed_option.distributed)
         return invalid
 
     @classmethod
