@@ -13,7 +13,8 @@
 # Stages (finished ones are skipped on rerun: delete their .done marker to redo one;
 # an interrupted training resumes from its last checkpoint):
 #   1  data prep: synthesize the embedded corpus (+ the real LibriVox set), or LibriSpeech
-#   2  format & filter: validate every wav/transcript, drop too short/long -> dump/raw/;
+#   2  format & filter: validate every wav/transcript, drop too short/long training
+#      utterances (a warning counts them; the test sets keep every utterance) -> dump/raw/;
 #      speed perturbation of the train set (--speed_perturb_factors) -> dump/raw/<train>_sp/;
 #      noises and room impulse responses (--noise_rir true) -> dump/raw/noise_rir/
 #   3  tokenizer: sentencepiece model (bpe) or characters -> data/token_list/
@@ -68,8 +69,8 @@ valid_set=dev
 test_sets="dev test test_seen real"
 librispeech_subsets="train-clean-100 dev-clean test-clean test-other"
 on_error=fail           # format stage: fail on a bad wav/transcript, or drop it (logged count)
-min_sec=0.5             # training/validation utterances shorter than this are dropped
-max_sec=20              # ... and longer than this
+min_sec=0.5             # train (and valid, unless it is a test set) utterances shorter than
+max_sec=20              # min_sec or longer than max_sec are dropped; test sets never are
 speed_perturb_factors=""  # e.g. "0.9 1.0 1.1": train on a speed-perturbed copy of the train set
                         # (ESPnet's asr.sh way: each factor its own speaker, ids sp0.9-...)
 noise_rir=false         # true: generate noises and RIRs (stage 2) and pass them to the training's
@@ -258,8 +259,13 @@ fi
 # ------------------------------------------------------------------ 2: format & filter
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && run_stage 2; then
   for x in $all_sets; do
+    # Duration limits for the training data only: a test set (the valid set too when it is
+    # scored, as dev is) keeps every utterance, so its WER covers all of it.
     limits=""
-    [ "$x" = "$train_set" ] || [ "$x" = "$valid_set" ] && limits="--min_sec $min_sec --max_sec $max_sec"
+    case " $test_sets " in
+      *" $x "*) ;;
+      *) [ "$x" = "$train_set" ] || [ "$x" = "$valid_set" ] && limits="--min_sec $min_sec --max_sec $max_sec" ;;
+    esac
     $python -m espnet_omni.corpus.format_data --in "$data/$x" --out "$dump/$x" \
       --on_error "$on_error" $limits
   done

@@ -11,13 +11,16 @@ Writes: <output_dir>/1best_recog/{text,token,token_int,score} (ESPnet format).
 
 An LM (``--lm_train_config``) or ARPA n-gram (``--ngram_file``) built for
 another token list than the ASR model's is refused before decoding
-(:mod:`espnet_omni.inference.lm_check`).
+(:mod:`espnet_omni.inference.lm_check`).  An utterance whose audio holds NaN
+or inf stops the decoding with an error naming it (exit code 1), where ESPnet
+would write an empty text for it.
 """
 
 import sys
 
 import espnet2.bin.asr_inference
 
+from espnet_omni.corpus.audio_check import BadAudioError
 from espnet_omni.inference.lm_check import (
     TokenListMismatch,
     check_lm_token_list,
@@ -50,8 +53,12 @@ def main(cmd=None):
     except TokenListMismatch as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    with omni_asr_inference():
-        espnet2.bin.asr_inference.main(cmd)
+    try:
+        with omni_asr_inference():
+            espnet2.bin.asr_inference.main(cmd)
+    except BadAudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

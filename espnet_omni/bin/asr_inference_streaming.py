@@ -6,19 +6,26 @@ Usage:
         --asr_train_config exp/asr/config.yaml \
         --asr_model_file exp/asr/valid.loss.best.pth \
         --data_dir dump/raw/test --output_dir exp/asr/decode_stream \
-        [--chunk_size 16 --left_chunks -1 --lookahead 0 --beam_size 1] [--subnet subnet.yaml]
+        [--chunk_size 16 --left_chunks -1 --lookahead 0 --beam_size 1] [--subnet subnet.yaml] \
+        [--on_error fail|drop]
 Writes: <output_dir>/text (Kaldi: "utt text"), <output_dir>/latency.json
 (real-time factor on --num_threads threads, mean/max per-chunk compute ms,
 algorithmic latency ms = chunk + look-ahead + front-end context).
 Unset chunk options fall back to the encoder's ``streaming`` config.
+A bad utterance (unreadable; NaN or inf samples; another sample rate than the
+model's; several channels) is an error naming its id and file (exit code 1);
+with ``--on_error drop`` it is skipped, logged with its id and reason, left
+out of ``text`` (scored as all deleted) and counted in latency.json.
 """
 
 import argparse
+import sys
 
 import torch
 
+from espnet_omni.corpus.audio_check import BadAudioError
 from espnet_omni.inference.streaming import StreamingRecognizer
-from espnet_omni.inference.streaming_decode import decode_data_dir
+from espnet_omni.inference.streaming_decode import ON_ERROR, decode_data_dir
 from espnet_omni.nets.streaming import StreamingConfig
 
 
@@ -36,6 +43,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_threads", type=int, default=1)
     p.add_argument("--subnet", default=None,
                    help="SubnetConfig YAML to activate on a supernet encoder (sparse streaming model)")
+    p.add_argument("--on_error", choices=ON_ERROR, default="fail",
+                   help="a bad utterance (unreadable, NaN/inf, wrong sample rate, several channels): "
+                   "fail = stop naming it; drop = skip it (logged, counted; scored as all deleted)")
     return p
 
 
@@ -51,7 +61,11 @@ def main(cmd=None):
     if override:
         cfg = StreamingConfig.from_dict({**rec.cfg.to_dict(), **override})
         rec.set_streaming_config(cfg)
-    decode_data_dir(rec, args.data_dir, args.output_dir)
+    try:
+        decode_data_dir(rec, args.data_dir, args.output_dir, on_error=args.on_error)
+    except BadAudioError as e:
+        print(f"error: {e} (--on_error drop skips such utterances)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

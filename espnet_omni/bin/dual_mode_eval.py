@@ -38,6 +38,7 @@ import yaml
 from tqdm import tqdm
 
 from espnet2.fileio.sound_scp import SoundScpReader
+from espnet_omni.corpus.audio_check import require_finite
 from espnet_omni.export import FORMATS, export_asr_model
 from espnet_omni.inference.streaming import StreamingRecognizer
 from espnet_omni.inference.streaming_decode import decode_data_dir
@@ -62,7 +63,11 @@ def mode_sparsities(train_config: Mapping[str, Any]) -> tuple[float, float]:
 
 
 def decode_full(export_dir: Path, data_dir: Path, out: Path, decode_conf: Mapping[str, Any]) -> float:
-    """ESPnet's Speech2Text over ``data_dir/wav.scp`` -> ``out/text``; returns seconds."""
+    """ESPnet's Speech2Text over ``data_dir/wav.scp`` -> ``out/text``; returns seconds.
+
+    Raises :class:`~espnet_omni.corpus.audio_check.BadAudioError` naming an
+    utterance whose audio holds NaN or inf.
+    """
     s2t = OmniSpeech2Text(asr_train_config=str(export_dir / "config.yaml"),
                           asr_model_file=str(export_dir / "model.pth"), device="cpu", **decode_conf)
     reader = SoundScpReader(str(data_dir / "wav.scp"), dtype="float32")
@@ -70,6 +75,7 @@ def decode_full(export_dir: Path, data_dir: Path, out: Path, decode_conf: Mappin
     lines, start = [], time.perf_counter()
     for utt in tqdm(sorted(reader.keys()), desc=f"full-context {data_dir.name}", unit="utt"):
         _, wav = reader[utt]
+        require_finite(wav, utt, str(data_dir / "wav.scp"))
         with torch.no_grad():
             text = s2t(torch.from_numpy(wav))[0][0]
         lines.append(f"{utt} {text}".rstrip() + "\n")

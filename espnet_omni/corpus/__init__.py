@@ -8,4 +8,5 @@
 * ``librispeech`` : data dirs from a local LibriSpeech copy (CLI).
 * ``datadir``     : Kaldi data-dir read / write / validate.
 * ``format_data`` : per-utterance checks + ``utt2num_samples`` (CLI).
+* ``audio_check`` : truncated files, NaN/inf samples (format stage, decoding).
 """

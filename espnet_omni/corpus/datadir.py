@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Type
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk")
 OPTIONAL_FILES = ("utt2family", "utt2num_samples")
@@ -53,29 +53,49 @@ class KaldiMap:
         return f"{self.path}:{line}" if line is not None else f"{self.path}"
 
 
+def read_lines(path: Path, error: Type[Exception] = DataDirError) -> Iterator[Tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file, the line ending stripped.
+
+    The one reader of the corpus's text files (``text``, ``wav.scp``,
+    ``utt2spk``, transcripts, LM text).  Raises ``error`` naming the file,
+    the line and the byte when a line is not UTF-8 (a Latin-1 transcript, a
+    binary file listed by mistake).
+    """
+    with Path(path).open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise error(
+                    f"{path}:{lineno}: not UTF-8 (byte {raw[e.start]:#04x} at byte {e.start + 1} "
+                    f"of the line: {e.reason}); expected UTF-8 text (convert the file, e.g. "
+                    f"iconv -f latin1 -t utf-8)"
+                ) from None
+            yield lineno, line.rstrip("\r\n")
+
+
 def read_kaldi_map(path: Path) -> KaldiMap:
     """Read a ``<key> <value>`` file; blank lines are skipped.
 
-    Raises :class:`DataDirError` on a missing file or a duplicated key.
+    Raises :class:`DataDirError` on a missing file, a line that is not UTF-8
+    (:func:`read_lines`) or a duplicated key.
     """
     path = Path(path)
     if not path.is_file():
         raise DataDirError(f"{path}: file not found")
     out = KaldiMap(path=path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split(maxsplit=1)
-            key = parts[0]
-            if key in out.values:
-                raise DataDirError(
-                    f"{path}:{lineno}: duplicate key {key!r} (first at line "
-                    f"{out.lines[key]}); expected each utterance once"
-                )
-            out.values[key] = parts[1].strip() if len(parts) > 1 else ""
-            out.lines[key] = lineno
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        key = parts[0]
+        if key in out.values:
+            raise DataDirError(
+                f"{path}:{lineno}: duplicate key {key!r} (first at line "
+                f"{out.lines[key]}); expected each utterance once"
+            )
+        out.values[key] = parts[1].strip() if len(parts) > 1 else ""
+        out.lines[key] = lineno
     return out
 
 

@@ -7,13 +7,17 @@ Usage:
 
 Checks, per utterance: an entry in wav.scp, text and utt2spk; a wav path that
 exists, opens (soundfile: wav, flac, ...), has samples, one channel and the
-expected sample rate; a non-empty transcript.  With ``--on_error fail`` (the
-default) the first problem stops the run with a message naming the data-dir
-file, its line, the utterance and what was expected (exit code 1); with
-``drop`` bad utterances are dropped and counted per reason.  Utterances
-shorter than ``--min_sec`` or longer than ``--max_sec`` are always dropped
-(counted).  Writes ``wav.scp text utt2spk spk2utt [utt2family]
-utt2num_samples`` to ``--out``.
+expected sample rate, is complete (a WAV data chunk holds the bytes its header
+declares, another format's last frame reads) and, for float files, holds no
+NaN or inf (:func:`espnet_omni.corpus.audio_check.audio_problem`); a
+non-empty transcript.  With ``--on_error fail`` (the default) the first
+problem stops the run with a message naming the data-dir file, its line, the
+utterance and what was expected (exit code 1); with ``drop`` bad utterances
+are dropped and counted per reason.  Only when ``--min_sec`` / ``--max_sec``
+are given (the training data; never an evaluation set, whose score must cover
+all of it) are utterances outside them dropped, with a warning that counts
+them.  Writes ``wav.scp text utt2spk spk2utt [utt2family] utt2num_samples``
+to ``--out``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import soundfile as sf
 from tqdm import tqdm
 
+from espnet_omni.corpus.audio_check import audio_problem
 from espnet_omni.corpus.datadir import DataDir, DataDirError, read_datadir, write_datadir
 
 logger = logging.getLogger(__name__)
@@ -42,19 +47,23 @@ class FormatConfig:
 
     Attributes:
         fs: expected sample rate in Hz.
-        min_sec, max_sec: duration limits in seconds (outside: dropped).
+        min_sec, max_sec: duration limits in seconds (outside: dropped);
+            ``None`` (the default): no limit, every utterance is kept.  Give
+            them for training data only, never for an evaluation set.
         on_error: ``fail`` (stop at the first bad utterance) or ``drop``.
     """
 
     fs: int = 16000
-    min_sec: float = 0.5
-    max_sec: float = 20.0
+    min_sec: Optional[float] = None
+    max_sec: Optional[float] = None
     on_error: str = "fail"
 
     def __post_init__(self) -> None:
         if self.on_error not in ON_ERROR:
             raise ValueError(f"on_error={self.on_error!r}, valid: {ON_ERROR}")
-        if not 0 <= self.min_sec < self.max_sec:
+        lo = 0.0 if self.min_sec is None else self.min_sec
+        hi = float("inf") if self.max_sec is None else self.max_sec
+        if not 0 <= lo < hi:
             raise ValueError(
                 f"need 0 <= min_sec < max_sec, got min_sec={self.min_sec}, "
                 f"max_sec={self.max_sec}"
@@ -103,14 +112,19 @@ def check_utterance(d: DataDir, utt: str, fs: int) -> Tuple[Optional[Problem], i
     if info.samplerate != fs:
         return bad("sample_rate", where,
                    f"{path} is {info.samplerate} Hz; expected {fs} Hz")  # fmt: skip
+    samples = audio_problem(path, info)
+    if samples is not None:
+        return bad(samples[0], where, samples[1])
     return None, int(info.frames)
 
 
 def format_datadir(src: Path, dst: Path, cfg: FormatConfig = FormatConfig()) -> DataDir:
     """Check ``src`` and write the good utterances (+ ``utt2num_samples``) to ``dst``.
 
-    Raises :class:`DataDirError` on the first problem when ``cfg.on_error``
-    is ``fail``, or when no utterance is left.
+    Utterances outside ``cfg.min_sec``/``cfg.max_sec`` (when set) are dropped
+    with a warning naming ``src`` and the counts.  Raises
+    :class:`DataDirError` on the first problem when ``cfg.on_error`` is
+    ``fail``, or when no utterance is left.
     """
     d = read_datadir(Path(src))
     utts = sorted(set(d.wav_scp.values) | set(d.text.values))
@@ -130,13 +144,16 @@ def format_datadir(src: Path, dst: Path, cfg: FormatConfig = FormatConfig()) -> 
                 f"{problems[0].message}{others}; fix the data or pass --on_error drop"
             )
         logger.warning("%s: dropped %d bad utterances: %s", src, len(problems), dict(counts))
-    lo, hi = cfg.min_sec * cfg.fs, cfg.max_sec * cfg.fs
+    lo = 0 if cfg.min_sec is None else cfg.min_sec * cfg.fs
+    hi = float("inf") if cfg.max_sec is None else cfg.max_sec * cfg.fs
     short = [u for u, n in num_samples.items() if n < lo]
     long_ = [u for u, n in num_samples.items() if n > hi]
     if short or long_:
-        logger.info(
-            "%s: dropped %d utterances shorter than %.2f s and %d longer than %.2f s",
-            src, len(short), cfg.min_sec, len(long_), cfg.max_sec,
+        limits = [f"{len(short)} shorter than {cfg.min_sec:g} s"] if cfg.min_sec is not None else []
+        limits += [f"{len(long_)} longer than {cfg.max_sec:g} s"] if cfg.max_sec is not None else []
+        logger.warning(
+            "%s: dropped %d of %d utterances by duration: %s (--min_sec/--max_sec: for "
+            "training data only)", src, len(short) + len(long_), len(utts), ", ".join(limits),
         )  # fmt: skip
     keep = set(num_samples) - set(short) - set(long_)
     if not keep:
@@ -157,8 +174,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--in", dest="src", type=Path, required=True, help="data dir")
     parser.add_argument("--out", type=Path, required=True, help="output data dir")
     parser.add_argument("--fs", type=int, default=16000, help="expected sample rate (Hz)")
-    parser.add_argument("--min_sec", type=float, default=0.5)
-    parser.add_argument("--max_sec", type=float, default=20.0)
+    parser.add_argument("--min_sec", type=float, default=None,
+                        help="drop shorter utterances; training data only (None: keep all)")  # fmt: skip
+    parser.add_argument("--max_sec", type=float, default=None,
+                        help="drop longer utterances; training data only (None: keep all)")  # fmt: skip
     parser.add_argument("--on_error", choices=ON_ERROR, default="fail")
     return parser
 

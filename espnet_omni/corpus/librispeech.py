@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from espnet_omni.corpus.datadir import DataDir, DataDirError, combine, write_datadir
+from espnet_omni.corpus.datadir import DataDir, DataDirError, combine, read_lines, write_datadir
 from espnet_omni.corpus.text import normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def prepare_subset(root: Path, subset: str) -> DataDir:
     if not trans_files:
         raise FileNotFoundError(f"{sub}: no <spk>/<chapter>/*.trans.txt files")
     for trans in tqdm(trans_files, desc=subset, unit="chapter", leave=False):
-        for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        for lineno, line in read_lines(trans):
             if not line.strip():
                 continue
             parts = line.split(maxsplit=1)

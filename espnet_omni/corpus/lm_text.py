@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Set
 
+from espnet_omni.corpus.datadir import read_lines
 from espnet_omni.corpus.text import is_reserved, normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -34,16 +35,10 @@ class LMTextError(ValueError):
 
 
 def _lines(path: Path) -> List[str]:
+    """The lines of ``path``; :class:`LMTextError` when missing or not UTF-8."""
     if not path.is_file():
         raise LMTextError(f"{path}: LM text source not found")
-    out = []
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                out.append(raw.decode("utf-8").rstrip("\n"))
-            except UnicodeDecodeError as e:
-                raise LMTextError(f"{path}:{lineno}: not UTF-8 ({e.reason})") from None
-    return out
+    return [line for _, line in read_lines(path, LMTextError)]
 
 
 def read_plain(path: Path) -> List[str]:

@@ -37,6 +37,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 import soundfile as sf
 
+from espnet_omni.corpus.datadir import read_lines
+
 logger = logging.getLogger(__name__)
 
 NOISE_KINDS = ("white", "pink", "brown", "hum", "babble")
@@ -139,10 +141,10 @@ def check_scp(scp: Path, fs: int) -> List[str]:
     scp = Path(scp)
     if not scp.is_file():
         raise NoiseRirError(f"{scp}: list not found")
-    lines = [line for line in scp.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not lines:
+    rows = [(n, line) for n, line in read_lines(scp, NoiseRirError) if line.strip()]
+    if not rows:
         raise NoiseRirError(f"{scp}: empty list; expected '<id> <wav path>' lines")
-    for lineno, line in enumerate(lines, 1):
+    for lineno, line in rows:
         parts = line.split(maxsplit=1)
         if len(parts) != 2:
             raise NoiseRirError(f"{scp}:{lineno}: expected '<id> <wav path>', got {line!r}")
@@ -158,7 +160,7 @@ def check_scp(scp: Path, fs: int) -> List[str]:
                 f"{scp}:{lineno}: {path}: {info.samplerate} Hz, {info.channels} channel(s); "
                 f"expected mono {fs} Hz (the training audio's rate)"
             )
-    return lines
+    return [line for _, line in rows]
 
 
 def get_parser() -> argparse.ArgumentParser:

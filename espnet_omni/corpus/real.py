@@ -25,7 +25,7 @@ from typing import Dict, Optional, Sequence
 
 import soundfile as sf
 
-from espnet_omni.corpus.datadir import DataDir, DataDirError, write_datadir
+from espnet_omni.corpus.datadir import DataDir, DataDirError, read_lines, write_datadir
 from espnet_omni.corpus.text import normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ _LINE = re.compile(r"^(?P<text>.*)\((?P<fid>[^()\s]+)\)\s*$")
 def parse_transcription(path: Path) -> Dict[str, str]:
     """``{file-id: normalized transcript}`` from a Sphinx ``transcription`` file."""
     out: Dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in read_lines(path):
         if not line.strip():
             continue
         m = _LINE.match(line)

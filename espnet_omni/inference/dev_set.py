@@ -26,6 +26,8 @@ from espnet2.fileio.read_text import read_2columns_text
 from espnet2.fileio.sound_scp import SoundScpReader
 from tqdm import tqdm
 
+from espnet_omni.corpus.audio_check import require_finite
+
 logger = logging.getLogger(__name__)
 
 # ESPnet's collate pads token ids with -1 (its ``int_pad_value``).
@@ -101,6 +103,9 @@ def load_dev_set(
             i-th kept one is utterance ``floor(i * total / N)``), so a subset
             of a speaker-sorted dev set still holds every speaker (None: all).
         progress: tqdm bar over the utterances.
+
+    Raises :class:`~espnet_omni.corpus.audio_check.BadAudioError` naming an
+    utterance whose audio holds NaN or inf, ``ValueError`` for other bad input.
     """
     data_dir = Path(data_dir)
     if max_utts is not None and max_utts < 1:
@@ -124,6 +129,7 @@ def load_dev_set(
     utts, rates = [], set()
     for uid in tqdm(uids, desc=f"load {data_dir}", unit="utt", disable=not progress):
         rate, speech = reader[uid]
+        require_finite(speech, uid, f"{data_dir}/wav.scp")
         if speech.ndim != 1:
             raise ValueError(f"{data_dir}/wav.scp: {uid} has shape {speech.shape}; "
                              "only mono audio is supported")

@@ -200,7 +200,13 @@ class StreamingRecognizer:
         return self.cfg.chunk_size * stride * self.model.frontend.stft.hop_length
 
     # ------------------------------------------------------------ processing
-    def _check(self, audio: np.ndarray, fs: int) -> np.ndarray:
+    def check_audio(self, audio: np.ndarray, fs: int) -> np.ndarray:
+        """``audio`` as an array ``feed`` takes.
+
+        Raises:
+            ValueError: ``fs`` is not the model's rate, ``audio`` is not mono
+                (shape ``(samples,)``), or its samples are not float.
+        """
         if fs != self.fs:
             raise ValueError(
                 f"audio at {fs} Hz but the model expects {self.fs} Hz; resample first")
@@ -230,7 +236,7 @@ class StreamingRecognizer:
         """
         if self._final is not None:
             raise RuntimeError("feed() after finish(): call reset() first")
-        audio = self._check(audio_chunk, fs)
+        audio = self.check_audio(audio_chunk, fs)
         if audio.size:
             self._feed_feats(audio)
         return self._text()

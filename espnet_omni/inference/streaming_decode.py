@@ -8,6 +8,7 @@ deliver it; compute is timed on the threads torch has (the entry sets one).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Union
@@ -16,17 +17,57 @@ import numpy as np
 import torch
 
 from espnet2.fileio.sound_scp import SoundScpReader
+from espnet_omni.corpus.audio_check import BadAudioError, require_finite
 from espnet_omni.inference.streaming import StreamingRecognizer
+
+logger = logging.getLogger(__name__)
+ON_ERROR = ("fail", "drop")
+
+
+def _read_checked(reader: SoundScpReader, utt: str, scp: Path, rec: StreamingRecognizer):
+    """``(fs, wav)`` of ``utt``, checked as ``rec.feed`` would check it.
+
+    Raises:
+        BadAudioError: naming ``utt`` and its file: unreadable, no audio, NaN
+            or inf samples, another rate than the model's, several channels.
+    """
+    where = f"utterance {utt!r} in {scp} ({reader.get_path(utt)})"
+    try:
+        fs, wav = reader[utt]
+    except Exception as e:  # libsndfile raises several types for a missing or broken file
+        raise BadAudioError(f"{where}: unreadable ({type(e).__name__}: {e})") from None
+    if wav is None:
+        raise BadAudioError(f"{where}: no audio (wav.scp says None)")
+    require_finite(wav, utt, str(scp))
+    try:
+        rec.check_audio(wav, fs)
+    except ValueError as e:
+        raise BadAudioError(f"{where}: {e}") from None
+    return fs, wav
 
 
 def decode_data_dir(rec: StreamingRecognizer, data_dir: Union[str, Path],
-                    output_dir: Union[str, Path]) -> dict:
+                    output_dir: Union[str, Path], on_error: str = "fail") -> dict:
     """Decode ``data_dir/wav.scp``; writes ``output_dir/{text,latency.json}``.
 
     Returns the ``latency.json`` content: real-time factor (compute / audio
     duration), per-chunk compute ms (mean, max), the algorithmic latency and
-    its parts, the config and the thread count.
+    its parts, the config and the thread count, and the utterances dropped.
+
+    ``on_error``: what a bad utterance (unreadable, NaN or inf samples,
+    another sample rate than the model's, several channels) does. ``fail``:
+    raises :class:`~espnet_omni.corpus.audio_check.BadAudioError` naming its
+    id and file. ``drop``: it is left out of ``text`` (the scorer counts a
+    missing hypothesis as empty: all its words deleted), logged with its id
+    and reason, and counted at the end (``num_dropped``, ``dropped``: id ->
+    reason, in ``latency.json``).
+
+    Raises:
+        ValueError: ``on_error`` not in :data:`ON_ERROR`.
+        FileNotFoundError: no ``data_dir/wav.scp``.
     """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r}, valid: {ON_ERROR}")
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     scp = data_dir / "wav.scp"
     if not scp.is_file():
@@ -36,8 +77,16 @@ def decode_data_dir(rec: StreamingRecognizer, data_dir: Union[str, Path],
     step = rec.chunk_samples()
     lines, chunk_ms = [], []
     audio_s = compute_s = 0.0
+    dropped = {}
     for utt in sorted(reader.keys()):
-        fs, wav = reader[utt]
+        try:
+            fs, wav = _read_checked(reader, utt, scp, rec)
+        except BadAudioError as e:
+            if on_error == "fail":
+                raise
+            logger.warning("dropped %s", e)
+            dropped[utt] = str(e)
+            continue
         rec.reset()
         tic = time.perf_counter()
         for start in range(0, wav.shape[0], step):
@@ -48,6 +97,9 @@ def decode_data_dir(rec: StreamingRecognizer, data_dir: Union[str, Path],
         chunk_ms += rec.chunk_ms
         lines.append(f"{utt} {text}".rstrip() + "\n")
     (output_dir / "text").write_text("".join(lines))
+    if dropped:
+        logger.warning("%s: dropped %d of %d utterances (not in %s; scoring counts their words as deleted)",
+                       scp, len(dropped), len(reader), output_dir / "text")
     lat = rec.latency()
     report = {
         "num_utterances": len(lines),
@@ -66,6 +118,8 @@ def decode_data_dir(rec: StreamingRecognizer, data_dir: Union[str, Path],
         },
         "streaming": rec.cfg.to_dict(),
         "beam_size": rec.beam_size,
+        "num_dropped": len(dropped),
+        "dropped": dropped,
     }
     (output_dir / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

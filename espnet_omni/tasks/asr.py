@@ -15,6 +15,7 @@ import espnet2.tasks.asr
 import humanfriendly
 from espnet2.tasks.asr import ASRTask
 
+from espnet_omni.corpus.audio_check import require_finite
 from espnet_omni.corpus.noise_rir import check_scp
 from espnet_omni.tasks.entries import ASR_ENTRIES
 from espnet_omni.tasks.registry import ChoiceTable
@@ -62,6 +63,27 @@ class OmniASRTask(ASRTask):
                     check_scp(Path(scp), fs)
         with ASR_CHOICES.installed():
             return super().build_preprocess_fn(args, train)
+
+    @classmethod
+    def build_streaming_iterator(cls, *args, **kwargs):
+        """ESPnet's build_streaming_iterator; with ``inference=True`` (decoding),
+        the ``(keys, batch)`` it yields are checked first.
+
+        Raises :class:`~espnet_omni.corpus.audio_check.BadAudioError` naming
+        the utterance whose ``speech`` holds NaN or inf (ESPnet would decode it
+        to an empty text without a word).
+        """
+        loader = super().build_streaming_iterator(*args, **kwargs)
+        return _finite_speech(loader) if kwargs.get("inference") else loader
+
+
+def _finite_speech(loader):
+    """``loader``'s ``(keys, batch)``, each utterance's ``speech`` checked by :func:`require_finite`."""
+    for keys, batch in loader:
+        speech, lengths = batch.get("speech"), batch.get("speech_lengths")
+        for i, key in enumerate(keys if speech is not None else ()):
+            require_finite(speech[i] if lengths is None else speech[i, : int(lengths[i])], key)
+        yield keys, batch
 
 
 def as_omni_config(asr_train_config: str | Path) -> Path:

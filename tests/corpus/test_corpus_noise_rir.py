@@ -63,6 +63,15 @@ def test_bad_lists_name_the_list_line_and_file(lists, tmp_path):
         NR.check_scp(tmp_path / "none.scp", 16000)
 
 
+def test_non_utf8_list_names_its_line(tmp_path):
+    """A Latin-1 path is an error naming the list and the line (blank lines counted)."""
+    wav = tmp_path / "n.wav"
+    sf.write(wav, np.zeros(800), 16000)
+    (tmp_path / "latin.scp").write_bytes(f"n1 {wav}\n\n".encode() + b"n2 caf\xe9.wav\n")
+    with pytest.raises(NR.NoiseRirError, match=r"latin\.scp:3: not UTF-8 .*expected UTF-8 text"):
+        NR.check_scp(tmp_path / "latin.scp", 16000)
+
+
 def _preprocessor(lists, **kw):
     from espnet2.train.preprocessor import CommonPreprocessor
 

@@ -120,6 +120,18 @@ def test_librispeech_errors(tmp_path):
         L.prepare_subset(root, "dev-clean")
 
 
+def test_non_utf8_transcripts_name_file_and_line(tmp_path):
+    root = tmp_path / "LibriSpeech"
+    _fake_librispeech(root)
+    trans = root / "dev-clean" / "84" / "121123" / "84-121123.trans.txt"
+    trans.write_bytes(trans.read_bytes().replace(b"FRIEND\n", b"FRI\xc9ND\n", 2))
+    with pytest.raises(DataDirError, match=r"84-121123.trans.txt:1: not UTF-8 .*expected UTF-8"):
+        L.prepare_subset(root, "dev-clean")
+    (tmp_path / "transcription").write_bytes(b"<s> hello </s> (a-1)\n<s> caf\xe9 </s> (a-2)\n")
+    with pytest.raises(DataDirError, match=r"transcription:2: not UTF-8 .*expected UTF-8"):
+        R.parse_transcription(tmp_path / "transcription")
+
+
 def test_librispeech_cli_missing_root(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "espnet_omni.corpus.librispeech", "--root",

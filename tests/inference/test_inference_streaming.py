@@ -9,7 +9,9 @@ import torch
 from espnet2.asr.frontend.default import DefaultFrontend
 
 from espnet_omni.bin import asr_inference_streaming
+from espnet_omni.corpus.audio_check import BadAudioError
 from espnet_omni.inference.ctc_search import CTCGreedy, CTCPrefixBeam
+from espnet_omni.inference.streaming_decode import decode_data_dir
 from espnet_omni.inference.streaming import (
     FbankStream,
     StreamingRecognizer,
@@ -208,3 +210,22 @@ def test_cli_subnet_and_stock_conformer_checkpoint(model_and_args, in_root, tmp_
     dense = cli("exp/supernet/config.yaml", "exp/supernet/valid.loss.best.pth", tmp_path / "dense")
     assert stock == dense
     assert (tmp_path / "stock" / "config.omni.yaml").exists()
+
+
+def test_decode_data_dir_refuses_inf_audio_naming_the_utterance(tmp_path):
+    """Checked before the recognizer sees it (a stub: nothing is decoded)."""
+    x = np.zeros(1600, np.float32)
+    x[7] = np.inf
+    soundfile.write(tmp_path / "inf.wav", x, 16000, subtype="FLOAT")
+    (tmp_path / "wav.scp").write_text(f"utt-inf {tmp_path / 'inf.wav'}\n")
+
+    class Stub:
+        def chunk_samples(self):
+            return 640
+
+        def __getattr__(self, name):
+            raise AssertionError(f"rec.{name} used: the bad audio reached the recognizer")
+
+    with pytest.raises(BadAudioError, match=r"utterance 'utt-inf' in .*wav.scp: 1 NaN or inf samples "
+                                            r"\(the first at sample 7\)"):
+        decode_data_dir(Stub(), tmp_path, tmp_path / "out")

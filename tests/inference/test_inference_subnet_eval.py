@@ -17,6 +17,7 @@ import pytest
 import soundfile
 import torch
 
+from espnet_omni.corpus.audio_check import BadAudioError
 from espnet_omni.inference.dev_set import load_dev_set, plan_batches
 from espnet_omni.inference.subnet_eval import SubnetEvaluator, TokenText, ctc_greedy_ids
 from espnet_omni.sparsity.subnet import SubnetConfig, sample
@@ -182,3 +183,12 @@ def test_max_utts_spreads_over_the_set(tmp_path):
     got = [u.uid for u in load_dev_set(tmp_path, max_utts=4)]
     assert got == ["a-0", "a-3", "b-0", "b-3"]
     assert [u.uid for u in load_dev_set(tmp_path, max_utts=50)] == uids
+
+
+def test_nan_audio_is_refused_naming_the_utterance(tmp_path):
+    for u, x in (("a-0", 0.0), ("a-1", float("nan"))):
+        soundfile.write(tmp_path / f"{u}.wav", [0.0] * 80 + [x] * 80, 16000, subtype="FLOAT")
+    (tmp_path / "wav.scp").write_text("".join(f"{u} {tmp_path}/{u}.wav\n" for u in ("a-0", "a-1")))
+    (tmp_path / "text").write_text("a-0 x\na-1 x\n")
+    with pytest.raises(BadAudioError, match=r"utterance 'a-1' in .*wav.scp: 80 NaN or inf samples"):
+        load_dev_set(tmp_path)

@@ -51,6 +51,29 @@ def test_meaningless_stage_ranges_are_errors(args, says):
     assert r.returncode == 2 and says in r.stderr, r.stderr
 
 
+def test_stage2_duration_limits_drop_training_utterances_only(tmp_path):
+    """--min_sec/--max_sec drop train utterances with a warning; every test set (dev too, the
+    valid set, as it is scored) keeps all of its utterances, so its WER covers the whole set."""
+    import numpy as np
+    import soundfile as sf
+
+    sets = ("train", "dev", "test", "test_seen", "real")
+    for name in sets:
+        d = tmp_path / "data" / name
+        d.mkdir(parents=True)
+        for utt, n in (("s-long", 16000), ("s-short", 1600)):  # 1 s and 0.1 s (< --min_sec 0.5)
+            sf.write(d / f"{utt}.wav", np.full(n, 0.1), 16000, subtype="PCM_16")
+        (d / "wav.scp").write_text(f"s-long {d / 's-long.wav'}\ns-short {d / 's-short.wav'}\n")
+        (d / "text").write_text("s-long hello world\ns-short hi\n")
+        (d / "utt2spk").write_text("s-long s\ns-short s\n")
+    r = run_sh("--dir", str(tmp_path), "--stage", "2", "--stop_stage", "2")
+    for name in sets:
+        utts = [line.split()[0] for line in (tmp_path / "dump/raw" / name / "wav.scp").read_text().splitlines()]
+        assert utts == (["s-long"] if name == "train" else ["s-long", "s-short"]), name
+    warned = [line for line in r.stderr.splitlines() if "WARNING" in line]
+    assert len(warned) == 1 and f"{tmp_path}/data/train: dropped 1 of 2 utterances by duration" in warned[0], r.stderr
+
+
 def test_tiny_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     """Stages 1-8 with the LM: the tiny LM trains, decoding fuses it, every set is scored."""
     args = ["--dir", str(tmp_path), "--size", "tiny", "--asr_config", "conf/train_asr_tiny.yaml",
