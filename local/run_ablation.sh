@@ -8,16 +8,20 @@
 #   local/run_ablation.sh --dir ../abl --nj 2              # where data/, dump/, exp/ go
 #   local/run_ablation.sh --table_only true                # only rewrite the table from what exists
 #   local/run_ablation.sh --table_only true --note "..."     # with a provenance note under it
+#   local/run_ablation.sh --rows long --table false        # train and decode rows, keep the table
 #
 # Rows (experiment exp/asr_abl_<row>; run.sh options):
-#   base      the recipe before this work: plan v1's train voices (DIR/base, --train_voices base),
+#   base      the corpus's own voices (DIR/base, --train_voices base, run.sh's default),
 #             conf/ablation/baseline.yaml (the dense config before this work), 12 epochs
+#   long      base + more epochs: 30 instead of 12 (conf/ablation/long.yaml)
+#   interctc  base + self-conditioned intermediate CTC after block 2 (conf/ablation/interctc.yaml)
+#   hybrid    base + an attention decoder, CTC weight 0.3 (conf/ablation/hybrid.yaml), decoded
+#             jointly (CTC + attention + LM; greedy row: CTC + attention, no LM)
 #   voices    + speaker diversity (--train_voices all): pseudo-speakers, 60 more espeak
-#             variants, wider train ranges; every row below builds on it
+#             variants, wider train ranges; the rows below build on it, in DIR
 #   specaug   voices + SpecAugment retuned (conf/ablation/specaug.yaml)
 #   noise_rir voices + noise and reverberation (conf/ablation/noise_rir.yaml, --noise_rir true)
 #   sp        voices + speed perturbation 0.9/1.0/1.1 at the same compute (4 epochs of 3x data)
-#   long      voices + more epochs: 30 instead of 12 (conf/ablation/long.yaml)
 #   combined  voices + all three, 10 epochs of 3x data (conf/ablation/combined.yaml)
 # Each row is decoded with CTC greedy search and with the character LM of run.sh stage 6
 # (shared by every row: it depends on text only).
@@ -29,16 +33,18 @@ cd "$(dirname "$0")/.."
 
 dir=.
 rows="base voices specaug noise_rir sp long combined"
+all_rows="base long interctc hybrid voices specaug noise_rir sp combined"
 nj=2
 table_only=false
+table=true
 results_file=RESULTS.md
 note=""
 extra=""                # one more row, LABEL=DECODE_DIR (e.g. a one-job decoding that times the RTF)
 while [ $# -gt 0 ]; do
   case $1 in
-    --dir|--rows|--nj|--table_only|--results_file|--note|--extra) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
-    *) echo "local/run_ablation.sh: unknown option $1 (valid: --dir --rows --nj --table_only --results_file --note --extra)" >&2; exit 2 ;;
+    --dir|--rows|--nj|--table_only|--table|--results_file|--note|--extra) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    *) echo "local/run_ablation.sh: unknown option $1 (valid: --dir --rows --nj --table_only --table --results_file --note --extra)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
@@ -51,12 +57,37 @@ row_opts() {
     specaug) echo "--dir $dir --train_voices all --asr_config conf/ablation/specaug.yaml" ;;
     noise_rir) echo "--dir $dir --train_voices all --asr_config conf/ablation/noise_rir.yaml --noise_rir true" ;;
     sp) echo "--dir $dir --train_voices all --asr_config conf/ablation/baseline.yaml --speed_perturb_factors 0.9,1.0,1.1 --asr_args --max_epoch,4" ;;
-    long) echo "--dir $dir --train_voices all --asr_config conf/ablation/long.yaml" ;;
+    long) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/long.yaml" ;;
+    interctc) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/interctc.yaml" ;;
+    hybrid) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/hybrid.yaml" ;;
     combined) echo "--dir $dir --train_voices all --asr_config conf/ablation/combined.yaml --noise_rir true --speed_perturb_factors 0.9,1.0,1.1" ;;
-    *) echo "local/run_ablation.sh: no row '$1' (rows: base voices specaug noise_rir sp long combined)" >&2; exit 2 ;;
+    *) echo "local/run_ablation.sh: no row '$1' (rows: $all_rows)" >&2; exit 2 ;;
   esac
 }
 for r in $rows; do row_opts "$r" > /dev/null; done
+
+# row_exp ROW: the row's experiment directory.
+row_exp() {
+  case $1 in
+    base|long|interctc|hybrid) echo "$dir/base/exp/asr_abl_$1" ;;
+    *) echo "$dir/exp/asr_abl_$1" ;;
+  esac
+}
+# row_decode ROW greedy|lm: the decoding config of a row (hybrid rows decode jointly).
+row_decode() {
+  case $1:$2 in
+    hybrid:greedy) echo conf/decode_hybrid.yaml ;;
+    hybrid:lm) echo conf/decode_hybrid_lm.yaml ;;
+    *:greedy) echo conf/decode_ctc.yaml ;;
+    *:lm) echo conf/decode_ctc_lm.yaml ;;
+  esac
+}
+# decode_dir ROW greedy|lm: where run.sh stage 7 writes that decoding.
+decode_dir() {
+  local c; c=$(basename "$(row_decode "$1" "$2")" .yaml)
+  if [ "$2" = lm ]; then echo "$(row_exp "$1")/decode_${c}_valid.loss.ave_lm_char"
+  else echo "$(row_exp "$1")/decode_${c}_valid.loss.ave"; fi
+}
 
 # run ROW ARGS...: run.sh with the row's options (',' in an option value stands for a space).
 run() {
@@ -74,18 +105,15 @@ if ! $table_only; then
   mkdir -p "$dir/base/exp"; ln -sfn "$dir/exp/lm_char" "$dir/base/exp/lm_char"
   for r in $rows; do
     run "$r" --stage 1 --stop_stage 5                  # data, tokens, stats, training
-    run "$r" --stage 7 --stop_stage 8                  # CTC greedy decoding and scoring
-    run "$r" --stage 7 --stop_stage 8 --use_lm true    # decoding with the LM, scoring
+    run "$r" --stage 7 --stop_stage 8 --use_lm false --inference_config "$(row_decode "$r" greedy)"
+    run "$r" --stage 7 --stop_stage 8 --use_lm true --inference_config "$(row_decode "$r" lm)"
   done
 fi
+$table || exit 0
 
-greedy=decode_decode_ctc_valid.loss.ave
-lm=decode_decode_ctc_lm_valid.loss.ave_lm_char
 table=()
 for r in $rows; do
-  e=$dir/exp/asr_abl_$r
-  [ "$r" = base ] && e=$dir/base/exp/asr_abl_base
-  table+=(--row "$r, CTC greedy=$e/$greedy" --row "$r, + LM=$e/$lm")
+  table+=(--row "$r, CTC greedy=$(decode_dir "$r" greedy)" --row "$r, + LM=$(decode_dir "$r" lm)")
 done
 [ -z "$extra" ] || table+=(--row "$extra")
 # Each lever against the row it adds to: the LM against greedy, every other row against base.
