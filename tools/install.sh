@@ -2,14 +2,18 @@
 # Idempotent installer for espnet_omni.
 #
 # Usage:
-#   tools/install.sh            # venv + package + Debian packages (when root/sudo)
+#   tools/install.sh            # venvs + Debian packages (when root/sudo)
 #   tools/install.sh --no-apt   # skip the Debian packages (print what is missing)
 #
 # Writes:
-#   .venv -> $ESPNET_OMNI_CACHE/venv-<hash>   (a symlink; hash of requirements.txt,
-#            so a second clone on the same machine reuses the
-#            6.7 GB venv instead of building it again)
-#   the editable install of this checkout into that venv (re-pointed when needed)
+#   $ESPNET_OMNI_CACHE/venv-<hash>   the heavy dependencies, built once per machine and
+#            hash of requirements.txt and shared by every clone (6.7 GB); nothing of
+#            a checkout is installed into it
+#   .venv    a small venv of this checkout (a directory): its python imports this
+#            checkout's code first, then the shared venv's packages (two .pth files),
+#            and its bin/ has the shared venv's tools (pip, pytest, torchrun, ...)
+#            run by that python. Two clones never move each other's code.
+#            An old .venv symlink is replaced; a .venv we did not make is an error.
 #
 # A second run finishes in seconds and changes nothing.
 # Environment: PYTHON (a python3.12/3.13 to build the venv with),
@@ -24,7 +28,7 @@ with_apt=true
 for arg in "$@"; do
   case $arg in
     --no-apt) with_apt=false ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p;}' "$0"; exit 0 ;;
     *) echo "[install] unknown option '$arg'; valid: --no-apt, --help" >&2; exit 2 ;;
   esac
 done
@@ -84,18 +88,35 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install -q -r requirements.txt
   touch "$stamp"
 fi
-if [ "$(readlink .venv 2>/dev/null)" != "$venv" ]; then
-  if [ -e .venv ] && [ ! -L .venv ]; then
-    log ".venv exists and is not our symlink; move it away first"; exit 1
-  fi
-  ln -sfn "$venv" .venv
-fi
 
-# ---------------------------------------------------------------- editable package
-# Re-point the editable install only when it points at another checkout.
-where=$(cd / && "$venv/bin/python" -c 'import espnet_omni, os; print(os.path.dirname(os.path.dirname(espnet_omni.__file__)))' 2>/dev/null || true)
-if [ "$where" != "$root" ]; then
-  log "installing espnet_omni (editable) from $root"
-  "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . >/dev/null
+# ---------------------------------------------------------------- per-checkout .venv
+# Made again only when the shared venv or this checkout's path changed (the mark says).
+# Built beside .venv and renamed into place, so a concurrent install.sh never sees half of it.
+mark=$venv$'\n'$root
+if [ "$(cat .venv/.espnet_omni 2>/dev/null)" != "$mark" ]; then
+  if [ -e .venv ] && [ ! -L .venv ] && [ ! -f .venv/.espnet_omni ]; then
+    log ".venv exists and was not made by tools/install.sh; move it away first"; exit 1
+  fi
+  log "making .venv: $root, then the packages of $venv"
+  info=$("$venv/bin/python" -c 'import os, sys, sysconfig
+sp = sysconfig.get_path("purelib"); print(sys._base_executable, os.path.relpath(sp, sys.prefix), sp, sep="\n")')
+  { read -r base; read -r rel; read -r sp; } <<<"$info"
+  new=$root/.venv.new.$$; rm -rf "$new"; trap 'rm -rf "$new"' EXIT
+  "$base" -m venv --without-pip --prompt "${root##*/}" "$new"
+  sed -i "s|$new|$root/.venv|g" "$new"/bin/activate* "$new"/pyvenv.cfg
+  echo "$root" >"$new/$rel/00-espnet_omni-checkout.pth"  # sorts first: this checkout before the shared venv
+  "$base" -c 'import sys; print("import site; site.addsitedir(%r)" % sys.argv[1])' "$sp" >"$new/$rel/01-espnet_omni-shared.pth"
+  for f in "$venv"/bin/*; do  # the shared venv's tools: its scripts run by .venv/bin/python, the rest linked
+    n=${f##*/}; [ -e "$new/bin/$n" ] && continue
+    if grep -qF "$venv/bin/python" <(head -n2 "$f"); then
+      sed "1,2s|$venv/bin/python[0-9.]*|$root/.venv/bin/python|" "$f" >"$new/bin/$n"; chmod +x "$new/bin/$n"
+    else ln -s "$f" "$new/bin/$n"; fi
+  done
+  echo "$mark" >"$new/.espnet_omni"
+  if [ "$(cat .venv/.espnet_omni 2>/dev/null)" != "$mark" ]; then  # (else a concurrent run was first)
+    if [ -L .venv ]; then rm -f .venv; else rm -rf .venv; fi  # the old symlink (not its target), or ours
+    mv -T "$new" .venv 2>/dev/null || [ "$(cat .venv/.espnet_omni 2>/dev/null)" = "$mark" ] || {
+      log "could not put the new .venv in place"; exit 1; }
+  fi
 fi
-log "ready: $(readlink .venv)"
+log "ready: .venv ($root on $venv)"
