@@ -2,7 +2,7 @@
 """What BatchNorm recalibration is worth for Table A's supernet and models.
 
 Usage:
-    PYTHONPATH=. .venv/bin/python bench/bn_recalibration.py --dir /work/main   # ~5 min on 2 cores
+    PYTHONPATH=. .venv/bin/python bench/bn_recalibration.py --dir .   # ~5 min on 2 cores
 Needs the recipe's Table A models (run.sh stages 5, 8 and 9 under --dir).
 Writes: bench/results/bn_recalibration.md and .json.
 
@@ -37,6 +37,7 @@ from omni_sparsity import cpu_model, write_results  # noqa: E402
 
 from espnet_omni.inference.bn_calib import DEFAULT_CALIBRATION_UTTS, kept_batchnorm_stats  # noqa: E402
 from espnet_omni.inference.subnet_eval import SubnetEvaluator, calibrate_subnet  # noqa: E402
+from espnet_omni.scoring.tables import rel, rel_text  # noqa: E402
 from espnet_omni.sparsity.subnet import SubnetConfig  # noqa: E402
 from espnet_omni.tasks import OmniASRTask  # noqa: E402
 
@@ -77,14 +78,16 @@ def main(cmd=None) -> None:
     torch.set_num_threads(args.threads)
     root = Path(args.dir)
     start, load_before = time.perf_counter(), os.getloadavg()
-    res = {"command": "PYTHONPATH=. .venv/bin/python bench/bn_recalibration.py " + " ".join(cmd or sys.argv[1:]),
+    # paths relative to the repository root: no machine path in bench/results
+    argv = " ".join(cmd or sys.argv[1:])
+    res = {"command": rel_text(f"PYTHONPATH=. .venv/bin/python bench/bn_recalibration.py {argv}"),
            "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_model(),
            "threads": args.threads, "rows": []}
     for s in args.targets:
         for kind, exp in (("supernet, uniform sub-network", root / args.omni),
                           ("individually pruned", root / args.prune.format(s=s))):
             print(f"{s} {kind} ({exp}) ...", flush=True)
-            res["rows"].append({"sparsity": s, "model": kind, "exp": str(exp), **measure(exp, s, args)})
+            res["rows"].append({"sparsity": s, "model": kind, "exp": rel(exp), **measure(exp, s, args)})
     res["seconds"] = time.perf_counter() - start
     res["load_before"], res["load_after"] = load_before, os.getloadavg()
     r0 = res["rows"][0]

@@ -8,7 +8,7 @@
 # Writes: README.md (section between <!-- BEGIN install --> and <!-- END install -->)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tmp=$(mktemp -d /tmp/espnet_omni_install.XXXX)
+tmp=$(mktemp -d -t espnet_omni_install.XXXX)  # under $TMPDIR (or the system default)
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
 # No pip cache: measure what a fresh machine downloads and unpacks.

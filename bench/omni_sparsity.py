@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Omni-sparsity on CPU: supernet step cost, mask refresh, exported models.
 
-Usage:
-    cd /work/main
+Usage (from the repository root, the recipe directory):
     PYTHONPATH=. .venv/bin/python bench/omni_sparsity.py           # full, ~4 min on 2 cores
     PYTHONPATH=. .venv/bin/python bench/omni_sparsity.py --quick   # smoke, < 1 min
 
@@ -56,6 +55,7 @@ from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 
 from espnet_omni.export import export_asr_model
 from espnet_omni.nets.omni_conformer import BLOCK_PATTERNS, OmniConformerEncoder
+from espnet_omni.scoring.tables import rel, rel_text
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask
 from espnet_omni.testing.random_supernet import write_random_supernet
@@ -567,6 +567,12 @@ def markdown(res: dict) -> str:
     return "\n".join(md)
 
 
+def command_line(argv: list[str] | None = None) -> str:
+    """How this benchmark was run, with paths relative to the repository root (no machine
+    paths in bench/results): ``PYTHONPATH=. .venv/bin/python bench/x.py --dir .``."""
+    return f"PYTHONPATH=. {rel(sys.executable)} {rel_text(' '.join(sys.argv if argv is None else argv))}"
+
+
 def write_results(out: Path, stem: str, res: dict, md: str) -> None:
     """``out/<stem>.json`` (every number) and ``out/<stem>.md`` (tables); prints the tables."""
     out.mkdir(parents=True, exist_ok=True)
@@ -601,10 +607,9 @@ def main(cmd=None) -> None:
     with tempfile.TemporaryDirectory(prefix="omni_bench_") as tmp:
         exports, dense_info = bench_exports(st, Path(tmp))
     torch.set_num_threads(default_threads)
-    python = os.path.relpath(sys.executable, Path.cwd())
     res = {
         "meta": {
-            "command": f"PYTHONPATH=. {python} {' '.join(sys.argv)}",
+            "command": command_line(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime(
                 "%Y-%m-%d %H:%M UTC"),
             "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,

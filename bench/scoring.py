@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from omni_sparsity import cpu_model, write_results  # noqa: E402
 
 from espnet_omni.scoring import score, wer  # noqa: E402
+from espnet_omni.scoring.tables import rel, rel_text  # noqa: E402  (relative to the repository: no machine paths)
 from espnet_omni.scoring.wer import ErrorCounts  # noqa: E402
 
 TARGET = 10.0
@@ -121,11 +122,6 @@ def synthetic(n_utts: int = 200, n_words: int = 10, seed: int = 0) -> tuple[dict
 
 def replicate(d: dict[str, str], times: int) -> dict[str, str]:
     return {f"{u}-r{k}": v for k in range(times) for u, v in d.items()}
-
-
-def rel(p: Path) -> str:
-    """Relative to the repository (links such as base/ kept, no machine paths)."""
-    return os.path.relpath(os.path.abspath(p), ROOT)
 
 
 # ----------------------------------------------------------------------- checks
@@ -245,7 +241,7 @@ def main(cmd=None) -> None:
 
     wer_row = rows[0]
     res = {
-        "command": "PYTHONPATH=. .venv/bin/python bench/scoring.py" + "".join(f" {a}" for a in argv),
+        "command": rel_text("PYTHONPATH=. .venv/bin/python bench/scoring.py" + "".join(f" {a}" for a in argv)),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
         "rapidfuzz": version("rapidfuzz"), "jiwer": version("jiwer"),

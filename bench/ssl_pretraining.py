@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """wav2vec 2.0 pretraining on CPU: step time and peak memory, plain vs dual mode.
 
-Usage:
-    cd /work/main
+Usage (from the repository root, the recipe directory):
     PYTHONPATH=. .venv/bin/python bench/ssl_pretraining.py           # ~3 min on 2 cores
     PYTHONPATH=. .venv/bin/python bench/ssl_pretraining.py --quick   # smoke, < 1 min
 
@@ -40,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from omni_sparsity import cpu_model, write_results  # noqa: E402  (shared by the benchmarks)
+from omni_sparsity import command_line, cpu_model, write_results  # noqa: E402  (shared by the benchmarks)
 
 CASES = {"plain": "conf/pretrain_w2v.yaml", "dual": "conf/pretrain_w2v_dual.yaml"}
 N_UTTS, SECONDS, FS = 8, 3.125, 16000
@@ -146,9 +145,8 @@ def main(cmd=None) -> None:
             cases.append(json.loads(out.stdout.strip().splitlines()[-1]))
     import torch
 
-    python = os.path.relpath(sys.executable, Path.cwd())
     res = {"meta": {
-        "command": f"PYTHONPATH=. {python} {' '.join(sys.argv)}",
+        "command": command_line(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "quick": args.quick,
         "wall_s": round(time.perf_counter() - start, 1),

@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """What the RNN-T head costs on CPU: one training step, CTC vs transducer.
 
-Usage:
-    cd /work/main
+Usage (from the repository root, the recipe directory):
     PYTHONPATH=. .venv/bin/python bench/transducer.py            # ~1 min
 Writes: bench/results/transducer.md and .json.
 
@@ -34,7 +33,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from omni_sparsity import cpu_model, write_results  # noqa: E402
+from omni_sparsity import command_line, cpu_model, write_results  # noqa: E402
 
 from espnet_omni.tasks import OmniASRTask  # noqa: E402
 
@@ -91,7 +90,7 @@ def main() -> None:
             rows.append({"head": name, "cpu_ms_median": round(statistics.median(ms), 1),
                          "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3)})
     ctc = rows[0]["cpu_ms_median"]
-    res = {"meta": {"command": f"PYTHONPATH=. {os.path.relpath(sys.executable)} {' '.join(sys.argv)}",
+    res = {"meta": {"command": command_line(),
                     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                     "cpu": cpu_model(), "torch": torch.__version__, "wall_s": round(time.perf_counter() - start, 1),
                     "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}, "rows": rows}

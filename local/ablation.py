@@ -20,7 +20,6 @@ against the first row with its paired bootstrap 95% interval, and each row's com
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -72,15 +71,6 @@ def row(label: str, decode: Path, args) -> dict:
     }
 
 
-def relative(text: str) -> str:
-    """Absolute paths in ``text`` written relative to the working (recipe) directory.
-
-    >>> import os; relative(f"./run.sh --dir {os.getcwd()}/base --x 1")
-    './run.sh --dir base --x 1'
-    """
-    return " ".join(os.path.relpath(w) if w.startswith("/") else w for w in text.split(" "))
-
-
 def families(r: dict, s: str) -> str:
     fam = r["scores"][s]["families"]
     return " / ".join(f"{100 * fam[f]['wer']:.0f}" for f in sorted(fam))
@@ -123,11 +113,11 @@ def render(rows: list[dict], args) -> str:
             lines.append(f"- {a['label']} vs {b['label']}: {bootstrap_summary(d)}")
     lines += ["", "Commands (each row's decode directory and the run.sh command that made it):", ""]
     for r in rows:
-        lines.append(f"- {r['label']}: `{relative(str(r['decode']))}`: `{relative(r['command'])}`")
+        lines.append(f"- {r['label']}: `{tables.rel(r['decode'])}`: `{tables.rel_text(r['command'])}`")
     if args.note:
-        lines += ["", args.note]
+        lines += ["", tables.rel_text(args.note)]
     if args.command:
-        lines += ["", f"Table command: `{args.command}`"]
+        lines += ["", f"Table command: `{tables.rel_text(args.command)}`"]
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,8 @@ Reads, per target sparsity s:
   --also LABEL=DIR: another supernet run (e.g. an earlier config kept aside), read like --omni
   and shown beside it, so what was tried stays in the table.
 Writes: the `table_a` section of --results_file, and --plot (WER vs non-zero parameters).
+Paths in the section (the command, the supernets, the calibration data) are relative to the
+repository root; --note (provenance) goes under the heading.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def calibration(exports: list[dict]) -> str:
     if len(kinds) > 1:
         return "mixed: some exports recalibrated, some not (re-run the export stages)"
     c = exports[0]["bn_calibration"]
-    return f"re-estimated for each sub-network on {c['utts']} utts of `{c['data_dir']}`"
+    return f"re-estimated for each sub-network on {c['utts']} utts of `{tables.rel_text(str(c['data_dir']))}`"
 
 
 def rows(args) -> list[dict]:
@@ -148,11 +150,13 @@ def render(args, table: list[dict]) -> str:
     lines = [
         "### Table A: omni-sparsity supernet vs individually pruned models",
         "",
-        f"Written by `local/table_a.py` from the recipe's outputs; command: `{args.command}`.",
+        *([tables.rel_text(args.note), ""] if args.note else []),
+        f"Written by `local/table_a.py` from the recipe's outputs; command: `{tables.rel_text(args.command)}`.",
         "(a) = gradual magnitude pruning of the dense model to that sparsity, alone;",
         "(b) = the sub-network found by evolutionary search in the one supernet under (a)'s size.",
         "",
-        *(f"Supernet{' ' + label if label else ''} (`{d}`): {describe(d)}." for label, d in supernets(args)),
+        *(f"Supernet{' ' + label if label else ''} (`{tables.rel(d)}`): {describe(d)}."
+          for label, d in supernets(args)),
         "",
         "BatchNorm statistics of the exported models (espnet_omni.inference.bn_calib):",
         f"(a) individual: {calibration([r['ind'] for r in table])};",
@@ -258,6 +262,8 @@ def main(cmd=None) -> None:
     p.add_argument("--results_file", type=Path, required=True)
     p.add_argument("--plot", type=Path, required=True)
     p.add_argument("--command", default="")
+    p.add_argument("--note", default="",
+                   help="provenance (machine load, what ran where, what was moved), written under the heading")
     p.add_argument("--dump", type=Path, default=None,
                    help="dump dir with <set>/text references: adds a paired bootstrap interval per size")
     p.add_argument("--also", nargs="*", default=[], metavar="LABEL=DIR",

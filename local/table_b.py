@@ -20,6 +20,9 @@ Writes: the `table_b` section of --results_file.
 With --pretrain_only DIR... (and no --rows) it writes only the pretraining
 summary of those SSL experiments, into the section `ssl_pretraining` (run.sh
 stage 15 does this when it finishes).
+
+Paths in the sections (the command, the configs) are relative to the repository root;
+--note (provenance) goes under the heading.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ def provenance(exp: Path) -> str:
     log = (exp / "train.log").read_text(errors="replace") if (exp / "train.log").is_file() else ""
     config = CONFIG_RE.search(log)
     torch_ = TORCH_RE.search(log)
-    return (f"`{exp.name}`: config `{config.group(1) if config else '?'}`, ngpu {_ngpu(exp)}"
+    return (f"`{exp.name}`: config `{tables.rel_text(config.group(1)) if config else '?'}`, ngpu {_ngpu(exp)}"
             + (f", PyTorch {torch_.group(1)} (CUDA available: {torch_.group(2)})" if torch_ else ""))
 
 
@@ -112,7 +115,8 @@ def render(args, table: list[dict]) -> str:
     lines = [
         "### Table B: dual mode (fine-tuning rows)",
         "",
-        f"Written by `local/table_b.py` from the recipe's outputs; command: `{args.command}`.",
+        *([tables.rel_text(args.note), ""] if args.note else []),
+        f"Written by `local/table_b.py` from the recipe's outputs; command: `{tables.rel_text(args.command)}`.",
         "Both modes by `espnet_omni.bin.dual_mode_eval` (run.sh stage 17): streaming = the row's streaming",
         "network decoded chunk by chunk on one thread (cached attention keys/values and conv state, CTC",
         "greedy); full-context = the row's full-context network exported and decoded by ESPnet's Speech2Text",
@@ -282,13 +286,17 @@ def main(cmd=None) -> None:
                    help="the wav2vec 2.0 pretraining experiment of a row (rows 4, 5)")
     p.add_argument("--results_file", type=Path, required=True)
     p.add_argument("--command", default="")
+    p.add_argument("--note", default="",
+                   help="provenance (machine load, what ran where, what was moved), written under the heading")
     args = p.parse_args(cmd)
     if args.pretrain_only:
         if args.rows:
             raise SystemExit("table_b: give either --rows or --pretrain_only, not both")
         body = "\n".join([
             "### wav2vec 2.0 pretraining", "",
-            f"Written by `local/table_b.py` from the pretraining logs; command: `{args.command}`.", "",
+            *([tables.rel_text(args.note), ""] if args.note else []),
+            f"Written by `local/table_b.py` from the pretraining logs; command: `{tables.rel_text(args.command)}`.",
+            "",
             *pretraining_summary(args.pretrain_only)]) + "\n"
         replace_section(args.results_file, "ssl_pretraining", body)
         print(f"table_b: wrote {args.results_file} (section ssl_pretraining)")

@@ -1,14 +1,18 @@
 """Keep machine-written sections of a markdown results file.
 
 Each section sits between `<!-- BEGIN name -->` and `<!-- END name -->`; rewriting
-one section keeps every other line of the file as it was.
+one section keeps every other line of the file as it was. A missing file starts with
+HEADER: the title and the file's generic rule, nothing about any one run (a run's
+provenance belongs in its own section: the table scripts' --note).
 
 >>> import tempfile, pathlib
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "R.md"
 >>> replace_section(p, "a", "x\\n"); replace_section(p, "b", "y\\n"); replace_section(p, "a", "z\\n")
->>> print(p.read_text(), end="")
+>>> print(p.read_text(), end="")  # doctest: +ELLIPSIS
 # Results
 <BLANKLINE>
+Every section below is written by a script from a real run ...
+...
 <!-- BEGIN a -->
 z
 <!-- END a -->
@@ -23,7 +27,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-HEADER = "# Results\n"
+HEADER = """# Results
+
+Every section below is written by a script from a real run (the command is in
+each section); nothing here is typed by hand. `./run.sh` rewrites its own
+section; other sections are kept. Paths are relative to the recipe directory
+(the repository root). How a run was made (the machine, its load, what ran
+where) is in its own section.
+"""
 
 
 def replace_section(path: Path, name: str, body: str) -> None:

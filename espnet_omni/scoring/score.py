@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from espnet_omni.scoring.results_file import replace_section
+from espnet_omni.scoring.tables import rel_text
 from espnet_omni.scoring.wer import ErrorCounts, char_counts, word_counts
 
 
@@ -86,15 +87,15 @@ def training_facts(exp: Path) -> dict:
 
 
 def render(name: str, scores: dict, facts: dict, args: argparse.Namespace) -> str:
-    """Markdown section for one experiment."""
+    """Markdown section for one experiment (paths relative to the repository root)."""
     lines = [
         f"### {name}",
         "",
         f"Written by `python -m espnet_omni.scoring.score` on {datetime.date.today()} "
         f"({platform.machine()}, {platform.node() and 'host ' + platform.node()}).",
         "",
-        f"- command: `{args.command}`",
-        f"- training config: `{args.config}`; decoding config: `{args.inference_config}`",
+        f"- command: `{rel_text(args.command)}`",
+        f"- training config: `{rel_text(args.config)}`; decoding config: `{rel_text(args.inference_config)}`",
     ]
     if "train_wall_seconds" in facts:
         lines.append(f"- training wall time: {facts['train_wall_seconds'] / 60:.1f} min")

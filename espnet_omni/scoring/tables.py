@@ -4,16 +4,59 @@
 same files: ``scores.json`` of a decode (``espnet_omni.scoring.score``),
 ESPnet's ``train.log`` (epoch wall times) and the decode's ``wall_seconds``.
 A missing file stops the script with the file named and the stage to run.
+
+What they (and ``espnet_omni.scoring.score``, ``bench/*.py``) write names paths
+relative to the repository root, the recipe directory (:func:`rel`,
+:func:`rel_text`): no machine path (``/work/...``, ``/tmp/...``) in RESULTS.md
+or a bench result.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 from pathlib import Path
 
 UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# The repository root = the recipe directory (run.sh's directory), as the scripts see it:
+# not resolved, so a checkout reached through a link keeps its links (base/ -> ../abl/base).
+ROOT = Path(os.path.abspath(__file__)).parents[2]
+# An absolute path inside free text (a command line, a sentence): at the start, after a space,
+# quote, backtick, bracket, `=` (--opt=/p, LABEL=/p) or `:`, a `/` not followed by another `/`
+# (no URL), up to a space, quote, backtick, backslash (a shell-escaped space), `,`, `;`, `:`
+# or a closing bracket.
+ABS_PATH = re.compile(r"""(?<![^\s`'"(\[=:])/(?!/)[^\s`'"\\,;:)\]]+""")
+
+
+def rel(path, root: Path | None = None) -> str:
+    """``path`` relative to the repository root (``root``): ``.`` for the root itself,
+    ``../gpu`` for a sibling checkout; a relative path is taken from the working directory.
+
+    >>> rel(ROOT / "exp" / "asr_ctc"), rel(ROOT), rel("/w/gpu/exp", root=Path("/w/main"))
+    ('exp/asr_ctc', '.', '../gpu/exp')
+    """
+    root = Path(ROOT if root is None else root)
+    out = os.path.relpath(os.path.abspath(path), root)
+    if out.startswith(".."):  # the root or the path reached through a link: compare real paths
+        real = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+        if not real.startswith(".."):
+            return real
+    return out
+
+
+def rel_text(text: str, root: Path | None = None) -> str:
+    r"""Every absolute path in ``text`` (a command line, a sentence) made relative to the
+    repository root with :func:`rel`; nothing else changes.
+
+    >>> print(rel_text("./run.sh --dir /w/main --also v2=/w/main/exp/a\\ v1=/w/gpu/exp/b --results_file "
+    ...                "/w/main/RESULTS.md", root=Path("/w/main")))
+    ./run.sh --dir . --also v2=exp/a\ v1=../gpu/exp/b --results_file RESULTS.md
+    >>> rel_text("see https://x.org/a, 1 / (1 + k), sub/del/ins and `/w/main/exp`", root=Path("/w/main"))
+    'see https://x.org/a, 1 / (1 + k), sub/del/ins and `exp`'
+    """
+    return ABS_PATH.sub(lambda m: rel(m.group(0), root), text)
 
 
 class MissingOutput(SystemExit):

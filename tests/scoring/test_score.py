@@ -57,6 +57,28 @@ def test_score_cli_writes_results(tmp_path):
     assert results.read_text().count("<!-- BEGIN asr_x/dec -->") == 1
 
 
+def test_section_from_absolute_paths_names_none(tmp_path, monkeypatch):
+    """run.sh gives absolute --exp / --config and its command line as typed (``--dir /abs/checkout``):
+    the section names them relative to the checkout, a sibling checkout as ``../gpu`` (issue 15)."""
+    from espnet_omni.scoring import tables
+
+    root = tmp_path / "main"
+    monkeypatch.setattr(tables, "ROOT", root, raising=False)
+    _write(root / "dump/test/text", {"u1": "a b"})
+    _write(root / "exp/asr_x/dec/test/text", {"u1": "a b"})
+    (root / "conf").mkdir()
+    (root / "conf/train.yaml").write_text("max_epoch: 1\n")
+    results = root / "RESULTS.md"
+    score.main(["--exp", str(root / "exp/asr_x"), "--decode", "dec", "--dump", str(root / "dump"), "--sets", "test",
+                "--results_file", str(results), "--config", str(root / "conf/train.yaml"),
+                "--inference_config", str(tmp_path / "gpu/conf/decode.yaml"),
+                "--command", f"./run.sh --dir {root} --results_file {results} --ssl_dir={tmp_path}/gpu/exp"])
+    text = results.read_text()
+    assert str(tmp_path) not in text
+    assert "- command: `./run.sh --dir . --results_file RESULTS.md --ssl_dir=../gpu/exp`" in text
+    assert "- training config: `conf/train.yaml`; decoding config: `../gpu/conf/decode.yaml`" in text
+
+
 def test_missing_hypothesis_file_is_a_clear_error(tmp_path):
     _write(tmp_path / "dump/test/text", {"u1": "a"})
     with pytest.raises(SystemExit, match="missing .*dec/test/text"):

@@ -60,3 +60,22 @@ def test_provenance_names_config_gpus_and_torch(tmp_path):
         "[vm] 2026 (abs_task:1487) INFO: pytorch.version=2.11.0+cu130, cuda.available=True, cudnn.version=1\n")
     assert table_b.provenance(d) == ("`asr_x`: config `conf/train_asr_dual.yaml`, ngpu 1, "
                                      "PyTorch 2.11.0+cu130 (CUDA available: True)")
+
+
+def test_sections_from_absolute_paths_name_none(tmp_path, monkeypatch):
+    """The command line as typed (``--dir /abs/checkout``), a config path from train.log and --note
+    are written relative to the checkout (issue 15); --note goes right under the heading."""
+    root = tmp_path / "main"
+    monkeypatch.setattr(table_b.tables, "ROOT", root, raising=False)
+    d = _ssl_exp(tmp_path, "ssl_w2v", 0)
+    out = root / "RESULTS.md"
+    root.mkdir()
+    table_b.main(["--pretrain_only", str(d), "--results_file", str(out), "--command",
+                  f"./run.sh --dir {root} --stage 14 --results_file {out}",
+                  "--note", f"Provenance: in {tmp_path}/gpu."])
+    text = out.read_text()
+    assert str(tmp_path) not in text
+    assert ("### wav2vec 2.0 pretraining\n\nProvenance: in ../gpu.\n\nWritten by `local/table_b.py` from the "
+            "pretraining logs; command: `./run.sh --dir . --stage 14 --results_file RESULTS.md`.") in text
+    (d / "train.log").write_text(f"python asr_train.py --config {root}/conf/train_asr_dual.yaml --ngpu 0\n")
+    assert table_b.provenance(d) == "`ssl_w2v`: config `conf/train_asr_dual.yaml`, ngpu 0"
