@@ -1,5 +1,7 @@
 """StreamingRecognizer: streaming = simulated, CTC searches, bad input, CLI."""
 
+import heapq
+import itertools
 import json
 
 import numpy as np
@@ -85,18 +87,120 @@ def test_streaming_equals_simulated(model_and_args, in_root, weights, cfg):
     assert len(rec.chunk_ms) == -(-ref.size(0) // cfg.chunk_size)  # one per chunk
 
 
-def test_prefix_beam_matches_offline_and_is_incremental(model_and_args, in_root):
+def _collapse(path, blank=0):
+    out = []
+    for i, tok in enumerate(path):
+        if tok != blank and (i == 0 or tok != path[i - 1]):
+            out.append(tok)
+    return tuple(out)
+
+
+def _brute_force(logp, blank=0):
+    """P(prefix) for every label sequence: the sum over all V**T alignments (CTC's definition)."""
+    probs = {}
+    T, V = logp.shape
+    for path in itertools.product(range(V), repeat=T):
+        y = _collapse(path, blank)
+        probs[y] = probs.get(y, 0.0) + float(np.exp(sum(logp[t, k] for t, k in enumerate(path))))
+    return probs
+
+
+def _exact_best(logp, blank=0):
+    """The most probable label sequence, exactly: Graves' prefix search (best first
+    on the probability that a prefix starts the output, an upper bound on every
+    extension; Graves 2012, section 7.5). Independent of CTCPrefixBeam."""
+    y = np.exp(logp.astype(np.float64))
+    T, V = y.shape
+    gb, gn = np.cumprod(y[:, blank]), np.zeros(T)  # () after t frames, ending in blank / a token
+    best, best_p = (), gb[-1]
+    heap, order = [(-1.0, 0, (), gn, gb)], itertools.count(1)
+    while heap:
+        neg_prefix_p, _, pre, gn, gb = heapq.heappop(heap)
+        if -neg_prefix_p <= best_p:
+            break  # no extension of any prefix left can beat best
+        for k in range(V):
+            if k == blank:
+                continue
+            done = gb if pre and pre[-1] == k else gb + gn  # pre complete after t frames, k may follow
+            gn2, gb2 = np.zeros(T), np.zeros(T)
+            gn2[0] = 0.0 if pre else y[0, k]
+            prefix_p = gn2[0]
+            for t in range(1, T):
+                gn2[t] = y[t, k] * (done[t - 1] + gn2[t - 1])
+                gb2[t] = y[t, blank] * (gb2[t - 1] + gn2[t - 1])
+                prefix_p += y[t, k] * done[t - 1]
+            if gn2[-1] + gb2[-1] > best_p:
+                best, best_p = pre + (k,), gn2[-1] + gb2[-1]
+            if prefix_p > best_p:
+                heapq.heappush(heap, (-prefix_p, next(order), pre + (k,), gn2, gb2))
+    return list(best), float(best_p)
+
+
+def _torch_ctc_prob(logp, seq):
+    """P(seq) from torch's CTC loss (forward algorithm)."""
+    lp = torch.from_numpy(logp.astype(np.float64))[:, None]
+    nll = torch.nn.functional.ctc_loss(lp, torch.tensor([seq]), torch.tensor([len(logp)]),
+                                       torch.tensor([len(seq)]), reduction="sum")
+    return float(torch.exp(-nll))
+
+
+@pytest.mark.parametrize("T, V, seed, sharp", [(1, 3, 0, 1.0), (4, 3, 1, 1.0), (6, 3, 2, 3.0), (5, 4, 3, 1.0),
+                                               (6, 4, 4, 2.0), (6, 4, 5, 0.3)])
+def test_prefix_beam_equals_the_sum_over_all_alignments(T, V, seed, sharp):
+    """A beam wide enough to keep every prefix gives every prefix's exact probability;
+    a narrow one keeps lower bounds of them (it only drops paths)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((T, V)) * sharp
+    logp = z - np.logaddexp.reduce(z, axis=1, keepdims=True)
+    exact = _brute_force(logp)
+    assert sum(exact.values()) == pytest.approx(1.0)
+    wide, by_frame = CTCPrefixBeam(10_000), CTCPrefixBeam(10_000)
+    wide.step(logp)
+    for t in range(T):
+        by_frame.step(logp[t : t + 1])
+    for search in (wide, by_frame):
+        got = {tuple(p): np.exp(s) for p, s in search.nbest() if s > -np.inf}
+        assert got.keys() == exact.keys()
+        for prefix, p in exact.items():
+            assert got[prefix] == pytest.approx(p, rel=1e-9, abs=1e-15), prefix
+        assert search.best() == list(max(exact, key=exact.get))
+    narrow = CTCPrefixBeam(2)
+    narrow.step(logp)
+    kept = narrow.nbest()
+    assert len(kept) <= 2 and [s for _, s in kept] == sorted((s for _, s in kept), reverse=True)
+    for prefix, s in kept:
+        assert np.exp(s) <= exact.get(tuple(prefix), 0.0) * (1 + 1e-9) + 1e-15
+
+
+def test_prefix_beam_streams_to_the_exact_best_prefix(model_and_args, in_root):
+    """The streaming recognizer's beam (4) finds the exactly most probable label
+    sequence, where the best path (greedy) does not. The reference is an exhaustive
+    prefix search in this file, its probability checked with torch's CTC loss."""
     model, args = model_and_args
     _randomize(model)
+    with torch.no_grad():  # a fixed CTC layer over blank, a, b, c (<unk>, <sos/eos> masked): an exact search is cheap
+        w = torch.randn(model.ctc.ctc_lo.weight.shape, generator=torch.Generator().manual_seed(3)) * 0.8
+        model.ctc.ctc_lo.weight.copy_(w)
+        model.ctc.ctc_lo.bias.zero_()
+        model.ctc.ctc_lo.bias[[1, len(model.token_list) - 1]] = -30.0
     cfg = StreamingConfig(4)
     wav = _wav(in_root, 1)
     rec = StreamingRecognizer(model, cfg, beam_size=4, train_args=args)
     _run(rec, wav, (640,))
     ref = simulated_streaming_encode(model, wav, cfg)  # (T', D)
-    logp = model.ctc.log_softmax(ref[None])[0].detach().numpy()  # (T', V)
-    offline = CTCPrefixBeam(4, model.blank_id)
-    offline.step(logp)
-    assert rec.token_ids() == offline.best()
+    logp = model.ctc.log_softmax(ref[None])[0].detach().double().numpy()  # (T', V)
+    best, best_p = _exact_best(logp)
+    assert best_p == pytest.approx(_torch_ctc_prob(logp, best), rel=1e-9)
+    greedy = CTCGreedy(model.blank_id)
+    greedy.step(logp)
+    assert greedy.best() != best  # the instance tells a prefix search from the best path
+    assert rec.token_ids() == best
+    assert any(a == b for a, b in zip(best, best[1:]))  # a repeated token: the blank between counts
+    assert np.exp(rec.search.nbest()[0][1]) <= best_p * (1 + 1e-6)  # pruned paths: a lower bound
+    # incremental: the streamed n-best is that of one whole-utterance search of the same frames
+    whole = CTCPrefixBeam(4, model.blank_id)
+    whole.step(logp)
+    assert [p for p, _ in rec.search.nbest()] == [p for p, _ in whole.nbest()]
 
 
 def test_prefix_beam_sums_paths_greedy_does_not():
@@ -151,14 +255,6 @@ def test_cli_smoke(in_root, tmp_path):
     # 4 frames x 40 ms + conv2d context (2 x 10 ms) + half a 512-point window (16 ms)
     assert lat["algorithmic_latency_ms"] == pytest.approx(160 + 20 + 16)
     assert lat["streaming"]["chunk_size"] == 4 and lat["beam_size"] == 2
-
-
-def test_ctc_search_doctests():
-    import doctest
-
-    from espnet_omni.inference import ctc_search
-
-    assert doctest.testmod(ctc_search).failed == 0
 
 
 def test_cli_subnet_and_stock_conformer_checkpoint(model_and_args, in_root, tmp_path):

@@ -8,8 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile
 import torch
 import torchaudio
+from espnet2.asr.transducer.beam_search_transducer import BeamSearchTransducer
+from espnet2.asr.transducer.beam_search_transducer import Hypothesis as TransducerHypothesis
 
 from espnet_omni.nets.transducer import TorchaudioRNNTLoss, TransducerASRModel
 from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text
@@ -52,15 +55,71 @@ def test_supernet_transducer_trains_and_decodes(tmp_path, monkeypatch):
     model, _ = OmniASRTask.build_model_from_file("exp/config.yaml", "exp/valid.loss.best.pth", "cpu")
     assert isinstance(model, TransducerASRModel) and model.use_transducer_decoder
     assert "warprnnt_pytorch" not in sys.modules  # the shim lives only during construction
-    # ESPnet's transducer beam search decodes it (CTC weight unused by the transducer search)
+    # ESPnet's transducer beam search decodes it (not the CTC/attention search; CTC weight unused). What
+    # it decodes is checked on a model with a known output: test_transducer_overfits_two_utterances_and_decodes_them.
     s2t = OmniSpeech2Text(asr_train_config="exp/config.yaml", asr_model_file="exp/valid.loss.best.pth",
                           beam_size=2, device="cpu")
-    import soundfile
-
+    assert isinstance(s2t.beam_search_transducer, BeamSearchTransducer) and s2t.beam_search is None
     wav, _ = soundfile.read(tiny_asr.VALID.parent / "wav" / "valid_utt0.wav", dtype="float32")
-    text = s2t(torch.from_numpy(wav))[0][0]
-    assert isinstance(text, str)
+    text, tokens, token_ids, hyp = s2t(torch.from_numpy(wav))[0]
+    assert isinstance(hyp, TransducerHypothesis) and hyp.yseq[0] == model.blank_id  # a transducer hypothesis
+    assert token_ids == hyp.yseq[1:] and tokens == [model.token_list[i] for i in token_ids]
+    assert text == "".join(tokens)
     assert os.path.exists("exp/compute.json")
+
+
+def _transducer_args(tmp_path):
+    flags = tiny_asr.train_flags(Path("stats"), Path("exp"), "omni_conformer")
+    for opt in ("--model_conf", "--decoder"):  # the tiny CTC model's
+        i = flags.index(opt)
+        del flags[i:i + 2]
+    args = OmniASRTask.get_parser().parse_args(flags + TRANSDUCER + ["--normalize", "none"])
+    args.token_list = (tmp_path / tiny_asr.TOKENS).read_text().split()
+    return args
+
+
+def test_transducer_overfits_two_utterances_and_decodes_them(tmp_path, monkeypatch):
+    """300 Adam steps on 2 utterances through our model (torchaudio's loss behind
+    ESPnet's transducer): ESPnet's transducer searches (OmniSpeech2Text, beam 2
+    and greedy) then give back both transcripts. A loss that trains the joint
+    network towards anything else (blank id, label layout, lengths) fails here."""
+    from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
+
+    monkeypatch.chdir(tmp_path)
+    tiny_asr.write_corpus(tmp_path)
+    args = _transducer_args(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 20x faster than 2 threads on a busy 2-core machine
+    try:
+        torch.manual_seed(0)
+        model = OmniASRTask.build_model(args).train()
+        keep = (0, 3)  # "ab" and "cab": their first letters set the pitch, so the audio tells them apart
+        wavs = [torch.from_numpy(soundfile.read(f"data/wav/train_utt{i}.wav", dtype="float32")[0]) for i in keep]
+        want = [tiny_asr.TEXTS[i] for i in keep]
+        ids = [torch.tensor([args.token_list.index(c) for c in t]) for t in want]
+        batch = dict(speech=torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True),
+                     speech_lengths=torch.tensor([len(w) for w in wavs]),
+                     text=torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=-1),
+                     text_lengths=torch.tensor([len(t) for t in ids]))
+        opt = torch.optim.Adam(model.parameters(), lr=0.005)
+        first = None
+        for _ in range(300):
+            loss, stats, _ = model(**batch)
+            first = float(stats["loss_transducer"]) if first is None else first
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert first > 3.0 and float(stats["loss_transducer"]) < 0.1  # P(transcript) > 0.9 each
+        (tmp_path / "exp").mkdir()
+        with open("exp/config.yaml", "w") as f:
+            yaml_no_alias_safe_dump(vars(args), f, indent=4, sort_keys=False)
+        torch.save(model.state_dict(), "exp/model.pth")
+        for beam in (1, 2):  # greedy first: a model that never emits blank keeps the beam search long
+            s2t = OmniSpeech2Text(asr_train_config="exp/config.yaml", asr_model_file="exp/model.pth",
+                                  beam_size=beam, device="cpu")
+            assert [s2t(w)[0][0] for w in wavs] == want, f"beam {beam}"
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_transducer_model_without_transducer_decoder_is_refused(tmp_path):

@@ -3,6 +3,7 @@ configs describe the same model as the dense baseline."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,56 @@ TRAIN_CONFIGS = [p for p in sorted(CONF.glob("train_*.yaml")) + sorted((CONF / "
 LM_CONFIGS = sorted(CONF.glob("train_lm_*.yaml"))
 SSL_CONFIGS = sorted(CONF.glob("pretrain_*.yaml")) + sorted(ROOT.glob("egs/*/*/conf/pretrain_*.yaml"))
 SUPERNET_ONLY = {"mask_granularity", "mask_block", "mask_n", "mask_m", "prune_frontend", "prunable", "prune_exclude"}
+
+
+# House rule: a training config's comments say what it needs, `Hardware/time: <hardware>, <time>`
+# (a duration, or a multiple of / the same as another config's), so a user can plan the run. A GPU
+# recipe that was never run here may say "not measured here" instead of a time; a tiny smoke-test
+# config may say the tests run it.
+HARDWARE = re.compile(r"\b\d+ CPU cores?\b|\bGPUs?\b")
+DURATION = re.compile(r"\d+(\.\d+)? ?(min|minutes|h|hours?)\b")
+RELATIVE = re.compile(r"(\bas|\d+(\.\d+)?x) ([\w.-]+\.yaml)\b")
+
+
+def _check_says_what_it_needs(config: Path) -> None:
+    lines = config.read_text().splitlines()
+    comments = " ".join(line.strip()[1:].strip() for line in lines if line.strip().startswith("#"))
+    if "tiny" in config.name and "tests run it" in comments:
+        return
+    said = re.search(r"Hardware/time:\s*(.*?)(\.\s|\.?$)", comments)
+    assert said, f"{config}: no 'Hardware/time:' comment (say what it needs)"
+    says = said.group(1)
+    assert HARDWARE.search(says), f"{config}: 'Hardware/time: {says}' names no hardware (CPU cores, GPU)"
+    relative = RELATIVE.search(says)
+    if relative:
+        assert (config.parent / relative.group(3)).is_file(), f"{config}: {relative.group(3)} not found"
+    unmeasured = "GPU" in says and "not measured here" in says
+    assert DURATION.search(says) or relative or unmeasured, f"{config}: 'Hardware/time: {says}' states no time"
+
+
+@pytest.mark.parametrize("text, fails", [
+    ("# Hardware/time: 2 CPU cores, ~25 min.\nencoder: conformer\n", None),
+    ("# Hardware/time: 2 CPU\n# cores, ~10 min per target.\nencoder: conformer\n", None),
+    ("# Hardware/time: one GPU, ~2x ok.yaml (not measured here).\n", None),
+    ("# Hardware/time: one GPU (not measured here).\n", None),
+    ("# Smoke test (the tests run it).\n", "no 'Hardware/time:'"),  # only a tiny config may say so
+    ("# Hardware/time: 2 CPU cores.\n", "states no time"),
+    ("# Hardware/time: 2 CPU cores (not measured here).\n", "states no time"),  # a CPU config is measured
+    ("# Hardware/time: ~25 min. 2 CPU cores.\n", "names no hardware"),  # the statement is one sentence
+    ("# Hardware/time: one GPU, ~2x missing.yaml.\n", "missing.yaml not found"),
+    ("# a comment\nnote: 'Hardware/time: 2 CPU cores, ~25 min'\n", "no 'Hardware/time:'"),  # not a comment
+])
+def test_says_what_it_needs_rule(tmp_path, text, fails):
+    (tmp_path / "ok.yaml").write_text("{}\n")
+    config = tmp_path / "train_asr_x.yaml"
+    config.write_text(text)
+    if fails is None:
+        _check_says_what_it_needs(config)
+    else:
+        with pytest.raises(AssertionError, match=re.escape(fails)):
+            _check_says_what_it_needs(config)
+    (tmp_path / "train_asr_tiny_x.yaml").write_text("# Smoke test (the tests run it).\n")
+    _check_says_what_it_needs(tmp_path / "train_asr_tiny_x.yaml")
 
 
 def _args(config: Path, tmp_path: Path, task=OmniASRTask):
@@ -38,7 +89,7 @@ def test_config_builds_model_and_trainer_options(config, tmp_path):
     model = OmniASRTask.build_model(args)
     assert sum(p.numel() for p in model.parameters()) > 0
     OmniASRTask.trainer.build_options(args)  # validates omni_conf
-    assert "Hardware" in config.read_text() or "tests run it" in config.read_text(), f"{config.name}: say what it needs"
+    _check_says_what_it_needs(config)
 
 
 @pytest.mark.parametrize("config", LM_CONFIGS, ids=lambda p: p.name)
@@ -69,7 +120,7 @@ def test_pretraining_config_builds_and_matches_its_fine_tuning_model(config, tmp
     model = OmniSSLTask.build_model(args)
     OmniSSLTask.trainer.build_options(args)
     assert type(model).__name__ == "OmniSSLModel" and type(model.losses[0]).__name__ == "Wav2Vec2Loss"
-    assert "Hardware" in config.read_text() or "tests run it" in config.read_text()
+    _check_says_what_it_needs(config)
     # Fine-tuning (rows 4-5) loads it into the dual-mode ASR model: same blocks, the
     # pre-encoder becomes encoder.embed (input_layer conv2d of the same size).
     tiny = "tiny_" if "tiny" in config.name else ""

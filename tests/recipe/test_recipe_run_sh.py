@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -16,6 +17,51 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["./run.sh", *args], cwd=ROOT, capture_output=True, text=True, check=check, timeout=900)
+
+
+def _kv(path: Path) -> dict[str, str]:
+    pairs = (line.split(" ", 1) for line in path.read_text().splitlines() if line.strip())
+    return {p[0]: p[1].strip() if len(p) > 1 else "" for p in pairs}
+
+
+def _word_edits(ref: list[str], hyp: list[str]) -> int:
+    """Levenshtein distance between two word sequences (a plain DP, not the scorer's)."""
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        diag, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (r != h))
+    return row[-1]
+
+
+def _check_wer_row(results: str, s: str, ref: dict[str, str], hyp: dict[str, str]) -> None:
+    """RESULTS.md's row of set ``s`` against the WER recomputed here from the reference and the
+    hypotheses (every reference utterance scored; one without a hypothesis is all deletions)."""
+    row = re.search(rf"^\| {s} \| (\d+) \| (\d+) \| ([\d.]+) \| [\d.]+ \| (\d+)/(\d+)/(\d+) \|$", results, re.M)
+    assert row, f"no WER row for {s} in RESULTS.md"
+    errors = sum(_word_edits(ref[u].split(), hyp.get(u, "").split()) for u in ref)
+    words = sum(len(r.split()) for r in ref.values())
+    assert (int(row.group(1)), int(row.group(2))) == (len(ref), words), s
+    assert abs(float(row.group(3)) - 100 * errors / words) <= 0.05 + 1e-9, (s, row.group(0), errors, words)  # "%.1f"
+    assert sum(int(row.group(i)) for i in (4, 5, 6)) == errors, (s, row.group(0), errors)  # the fewest edits
+
+
+def test_word_edits_and_the_wer_row_check():
+    assert _word_edits("a b c".split(), "a x c d".split()) == 2
+    assert _word_edits([], "a b".split()) == 2 and _word_edits("a b".split(), []) == 2
+    assert _word_edits("a b".split(), "b a".split()) == 2 and _word_edits("a".split(), "a".split()) == 0
+    from espnet_omni.scoring.score import render, score_set
+
+    ref = {"u1": "a b c", "u2": "dd e", "u3": "f"}  # CER 7 / 10: not the WER
+    hyp = {"u1": "a x c d", "u3": "f"}  # 1 sub + 1 ins; u2 has none: 2 deletions -> 4 / 6 words
+    args = argparse.Namespace(command="", config="", inference_config="")
+    table = render("x", {"dev": score_set(ref, hyp, {})}, {}, args)  # what stage 8 writes
+    _check_wer_row(table, "dev", ref, hyp)
+    assert "| dev | 3 | 6 | 66.7 |" in table
+    for bad in ("| dev | 3 | 6 | 0.7 | 1.0 | 1/2/1 |", "| dev | 3 | 6 | 66.7 | 1.0 | 1/1/1 |",
+                "| dev | 2 | 5 | 80.0 | 1.0 | 1/2/1 |", "| test | 3 | 6 | 66.7 | 1.0 | 1/2/1 |"):
+        with pytest.raises(AssertionError):
+            _check_wer_row(bad, "dev", ref, hyp)
 
 
 def test_help_lists_every_stage_and_option():
@@ -94,9 +140,7 @@ def test_tiny_recipe_end_to_end_then_skips_finished_stages(tmp_path):
     decode = tmp_path / "exp/asr_tiny/decode_decode_ctc_lm_valid.loss.ave_lm_tiny"
     assert "--lm_file" in (decode / "test/decode.opts").read_text()
     for s in ("dev", "test", "test_seen", "real"):
-        row = re.search(rf"^\| {s} \| (\d+) \| (\d+) \| ([\d.]+) \|", results, re.M)
-        assert row, f"no WER row for {s} in RESULTS.md"
-        assert int(row.group(1)) > 0 and float(row.group(3)) >= 0.0
+        _check_wer_row(results, s, _kv(tmp_path / f"dump/raw/{s}/text"), _kv(decode / s / "text"))
     assert (tmp_path / "exp/asr_tiny/compute.json").is_file()
     assert (tmp_path / "exp/asr_tiny/tensorboard").is_dir()
     again = run_sh(*args)

@@ -4,6 +4,7 @@ the step is K sub-networks with one optimizer step, and resume continues."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def _train_stats(ckpt: dict, epoch: int = 1) -> dict:
         ("{sampler: {rule: sandwich, num_subnets: 3}}", ["max", "min", "rand0"]),
         ("{sampler: {rule: uniform, num_subnets: 2}}", ["rand0", "rand1"]),
         ("{sampler: {rule: fixed, fixed: [0.0, 0.7]}}", ["s00", "s70"]),
-        ("{sampler: {rule: sandwich, num_subnets: 2}, distill_weight: 1.0}", ["max", "min"]),
+        ("{sampler: {rule: sandwich, num_subnets: 2}, distill_weight: 0.5}", ["max", "min"]),
     ],
 )
 def test_each_rule_trains_and_reports_per_subnet_losses(corpus, conf, tags):
@@ -57,8 +58,15 @@ def test_each_rule_trains_and_reports_per_subnet_losses(corpus, conf, tags):
     stats = _train_stats(ckpt)
     for tag in tags:
         assert f"loss_{tag}" in stats and stats[f"loss_{tag}"] == stats[f"loss_{tag}"]  # not NaN
-    if "distill" in conf:
-        assert stats["distill_min"] >= 0.0
+    # the step's loss is the mean of the sub-networks' losses, plus the weighted distillation term of
+    # the student (min): the KL of two different sub-networks' posteriors is > 0 (0 = a teacher that is
+    # the student itself)
+    weight = yaml.safe_load(conf).get("distill_weight", 0.0)
+    distill = stats["distill_min"] if weight else 0.0
+    if weight:
+        assert distill > 1e-6
+    mean = sum(stats[f"loss_{t}"] for t in tags) / len(tags)
+    assert stats["loss"] == pytest.approx(mean + weight * distill / len(tags), rel=1e-5)
     valid = ckpt["reporter"]["stats"][1]["valid"]
     for s in ("s00", "s50", "s70", "s90"):
         assert f"loss_{s}" in valid
@@ -203,6 +211,24 @@ def test_masked_kl_matches_naive_reference():
             p, q = t[b, f].exp(), torch.log_softmax(s[b, f], -1)
             ref.append((p * (t[b, f] - q)).sum())
     assert _masked_kl(t, s, lens) == pytest.approx(torch.stack(ref).mean().item(), rel=1e-5)
+
+
+def test_masked_kl_closed_form_values():
+    """KL(p || q) for p = (1/2, 1/2), q = (1/4, 3/4) is ln(4/3) / 2 = 0.1438 (the reverse
+    KL(q || p) = 3/4 ln(3/2) - 1/4 ln(2) = 0.1308 would be the wrong direction); identical
+    distributions give 0; frames past a length count for nothing; the mean is over valid frames."""
+    p = torch.log(torch.tensor([0.5, 0.5]))
+    q_logits = torch.log(torch.tensor([0.25, 0.75])) + 3.0  # logits: any shift
+    teacher = torch.stack([p, p, p]).expand(2, 3, 2).clone()  # (B=2, T=3, V=2)
+    student = torch.stack([q_logits, q_logits, q_logits]).expand(2, 3, 2).clone()
+    student[0, 2] = torch.tensor([-50.0, 50.0])  # past lens[0] = 2: ignored
+    student[1, 1:] = torch.tensor([9.0, 9.0])  # = p (frame 1 is valid, frame 2 is not)
+    lens = torch.tensor([2, 2])
+    kl = 0.5 * math.log(4 / 3)
+    assert _masked_kl(teacher, student, lens).item() == pytest.approx((kl + kl + kl + 0.0) / 4, rel=1e-6)
+    assert _masked_kl(teacher, p.expand(2, 3, 2) - 7.0, lens).item() == pytest.approx(0.0, abs=1e-7)
+    one = _masked_kl(teacher[:1, :1], student[:1, :1], torch.tensor([1])).item()
+    assert one == pytest.approx(kl, rel=1e-6) and one != pytest.approx(0.75 * math.log(1.5) - 0.25 * math.log(2))
 
 
 def test_dual_mode_training_reports_both_modes(corpus):
