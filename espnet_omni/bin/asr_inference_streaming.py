@@ -24,9 +24,9 @@ import sys
 import torch
 
 from espnet_omni.corpus.audio_check import BadAudioError
-from espnet_omni.inference.streaming import StreamingRecognizer
-from espnet_omni.inference.streaming_decode import ON_ERROR, decode_data_dir
-from espnet_omni.nets.streaming import StreamingConfig
+from espnet_omni.inference.decode_data_dir import ON_ERROR, decode_data_dir
+from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
+from espnet_omni.nets.chunk_config import StreamingConfig
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -40,9 +40,9 @@ from tqdm import tqdm
 from espnet2.fileio.sound_scp import SoundScpReader
 from espnet_omni.corpus.audio_check import require_finite
 from espnet_omni.export import FORMATS, export_asr_model
-from espnet_omni.inference.streaming import StreamingRecognizer
-from espnet_omni.inference.streaming_decode import decode_data_dir
-from espnet_omni.nets.streaming import StreamingConfig
+from espnet_omni.inference.decode_data_dir import decode_data_dir
+from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
+from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text, as_omni_config
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from espnet_omni.evolutionary_search import EvolutionConfig
 from espnet_omni.inference.bn_calib import add_calibration_arguments
 from espnet_omni.inference.subnet_eval import DEFAULT_BATCH_SECONDS, METRICS
 from espnet_omni.inference.subnet_search import (
@@ -26,7 +27,6 @@ from espnet_omni.inference.subnet_search import (
     SubnetSearchConfig,
     search_from_files,
 )
-from espnet_omni.search import EvolutionConfig
 from espnet_omni.sparsity.storage import STORAGES
 from espnet_omni.sparsity.subnet import DEFAULT_CHOICES, TIES
 

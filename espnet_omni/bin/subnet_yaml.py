@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from espnet_omni.nets.omni_conformer import NotASupernetError, supernet_encoder
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask, as_omni_config
 
@@ -29,9 +30,10 @@ def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
     # a stock conformer config: its dense network (sparsity 0) as a supernet's
     model, _ = OmniASRTask.build_model_from_file(as_omni_config(args.asr_train_config), None, "cpu")
-    enc = model.encoder
-    if not callable(getattr(enc, "prunable_layers", None)):
-        raise SystemExit(f"{args.asr_train_config}: encoder {type(enc).__name__} is not a supernet (no prunable layers)")
+    try:
+        enc = supernet_encoder(model, str(args.asr_train_config))
+    except NotASupernetError as e:
+        raise SystemExit(str(e)) from None
     cfg = SubnetConfig.uniform(enc.prunable_layers(), args.sparsity, enc.mask_spec)
     cfg.to_yaml(args.out)
     enc.set_active_subnet(cfg)

@@ -45,7 +45,7 @@ from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_omni.export.config import PRUNED_ENCODER, STOCK_ENCODER, exported_config
 from espnet_omni.export.row import PACKED_EXTRAS, compact_rows
-from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder_of
+from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder
 from espnet_omni.nets.packed_state import CODECS, pack_state_dict
 from espnet_omni.sparsity.masks import MaskSpec
 from espnet_omni.sparsity.subnet import SubnetConfig
@@ -102,7 +102,7 @@ def _check_choice(value: str, valid, what: str) -> None:
 
 
 def _encoder_of(model: torch.nn.Module) -> OmniConformerEncoder:
-    return supernet_encoder_of(model, "export")
+    return supernet_encoder(model, "export")
 
 
 def masked_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -58,7 +58,7 @@ from espnet_omni.inference.bn_calib import (
     recalibrate_batchnorm,
 )
 from espnet_omni.inference.dev_set import load_dev_set, make_batches
-from espnet_omni.nets.omni_conformer import supernet_encoder_of
+from espnet_omni.nets.omni_conformer import supernet_encoder
 from espnet_omni.scoring.wer import ErrorCounts, char_counts, word_counts
 from espnet_omni.sparsity.layers import MASKED_LAYERS
 from espnet_omni.sparsity.subnet import SubnetConfig
@@ -222,7 +222,7 @@ class SubnetEvaluator:
         calibration_dir: str | Path | None = None,
         calibration_utts: int = DEFAULT_CALIBRATION_UTTS,
     ) -> None:
-        encoder = supernet_encoder_of(model, "sub-network evaluation")
+        encoder = supernet_encoder(model, "sub-network evaluation")
         self.model, self.encoder = model.eval(), encoder
         self.text = TokenText(model.token_list, train_args.token_type,
                               getattr(train_args, "bpemodel", None))
@@ -361,7 +361,7 @@ def calibrate_subnet(model: torch.nn.Module, train_args: argparse.Namespace, cfg
     numbers of BatchNorm layers recalibrated and of utterances used
     (``(0, 0)``: the model has no BatchNorm).
     """
-    encoder = supernet_encoder_of(model, "BatchNorm recalibration")
+    encoder = supernet_encoder(model, "BatchNorm recalibration")
     encoder.set_active_subnet(cfg)
     if not batchnorm_layers(model):
         return 0, 0

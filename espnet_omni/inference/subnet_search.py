@@ -1,11 +1,12 @@
 """Search a trained supernet for the best sub-network per size budget.
 
-Glue between the model-free :mod:`espnet_omni.search` and a real model: the
-search dimensions are the tie groups of the encoder's search space, the cost
-is read from a per-group table (:class:`CostTable`, cheap enough for the
-search's many repair steps) and the score is a :class:`SubnetEvaluator`
+Glue between the model-free :mod:`espnet_omni.evolutionary_search` and a real
+model: the search dimensions are the tie groups of the encoder's search space,
+the cost is read from a per-group table (:class:`CostTable`, cheap enough for
+the search's many repair steps) and the score is a :class:`SubnetEvaluator`
 decode of a dev set, memoised in ``out_dir/scores.jsonl`` so that a rerun
 resumes (``scores.key.json`` pins what the cached scores were computed on).
+The command line is ``python -m espnet_omni.bin.search``.
 
 Writes, in ``out_dir``::
 
@@ -38,15 +39,15 @@ from typing import Any
 
 import torch
 
+from espnet_omni.evolutionary_search import EvolutionConfig, ScoreCache, search_budgets
+from espnet_omni.evolutionary_search.report import budget_label, write_front_csv, write_front_yaml
 from espnet_omni.inference.bn_calib import DEFAULT_CALIBRATION_UTTS
 from espnet_omni.inference.subnet_eval import (
     DEFAULT_BATCH_SECONDS,
     METRICS,
     SubnetEvaluator,
 )
-from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder_of
-from espnet_omni.search import EvolutionConfig, ScoreCache, search_budgets
-from espnet_omni.search.report import budget_label, write_front_csv, write_front_yaml
+from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder
 from espnet_omni.sparsity.storage import STORAGES
 from espnet_omni.sparsity.subnet import DEFAULT_CHOICES, TIES, SearchSpace, SubnetConfig
 from espnet_omni.tasks import OmniASRTask
@@ -323,7 +324,7 @@ def search_subnets(
             cache in ``out_dir`` belongs to another model/dev set/metric.
     """
     start = time.perf_counter()
-    encoder = supernet_encoder_of(model, where)
+    encoder = supernet_encoder(model, where)
     space = encoder.search_space(config.choices, config.tie)
     dims = [space.group_choices(m) for m in space.groups().values()]
     out_dir = Path(out_dir)

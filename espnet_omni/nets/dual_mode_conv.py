@@ -5,7 +5,7 @@ children, same parameter names) plus a ``causal`` flag:
 
 * ``causal=False``: ESPnet's forward, untouched (bitwise);
 * ``causal=True``: the depthwise kernel times
-  :func:`~espnet_omni.nets.streaming.causal_conv_kernel_mask`, so output
+  :func:`~espnet_omni.nets.chunk_config.causal_conv_kernel_mask`, so output
   ``t`` reads GLU outputs ``t - P .. t`` (``P = (K - 1) // 2``), and
   :meth:`forward_chunk` computes the same thing one chunk at a time from a
   cache of the last ``P`` GLU outputs.
@@ -24,7 +24,7 @@ from espnet2.legacy.nets.pytorch_backend.conformer.convolution import (
     ConvolutionModule,
     mask_padded_frames,
 )
-from espnet_omni.nets.streaming import causal_conv_kernel_mask
+from espnet_omni.nets.chunk_config import causal_conv_kernel_mask
 from espnet_omni.sparsity.layers import MASKED_LAYERS
 
 

@@ -14,7 +14,7 @@ Supernet verbs (once-for-all vocabulary): :meth:`prunable_layers`,
 Dual-mode verbs (shared weights, DESIGN.md section 3): :meth:`set_active_mode`
 (``"full"``: ESPnet's forward, bitwise; ``"streaming"``: chunked
 self-attention and causal depthwise convs, see
-:mod:`espnet_omni.nets.streaming`), :meth:`get_active_mode`. Mode and
+:mod:`espnet_omni.nets.chunk_config`), :meth:`get_active_mode`. Mode and
 sub-network are independent: the trainer sets both per micro-step.
 
 Mask ranks follow the weights only when :meth:`refresh_masks` runs (the
@@ -45,7 +45,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import (
     check_short_utt,
 )
 from espnet_omni.nets.dual_mode_conv import enable_dual_mode_conv
-from espnet_omni.nets.streaming import (
+from espnet_omni.nets.chunk_config import (
     StreamingConfig,
     chunk_attention_mask,
     streaming_attention_mask,
@@ -130,7 +130,7 @@ class OmniConformerEncoder(ConformerEncoder):
     a fixed finite-context function (encoder frame ``i`` reads feature
     frames ``4i .. 4i+6``), so chunked inference reproduces it exactly by
     waiting for 3 more feature frames (30 ms) plus half an STFT window; see
-    :func:`~espnet_omni.nets.streaming.algorithmic_latency`.
+    :func:`~espnet_omni.nets.chunk_config.algorithmic_latency`.
     """
 
     @typechecked
@@ -244,7 +244,7 @@ class OmniConformerEncoder(ConformerEncoder):
         constructor's ``streaming`` config); returns the active mode.
 
         Dynamic chunk training: pass a config drawn by
-        :func:`~espnet_omni.nets.streaming.sample_streaming_config`.
+        :func:`~espnet_omni.nets.chunk_config.sample_streaming_config`.
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: must be one of {MODES}")
@@ -427,15 +427,23 @@ class NotASupernetError(TypeError, ValueError):
     ``TypeError`` (wrong encoder type) and a ``ValueError`` (wrong config)."""
 
 
-def supernet_encoder_of(model: torch.nn.Module, purpose: str) -> OmniConformerEncoder:
-    """``model.encoder`` if it is a supernet, else :class:`NotASupernetError`.
+def supernet_encoder(
+    model: torch.nn.Module, purpose: str = "", *, required: bool = True
+) -> Optional[OmniConformerEncoder]:
+    """The supernet encoder of ``model``: ``model.encoder`` (``model.module.encoder``
+    under DDP) if it is an :class:`OmniConformerEncoder`.
 
-    ``purpose`` names the caller in the message, e.g. ``"export"``.
+    Not a supernet: ``required=True`` raises :class:`NotASupernetError`, its
+    message starting with ``purpose`` (the caller, e.g. ``"export"``);
+    ``required=False`` returns None (plain training).
     """
-    encoder = getattr(model, "encoder", None)
-    if not isinstance(encoder, OmniConformerEncoder):
-        raise NotASupernetError(
-            f"{purpose}: the encoder is {type(encoder).__name__}, not a supernet: it needs an "
-            "ASR model whose encoder is OmniConformerEncoder ('encoder: omni_conformer')"
-        )
-    return encoder
+    core = getattr(model, "module", model)  # DDP wraps the model
+    encoder = getattr(core, "encoder", None)
+    if isinstance(encoder, OmniConformerEncoder):
+        return encoder
+    if not required:
+        return None
+    raise NotASupernetError(
+        f"{purpose or 'supernet'}: the encoder is {type(encoder).__name__}, not a supernet: it "
+        "needs an ASR model whose encoder is OmniConformerEncoder ('encoder: omni_conformer')"
+    )

@@ -166,13 +166,6 @@ class SupernetConfig:
         return cls(**d)
 
 
-def supernet_encoder(model: torch.nn.Module):
-    """The model's encoder if it is a supernet (has the supernet verbs), else None."""
-    core = getattr(model, "module", model)  # DDP
-    enc = getattr(core, "encoder", None)
-    return enc if callable(getattr(enc, "set_active_subnet", None)) else None
-
-
 class SupernetState:
     """Per-run supernet bookkeeping, derived from the optimizer step count."""
 

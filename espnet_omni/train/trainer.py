@@ -2,7 +2,7 @@
 
 With an empty ``--omni_conf`` (the default) it trains exactly like
 ``espnet2.train.trainer.Trainer``. With an ``omni_conf`` and a supernet
-encoder (one with the supernet verbs, e.g. ``omni_conformer``) every
+encoder (:func:`~espnet_omni.nets.omni_conformer.supernet_encoder`) every
 mini-batch is replayed once per sub-network of the step and ESPnet's
 gradient accumulation sums them (see :mod:`espnet_omni.train.supernet`).
 
@@ -40,6 +40,7 @@ from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 from espnet2.utils.nested_dict_action import NestedDictAction
 
+from espnet_omni.nets.omni_conformer import supernet_encoder
 from espnet_omni.train.supernet import (
     SupernetConfig,
     SupernetState,
@@ -47,7 +48,6 @@ from espnet_omni.train.supernet import (
     log_plan,
     replay,
     reset,
-    supernet_encoder,
     valid_subnets,
     validation_stats,
 )
@@ -268,7 +268,7 @@ class OmniTrainer(Trainer):
                         summary_writer, options, distributed_option) -> bool:
         cpu0, wall0 = _cpu_seconds(), time.perf_counter()
         cfg = getattr(options, "supernet", None)
-        encoder = supernet_encoder(model)
+        encoder = supernet_encoder(model, required=False)
         k, passes = 1, 1
         if cfg is None or encoder is None:
             if cfg is not None:
@@ -298,7 +298,7 @@ class OmniTrainer(Trainer):
     @torch.no_grad()
     def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option) -> None:
         cfg = getattr(options, "supernet", None)
-        encoder = supernet_encoder(model)
+        encoder = supernet_encoder(model, required=False)
         if cfg is None or encoder is None:
             return super().validate_one_epoch(model, iterator, reporter, options, distributed_option)
         subnets = valid_subnets(encoder, cfg)

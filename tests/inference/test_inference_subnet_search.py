@@ -6,13 +6,13 @@ import random
 
 import pytest
 
+from espnet_omni.evolutionary_search import EvolutionConfig
 from espnet_omni.inference.subnet_search import (
     SubnetSearchConfig,
     build_cost_table,
     candidate_subnet,
     search_subnets,
 )
-from espnet_omni.search import EvolutionConfig
 
 
 @pytest.mark.parametrize("tie", ["per_layer", "per_block", "global"])

@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from espnet_omni.search import ParetoPoint
-from espnet_omni.search.report import (
+from espnet_omni.evolutionary_search import ParetoPoint
+from espnet_omni.evolutionary_search.report import (
     budget_label,
     read_budget_yaml,
     read_front_csv,

@@ -5,9 +5,9 @@ import itertools
 import pytest
 import torch
 
-from espnet_omni.nets.chunk_stream import EncoderStream, subsampling_geometry
+from espnet_omni.nets.chunk_config import StreamingConfig, encoder_right_context
+from espnet_omni.nets.incremental_encoder import EncoderStream, subsampling_geometry
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder
-from espnet_omni.nets.streaming import StreamingConfig, encoder_right_context
 from espnet_omni.sparsity.subnet import SubnetConfig
 
 BASE = dict(input_size=20, output_size=16, attention_heads=2, linear_units=32,

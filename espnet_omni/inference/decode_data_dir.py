@@ -18,7 +18,7 @@ import torch
 
 from espnet2.fileio.sound_scp import SoundScpReader
 from espnet_omni.corpus.audio_check import BadAudioError, require_finite
-from espnet_omni.inference.streaming import StreamingRecognizer
+from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
 
 logger = logging.getLogger(__name__)
 ON_ERROR = ("fail", "drop")

@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from espnet_omni.search.pareto import ParetoPoint, best_within
+from espnet_omni.evolutionary_search.pareto import ParetoPoint, best_within
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,13 @@
 
 import pytest
 
-from espnet_omni.search import EvolutionConfig, EvolutionSearch, pareto_front, search_budgets
-from espnet_omni.search.toy import ToyProblem, brute_force
+from espnet_omni.evolutionary_search import (
+    EvolutionConfig,
+    EvolutionSearch,
+    pareto_front,
+    search_budgets,
+)
+from espnet_omni.evolutionary_search.toy import ToyProblem, brute_force
 
 CHOICES = [[0.0, 0.2, 0.4, 0.6, 0.8], [0.0, 0.25, 0.5, 0.75], [0.0, 0.3, 0.6, 0.9]]
 TOY = ToyProblem(sizes=(5.0, 3.0, 2.0), weights=(1.0, 2.7, 4.3))

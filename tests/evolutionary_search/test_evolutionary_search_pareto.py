@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from espnet_omni.search import ParetoPoint, best_within, pareto_front
+from espnet_omni.evolutionary_search import ParetoPoint, best_within, pareto_front
 
 
 def test_front_on_hand_points():

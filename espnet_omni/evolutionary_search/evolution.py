@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from espnet_omni.search.cache import Candidate, ScoreCache
-from espnet_omni.search.pareto import ParetoPoint
+from espnet_omni.evolutionary_search.cache import Candidate, ScoreCache
+from espnet_omni.evolutionary_search.pareto import ParetoPoint
 
 logger = logging.getLogger(__name__)
 

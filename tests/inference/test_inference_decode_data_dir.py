@@ -13,9 +13,9 @@ import soundfile
 
 from espnet_omni.bin import asr_inference_streaming
 from espnet_omni.corpus.audio_check import BadAudioError
-from espnet_omni.inference.streaming import StreamingRecognizer
-from espnet_omni.inference.streaming_decode import decode_data_dir
-from espnet_omni.nets.streaming import StreamingConfig
+from espnet_omni.inference.decode_data_dir import decode_data_dir
+from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
+from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.scoring.score import read_kv, score_set
 from espnet_omni.testing.tiny_asr import VALID
 

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from espnet_omni.search import EvolutionConfig, EvolutionSearch
-from espnet_omni.search.evolution import validate_choices
-from espnet_omni.search.toy import ToyProblem, brute_force
+from espnet_omni.evolutionary_search import EvolutionConfig, EvolutionSearch
+from espnet_omni.evolutionary_search.evolution import validate_choices
+from espnet_omni.evolutionary_search.toy import ToyProblem, brute_force
 
 CHOICES = [[0.0, 0.2, 0.4, 0.6, 0.8], [0.0, 0.25, 0.5, 0.75], [0.0, 0.3, 0.6, 0.9]]
 TOY = ToyProblem(sizes=(5.0, 3.0, 2.0), weights=(1.0, 2.7, 4.3))
@@ -218,7 +218,7 @@ def test_resume_from_cache_file_scores_nothing_twice(tmp_path):
 
 
 def test_cache_path_with_score_cache_is_rejected(tmp_path):
-    from espnet_omni.search import ScoreCache
+    from espnet_omni.evolutionary_search import ScoreCache
 
     with pytest.raises(ValueError, match="cache_path"):
         EvolutionSearch(
@@ -242,9 +242,10 @@ def test_progress_bar_can_be_disabled(capsys):
 
 def test_search_imports_no_torch_espnet_or_sibling_packages():
     code = (
-        "import sys, espnet_omni.search, espnet_omni.search.report, espnet_omni.search.toy\n"
+        "import sys, espnet_omni.evolutionary_search.report, espnet_omni.evolutionary_search.toy\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'espnet', 'espnet2')\n"
-        "       or (m.startswith('espnet_omni.') and not m.startswith('espnet_omni.search'))]\n"
+        "       or (m.startswith('espnet_omni.')\n"
+        "           and not m.startswith('espnet_omni.evolutionary_search'))]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,9 +21,9 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from espnet_omni.search.cache import Candidate, ScoreCache
-from espnet_omni.search.evolution import EvolutionConfig, EvolutionSearch, SearchResult
-from espnet_omni.search.pareto import ParetoPoint, best_within, pareto_front
+from espnet_omni.evolutionary_search.cache import Candidate, ScoreCache
+from espnet_omni.evolutionary_search.evolution import EvolutionConfig, EvolutionSearch, SearchResult
+from espnet_omni.evolutionary_search.pareto import ParetoPoint, best_within, pareto_front
 
 
 @dataclass

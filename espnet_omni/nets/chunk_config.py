@@ -1,8 +1,8 @@
-"""Streaming (chunked) mode of the dual-mode encoder: config, masks, latency.
+"""Chunk config of the encoder's streaming mode and what it defines: masks, latency.
 
 Pure functions and one typed dataclass; no module state. The encoder
 (:mod:`espnet_omni.nets.omni_conformer`) applies them in its streaming mode,
-and the chunk-by-chunk inference (:mod:`espnet_omni.nets.chunk_stream`)
+and the chunk-by-chunk inference (:mod:`espnet_omni.nets.incremental_encoder`)
 reproduces exactly what they define.
 
 Frames here are encoder frames, i.e. *after* the subsampling front end

@@ -13,13 +13,13 @@ from espnet2.asr.frontend.default import DefaultFrontend
 from espnet_omni.bin import asr_inference_streaming
 from espnet_omni.corpus.audio_check import BadAudioError
 from espnet_omni.inference.ctc_search import CTCGreedy, CTCPrefixBeam
-from espnet_omni.inference.streaming_decode import decode_data_dir
-from espnet_omni.inference.streaming import (
+from espnet_omni.inference.decode_data_dir import decode_data_dir
+from espnet_omni.inference.streaming_recognizer import (
     FbankStream,
     StreamingRecognizer,
     simulated_streaming_encode,
 )
-from espnet_omni.nets.streaming import StreamingConfig
+from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.testing.tiny_asr import VALID
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from espnet_omni.search import ScoreCache
+from espnet_omni.evolutionary_search import ScoreCache
 
 
 def counting(values):

@@ -13,7 +13,7 @@ Usage::
 Pipeline per ``feed``: incremental fbank (:class:`FbankStream`: ESPnet's
 frontend on the buffered waveform, keeping only the frames whose STFT window
 is complete), global MVN (per frame), the encoder chunk by chunk
-(:class:`~espnet_omni.nets.chunk_stream.EncoderStream`), CTC greedy or prefix
+(:class:`~espnet_omni.nets.incremental_encoder.EncoderStream`), CTC greedy or prefix
 beam search per chunk. Concatenated, the encoder frames equal the simulated
 streaming forward of the whole utterance (:func:`simulated_streaming_encode`).
 """
@@ -33,12 +33,13 @@ from espnet2.layers.global_mvn import GlobalMVN
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 from espnet_omni.inference.ctc_search import make_ctc_search
-from espnet_omni.nets.chunk_stream import EncoderStream, subsampling_geometry
-from espnet_omni.nets.streaming import (
+from espnet_omni.nets.chunk_config import (
     StreamingConfig,
     StreamingLatency,
     algorithmic_latency,
 )
+from espnet_omni.nets.incremental_encoder import EncoderStream, subsampling_geometry
+from espnet_omni.nets.omni_conformer import supernet_encoder
 
 
 class FbankStream:
@@ -163,10 +164,8 @@ class StreamingRecognizer:
         if subnet is not None:
             from espnet_omni.sparsity.subnet import SubnetConfig
 
-            if not callable(getattr(model.encoder, "set_active_subnet", None)):
-                raise ValueError(f"--subnet {subnet}: the encoder of {asr_train_config} "
-                                 f"({type(model.encoder).__name__}) is not a supernet")
-            model.encoder.set_active_subnet(SubnetConfig.from_yaml(subnet))
+            encoder = supernet_encoder(model, f"--subnet {subnet} ({asr_train_config})")
+            encoder.set_active_subnet(SubnetConfig.from_yaml(subnet))
         return cls(model, streaming, beam_size, args)
 
     # ------------------------------------------------------------------ state

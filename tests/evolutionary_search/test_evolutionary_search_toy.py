@@ -2,7 +2,7 @@
 
 import pytest
 
-from espnet_omni.search.toy import ToyProblem, brute_force
+from espnet_omni.evolutionary_search.toy import ToyProblem, brute_force
 
 
 def test_toy_cost_score_and_brute_force():

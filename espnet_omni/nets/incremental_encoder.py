@@ -3,7 +3,7 @@
 :class:`EncoderStream` takes feature frames as they arrive and returns the
 encoder frames that became final; concatenated, they equal the encoder's
 simulated streaming forward on the whole utterance (its streaming mode with
-the same :class:`~espnet_omni.nets.streaming.StreamingConfig`). Batch 1,
+the same :class:`~espnet_omni.nets.chunk_config.StreamingConfig`). Batch 1,
 inference only (``torch.no_grad``, eval).
 
 State, per stage:
@@ -41,7 +41,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.embedding import (
     RelPositionalEncoding,
 )
 from espnet_omni.nets.omni_conformer import CONV_SUBSAMPLING, OmniConformerEncoder
-from espnet_omni.nets.streaming import StreamingConfig
+from espnet_omni.nets.chunk_config import StreamingConfig
 
 
 def subsampling_geometry(embed: nn.Module) -> tuple[int, int]:

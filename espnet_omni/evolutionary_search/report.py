@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from espnet_omni.search.pareto import ParetoPoint
+from espnet_omni.evolutionary_search.pareto import ParetoPoint
 
 _RECORD_KEYS = ("budget", "cost", "score", "sparsities")
 

@@ -9,7 +9,7 @@ from espnet2.legacy.nets.pytorch_backend.conformer.convolution import Convolutio
 
 from espnet_omni.nets.dual_mode_conv import DualModeConvolutionModule
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder
-from espnet_omni.nets.streaming import (
+from espnet_omni.nets.chunk_config import (
     StreamingConfig,
     algorithmic_latency,
     causal_conv_kernel_mask,
