@@ -32,8 +32,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dir=.
-rows="base voices specaug noise_rir sp long combined"
 all_rows="base long interctc hybrid voices specaug noise_rir sp combined"
+rows=$all_rows
 nj=2
 table_only=false
 table=true
