@@ -111,15 +111,17 @@ if ! $table_only; then
 fi
 $table || exit 0
 
+# label ROW: the name of a row's decoding without LM (hybrid rows: joint CTC/attention beam search).
+label() { if [ "$1" = hybrid ]; then echo "$1, CTC/attention beam"; else echo "$1, CTC greedy"; fi; }
 table=()
 for r in $rows; do
-  table+=(--row "$r, CTC greedy=$(decode_dir "$r" greedy)" --row "$r, + LM=$(decode_dir "$r" lm)")
+  table+=(--row "$(label "$r")=$(decode_dir "$r" greedy)" --row "$r, + LM=$(decode_dir "$r" lm)")
 done
 [ -z "$extra" ] || table+=(--row "$extra")
 # Each lever against the row it adds to: the LM against greedy, every other row against base.
 for r in $rows; do
-  table+=(--pair "$r, + LM::$r, CTC greedy")
-  [ "$r" = base ] || [[ " $rows " != *" base "* ]] || table+=(--pair "$r, CTC greedy::base, CTC greedy" --pair "$r, + LM::base, + LM")
+  table+=(--pair "$r, + LM::$(label "$r")")
+  [ "$r" = base ] || [[ " $rows " != *" base "* ]] || table+=(--pair "$(label "$r")::base, CTC greedy" --pair "$r, + LM::base, + LM")
 done
 .venv/bin/python local/ablation.py "${table[@]}" --dump "$dir/dump/raw" \
   --sets dev test test_seen real --results_file "$results_file" \
