@@ -126,7 +126,7 @@ stream_args=""                          # streaming options of espnet_omni.bin.d
 # ------------------------------------------------------------------ end of options
 valid_options=$(sed -n '/^# -* options/,/^# -* end of options/p' "$0" | grep -oE '^[a-z_]+=' | tr -d = | tr '\n' ' ')
 
-command_line="./run.sh$(printf ' %q' "$@")"
+command_line="./run.sh"; [ $# -eq 0 ] || command_line+=$(printf ' %q' "$@")
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; echo "Options (defaults in $0): $valid_options"; }
 while [ $# -gt 0 ]; do
   case $1 in
