@@ -66,12 +66,10 @@ row_opts() {
 }
 for r in $rows; do row_opts "$r" > /dev/null; done
 
-# row_exp ROW: the row's experiment directory.
+# row_exp ROW: the row's experiment directory (in the --dir of its run.sh options).
 row_exp() {
-  case $1 in
-    base|long|interctc|hybrid) echo "$dir/base/exp/asr_abl_$1" ;;
-    *) echo "$dir/exp/asr_abl_$1" ;;
-  esac
+  local o; read -r -a o <<< "$(row_opts "$1")"
+  echo "${o[1]}/exp/asr_abl_$1"
 }
 # row_decode ROW greedy|lm: the decoding config of a row (hybrid rows decode jointly).
 row_decode() {
