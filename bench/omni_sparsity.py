@@ -15,13 +15,15 @@ Measures, for the recipe's model (``conf/train_asr_omni.yaml``: 4 blocks x
 1. one supernet training step (forward + backward + grad clip + Adam, as
    ESPnet's trainer does) of encoder + CTC on 8 padded utterances of <= 3 s of
    features: stock ``ConformerEncoder`` vs ``OmniConformerEncoder`` at
-   sparsity 0 and at 0.5 / 0.9 for unstructured, block 1x4 and row masks,
+   sparsity 0 and at 0.5 / 0.9 for unstructured, block 1x4, row and group
+   (tied heads / units / channels) masks,
    plus a random per-layer sub-network every step (the trainer's case: the
    cached masks are rebuilt); 1 and 2 torch threads, repeats interleaved;
 2. ``refresh_masks()`` per granularity and the mask rebuild that a
    sub-network switch costs, amortized per training step;
 3. exported models (``sparse`` unstructured with/without the front end,
-   ``row`` with the front end, with and without ``embed.conv.0``) at
+   ``row`` with the front end, with and without ``embed.conv.0``;
+   ``structured`` of a ``group`` supernet with the front end) at
    0.5 / 0.7 / 0.8 / 0.9: ``model.pth`` size vs the dense export and encoder
    inference time on one 4 s utterance, one thread, vs the dense export.
 
@@ -75,6 +77,7 @@ GRANULARITIES = {  # name -> encoder_conf additions
     "block 1x4": dict(mask_granularity="block", mask_block=[1, 4]),
     "nm 2:4": dict(mask_granularity="nm", mask_n=2, mask_m=4),
     "row": dict(mask_granularity="row"),
+    "group": dict(mask_granularity="group"),
 }
 # Export variants: name -> (format, encoder_conf additions).
 EXPORTS = {
@@ -85,6 +88,8 @@ EXPORTS = {
     "row + front end + conv.0": ("row", dict(
         mask_granularity="row", prune_frontend=True,
         prunable=list(BLOCK_PATTERNS) + ["embed.conv.0"])),
+    "structured (group) + front end": (
+        "structured", dict(mask_granularity="group", prune_frontend=True)),
 }
 # Parts of the encoder timed separately (fnmatch on module names) to see
 # where an exported model's time goes; the rest (norms, positional encoding,
@@ -99,7 +104,7 @@ PARTS = {
 BREAKDOWN_SPARSITY = 0.7  # the row speed target's sparsity
 TARGETS = {
     "mask_overhead_pct": 5.0,  # supernet step over dense, any granularity
-    "row70_speedup": 2.5,  # 70% row export, encoder inference, one thread
+    "row70_speedup": 2.5,  # 70% row / structured export, encoder inference, one thread
     "unstr80_size_ratio": 0.25,  # 80% unstructured sparse export, model.pth
 }
 
@@ -280,10 +285,10 @@ def bench_train_step(conf: dict, st: Settings) -> list[dict]:
 
     cases = {"dense ConformerEncoder": fixed(None),
              "omni unstructured s=0": fixed("unstructured", 0.0)}
-    for name in ("unstructured", "block 1x4", "row"):
+    for name in ("unstructured", "block 1x4", "row", "group"):
         for s in (0.5, 0.9):
             cases[f"omni {name} s={s}"] = fixed(name, s)
-    for name in ("unstructured", "block 1x4", "row"):
+    for name in ("unstructured", "block 1x4", "row", "group"):
         cases[f"omni {name}, random subnet per step"] = sampled(name)
 
     rows = []
@@ -310,7 +315,7 @@ def bench_refresh(conf: dict, st: Settings, dense_step_ms: dict[int, float]) -> 
     for name, extra in GRANULARITIES.items():
         enc = OmniConformerEncoder(N_MELS, **conf, **extra)
         enc.load_state_dict(state)
-        layers = [enc.get_submodule(n) for n in enc.prunable_layers()]
+        layers = [enc.get_submodule(n) for n in enc.masked_layer_names()]
         a, b = (SubnetConfig.uniform(enc.prunable_layers(), s, enc.mask_spec)
                 for s in (0.5, 0.6))
         flip = [a, b]
@@ -455,7 +460,7 @@ def bench_exports(st: Settings, work: Path) -> tuple[list[dict], dict]:
                   "front_end_median_ms": round(med["dense [front end]"], 3),
                   "breakdown": {}}
     parts = {k: e for k, e in encoders.items() if k == "dense" or (
-        k.startswith("row") and k.endswith(f"@ {BREAKDOWN_SPARSITY}"))}
+        k.startswith(("row", "structured")) and k.endswith(f"@ {BREAKDOWN_SPARSITY}"))}
     dense_info["breakdown"] = breakdown(parts, feats, lens, st.infer_repeats)
     return rows, dense_info
 
@@ -472,8 +477,8 @@ def check_targets(steps: list[dict], exports: list[dict]) -> list[dict]:
                          f"{worst['overhead_ci95_pct'][0]} .. {worst['overhead_ci95_pct'][1]}%)",
                 "met": worst["overhead_pct"] <= TARGETS["mask_overhead_pct"]})
     for r in exports:
-        if r["format"] == "row" and r["sparsity"] == 0.7:
-            out.append({"target": f"70% row ({r['variant']}) >= "
+        if r["format"] in ("row", "structured") and r["sparsity"] == 0.7:
+            out.append({"target": f"70% {r['format']} ({r['variant']}) >= "
                                   f"{TARGETS['row70_speedup']}x faster",
                         "value": f"{r['speedup']}x",
                         "met": r["speedup"] >= TARGETS["row70_speedup"]})
@@ -542,7 +547,7 @@ def markdown(res: dict) -> str:
               "Size = whole `model.pth` (encoder + "
               "CTC) vs the dense export (same sub-network saved `dense`, float32). "
               "`sparse` exports expand to dense tensors when loaded, so they run "
-              "at dense speed; `row` exports are physically smaller. "
+              "at dense speed; `row` and `structured` exports are physically smaller. "
               "`max |diff|` = exported encoder output vs the masked supernet.\n")
     md.append(table(
         ["variant", "sparsity", "model.pth MB", "size vs dense", "encoder median ms",

@@ -22,6 +22,11 @@ row        ``omni_conformer_     FFN hidden units, conv-module channels and
            pruned``              front-end channels physically removed
                                  (:mod:`.row`), the other masked rows packed;
                                  needs a ``row`` supernet
+structured ``omni_conformer_     attention heads, FFN units, conv-module and
+           pruned``              front-end channels physically removed
+                                 (:mod:`.structured`), nothing left masked:
+                                 dense smaller tensors; needs a ``group``
+                                 supernet
 =========  ====================  ===============================================
 
 Packed weights are zlib-compressed by default (``codec="zlib"``; ``"raw"``:
@@ -45,12 +50,13 @@ from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_omni.export.config import PRUNED_ENCODER, STOCK_ENCODER, exported_config
 from espnet_omni.export.row import PACKED_EXTRAS, compact_rows
+from espnet_omni.export.structured import compact_groups
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder
 from espnet_omni.nets.packed_state import CODECS, pack_state_dict
 from espnet_omni.sparsity.masks import MaskSpec
 from espnet_omni.sparsity.subnet import SubnetConfig
 
-FORMATS = ("dense", "sparse", "row")
+FORMATS = ("dense", "sparse", "row", "structured")
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 ENCODER_PREFIX = "encoder."
 
@@ -111,7 +117,7 @@ def masked_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     enc = _encoder_of(model)
     state = {k: v.detach() for k, v in model.state_dict().items()}
     with torch.no_grad():
-        for name in enc.prunable_layers():
+        for name in enc.masked_layer_names():
             layer = enc.get_submodule(name)
             key = f"{ENCODER_PREFIX}{name}.weight"
             state[key] = layer.masked_weight().detach().clone()
@@ -174,6 +180,12 @@ def plan_export(model: torch.nn.Module, subnet: SubnetConfig, fmt: str) -> Expor
     sub-network is restored afterwards."""
     _check_choice(fmt, FORMATS, "format")
     enc = _encoder_of(model)
+    if fmt == "structured" and enc.mask_spec.granularity != "group":
+        raise ValueError(
+            f"format 'structured' needs a supernet trained with mask_granularity 'group' "
+            f"(tied heads, units and channels); this one uses {enc.mask_spec.granularity!r} "
+            "(its pruned weights are not whole units): use format 'sparse' or 'dense'"
+            + (" or 'row'" if enc.mask_spec.granularity == "row" else ""))
     if fmt == "row" and enc.mask_spec.granularity != "row":
         raise ValueError(
             f"format 'row' needs a supernet trained with mask_granularity 'row'; "
@@ -188,10 +200,12 @@ def plan_export(model: torch.nn.Module, subnet: SubnetConfig, fmt: str) -> Expor
             return ExportPlan(state, {}, STOCK_ENCODER, {})
         sizes: dict[str, list[int]] = {}
         spec = enc.mask_spec
+        if fmt == "structured":  # nothing masked is left: dense, smaller tensors
+            return ExportPlan(state, {}, PRUNED_ENCODER, compact_groups(enc, state, ENCODER_PREFIX))
         if fmt == "row":
             sizes = compact_rows(enc, state, ENCODER_PREFIX).encoder_conf()
             spec = MaskSpec("row")
-        keys = [f"{ENCODER_PREFIX}{n}.weight" for n in enc.prunable_layers()]
+        keys = [f"{ENCODER_PREFIX}{n}.weight" for n in enc.masked_layer_names()]
         keys += [k for k in state if fmt == "row" and k.endswith(PACKED_EXTRAS)]
         tiles = {
             k: storage_tile(state[k].shape, spec) for k in keys if state[k].numel()

@@ -49,6 +49,7 @@ from espnet_omni.inference.subnet_eval import (
 )
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder
 from espnet_omni.sparsity.storage import STORAGES
+from espnet_omni.sparsity.groups import owned_parameters
 from espnet_omni.sparsity.subnet import DEFAULT_CHOICES, TIES, SearchSpace, SubnetConfig
 from espnet_omni.tasks import OmniASRTask
 
@@ -119,7 +120,7 @@ def build_cost_table(
         return layer.nonzero_params()
 
     layers = {n: encoder.get_submodule(n) for n in space.layers}
-    inside = {id(p) for m in layers.values() for p in m.parameters(recurse=False)}
+    inside = {id(p) for m in layers.values() for p in owned_parameters(m)}
     rest = sum(p.numel() for p in encoder.parameters() if id(p) not in inside)
     base = rest * dtype_bytes if unit == "bytes" else rest
     groups = space.groups()

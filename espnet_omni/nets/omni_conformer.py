@@ -50,6 +50,12 @@ from espnet_omni.nets.chunk_config import (
     chunk_attention_mask,
     streaming_attention_mask,
 )
+from espnet_omni.sparsity.groups import (
+    attach_groups,
+    conformer_unit_sets,
+    member_names,
+    owned_parameters,
+)
 from espnet_omni.sparsity.layers import convert_to_masked
 from espnet_omni.sparsity.masks import MaskSpec
 from espnet_omni.sparsity.subnet import (
@@ -112,7 +118,10 @@ class OmniConformerEncoder(ConformerEncoder):
     """ConformerEncoder whose Linear / pointwise-conv weights carry nested masks.
 
     Args (beyond ``ConformerEncoder``'s, which keep their meaning and defaults):
-        mask_granularity: ``unstructured`` | ``block`` | ``nm`` | ``row``.
+        mask_granularity: ``unstructured`` | ``block`` | ``nm`` | ``row`` |
+            ``group`` (tied structured groups: attention heads, FFN units,
+            conv-module channels, front-end channels; the prunable names are
+            then group names, see :mod:`~espnet_omni.sparsity.groups`).
         mask_block: ``(bh, bw)`` tile for ``block``.
         mask_n, mask_m: the ``N:M`` pattern for ``nm`` (masks group ``m``
             inputs; ``n`` is the deployment target, see ``MaskSpec``).
@@ -214,6 +223,11 @@ class OmniConformerEncoder(ConformerEncoder):
         self.mask_spec = MaskSpec(
             mask_granularity, tuple(mask_block), n=mask_n, m=mask_m
         )
+        self._groups: dict = {}
+        if self.mask_spec.granularity == "group":
+            self._prunable = self._build_groups(prune_frontend, prunable, prune_exclude)
+            self._finish_init(streaming)
+            return
         if prunable is None:
             patterns = _matching(self, BLOCK_PATTERNS)  # absent modules are fine
         else:
@@ -231,10 +245,49 @@ class OmniConformerEncoder(ConformerEncoder):
         )
         if not self._prunable:
             raise ValueError("OmniConformerEncoder has no prunable layer")
+        self._finish_init(streaming)
+
+    def _finish_init(self, streaming: Optional[dict]) -> None:
         self.streaming_config = StreamingConfig.from_dict(streaming)
         self._dual_convs = None  # swapped in by dual_mode_convs()
         self._flash = [layer.self_attn.use_flash_attn for layer in self.encoders]
         self._mode = EncoderMode("full", None)
+
+    def _build_groups(self, frontend: bool, prunable: Optional[List[str]],
+                      exclude: Optional[List[str]]) -> list[str]:
+        """``mask_granularity: group``: mask every member layer of the
+        structured groups (:mod:`~espnet_omni.sparsity.groups`) and attach the
+        groups; ``prunable`` / ``prune_exclude`` select groups by name."""
+        sets = conformer_unit_sets(self, frontend)
+        names = list(sets)
+        if prunable is not None:
+            for pat in prunable:
+                if not any(fnmatch.fnmatchcase(n, pat) for n in names):
+                    raise ValueError(
+                        f"prunable pattern {pat!r} matches no structured group; with "
+                        f"mask_granularity 'group' the prunable names are groups: {names}")
+            names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in prunable)]
+        names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exclude or ())]
+        if not names:
+            raise ValueError("OmniConformerEncoder has no prunable group")
+        sets = {n: sets[n] for n in names}
+        convert_to_masked(self, self.mask_spec, include=member_names(u for v in sets.values() for u in v))
+        self._groups = attach_groups(self, sets)
+        # ranks follow the loaded weights (the layers re-rank themselves on load)
+        self.register_load_state_dict_post_hook(lambda module, _: module.refresh_masks())
+        return names
+
+    def group(self, name: str):
+        """The :class:`~espnet_omni.sparsity.groups.StructuredGroup` ``name``
+        (None when it is not prunable or the granularity is not ``group``)."""
+        return self._groups.get(name)
+
+    def masked_layer_names(self) -> list[str]:
+        """Names of the masked Linear / Conv layers (the prunable layers, or
+        the member layers of the structured groups)."""
+        if self._groups:
+            return member_names(us for g in self._groups.values() for us in g.unit_sets)
+        return list(self._prunable)
 
     # --------------------------------------------------------- dual-mode verbs
     def set_active_mode(
@@ -405,7 +458,7 @@ class OmniConformerEncoder(ConformerEncoder):
         """Parameters of the active sub-network: masked layers' kept weights and
         biases, plus every other parameter (dense)."""
         masked = self._masked().values()
-        inside = {id(p) for m in masked for p in m.parameters(recurse=False)}
+        inside = {id(p) for m in masked for p in owned_parameters(m)}
         rest = sum(p.numel() for p in self.parameters() if id(p) not in inside)
         return rest + sum(m.nonzero_params() for m in masked)
 
@@ -413,7 +466,7 @@ class OmniConformerEncoder(ConformerEncoder):
         """Bytes of the active sub-network's parameters: masked layers in
         ``storage`` format, everything else dense (buffers not counted)."""
         masked = self._masked().values()
-        inside = {id(p) for m in masked for p in m.parameters(recurse=False)}
+        inside = {id(p) for m in masked for p in owned_parameters(m)}
         rest = sum(p.numel() for p in self.parameters() if id(p) not in inside)
         return rest * dtype_bytes + sum(
             m.size_bytes(dtype_bytes, storage) for m in masked

@@ -16,8 +16,11 @@ sub-network needs and a stock encoder lacks:
   unpack_state_dict`), so ESPnet's ``build_model_from_file`` loads a packed
   ``model.pth`` unchanged.
 
-Attention and norms keep stock shapes: see
-``espnet_omni/export/row.py`` for why those are not shrunk.
+A ``row`` export keeps attention and norms at stock shapes (see
+``espnet_omni/export/row.py`` for why); a ``structured`` export of a ``group``
+supernet also drops whole attention heads (``attention_heads_per_block``) and
+its removed conv-module channels contribute nothing (``conv_dead_channels:
+false``), see ``espnet_omni/export/structured.py``.
 
 >>> enc = PrunedConformerEncoder(20, output_size=8, attention_heads=2,
 ...     linear_units=16, num_blocks=2, ffn_units=[5, 0],
@@ -98,7 +101,27 @@ def _resize_frontend(embed: torch.nn.Module, channels: List[int]) -> None:
     embed.out = torch.nn.Linear(channels[-1] * freq, embed.out.out_features)
 
 
-def _resize_conv_modules(blocks: list, live: List[int]) -> None:
+def _resize_attention(blocks: list, heads: List[int]) -> None:
+    if len(heads) != len(blocks):
+        raise ValueError(
+            f"attention_heads_per_block={heads} needs one value per block (num_blocks={len(blocks)})")
+    for i, (block, h) in enumerate(zip(blocks, heads)):
+        attn = block.self_attn
+        if not 1 <= h <= attn.h:
+            raise ValueError(f"attention_heads_per_block[{i}]={h} must be in [1, attention_heads={attn.h}]")
+        d, inner = attn.linear_q.in_features, h * attn.d_k
+        for n in ("linear_q", "linear_k", "linear_v", "linear_pos"):
+            old = getattr(attn, n, None)
+            if isinstance(old, torch.nn.Linear):
+                setattr(attn, n, torch.nn.Linear(d, inner, bias=old.bias is not None))
+        attn.linear_out = torch.nn.Linear(inner, d, bias=attn.linear_out.bias is not None)
+        for n in ("pos_bias_u", "pos_bias_v"):
+            if isinstance(getattr(attn, n, None), torch.nn.Parameter):
+                setattr(attn, n, torch.nn.Parameter(torch.zeros(h, attn.d_k)))
+        attn.h = h
+
+
+def _resize_conv_modules(blocks: list, live: List[int], dead_channels: bool = True) -> None:
     if len(live) != len(blocks):
         raise ValueError(
             f"conv_channels={live} needs one value per block (num_blocks={len(blocks)})"
@@ -111,6 +134,7 @@ def _resize_conv_modules(blocks: list, live: List[int]) -> None:
         block.conv_module = PrunedConvolutionModule(
             old.pointwise_conv1.in_channels, old.depthwise_conv.kernel_size[0],
             old.activation, live_channels=n, bias=old.pointwise_conv1.bias is not None,
+            dead_channels=dead_channels,
         )
 
 
@@ -127,6 +151,11 @@ class PrunedConformerEncoder(ConformerEncoder):
             (``num_blocks`` values in ``1 .. output_size``); ``None``: stock.
         subsampling_channels: output channels of each Conv2d of a conv2d*
             front end (2 for ``conv2d``, 3 for ``conv2d8``); ``None``: stock.
+        attention_heads_per_block: heads kept in each block's self-attention
+            (``structured`` exports; ``1 .. attention_heads``, each of the
+            stock ``d_k``); ``None``: stock.
+        conv_dead_channels: False for a ``structured`` export, whose removed
+            conv-module channels contribute nothing (no dead-channel lookup).
         **kwargs: every other ``ConformerEncoder`` argument, unchanged.
     """
 
@@ -138,6 +167,8 @@ class PrunedConformerEncoder(ConformerEncoder):
         macaron_ffn_units: Optional[List[int]] = None,
         conv_channels: Optional[List[int]] = None,
         subsampling_channels: Optional[List[int]] = None,
+        attention_heads_per_block: Optional[List[int]] = None,
+        conv_dead_channels: bool = True,
         **kwargs: Any,
     ):
         super().__init__(input_size, **kwargs)
@@ -160,7 +191,9 @@ class PrunedConformerEncoder(ConformerEncoder):
                                      "(macaron_style is off)")
                 _resize_ffn(ffn, hidden, f"{key}[{i}]")
         if conv_channels is not None:
-            _resize_conv_modules(blocks, conv_channels)
+            _resize_conv_modules(blocks, conv_channels, conv_dead_channels)
+        if attention_heads_per_block is not None:
+            _resize_attention(blocks, attention_heads_per_block)
         if subsampling_channels is not None:
             _resize_frontend(self.embed, subsampling_channels)
 

@@ -65,6 +65,10 @@ class PrunedConvolutionModule(ConvolutionModule):
         live_channels: channels on the stock path (``1 .. C``); the other
             ``C - live_channels`` are dead channels (see module docstring).
         bias: as ``ConvolutionModule``.
+        dead_channels: False when the removed channels contribute nothing
+            (a structured export of a ``group`` supernet, whose dropped
+            channels have zero ``pointwise_conv2`` columns): no dead-channel
+            parameters, ``D = 0``.
 
     Parameters beyond the stock names (live shapes): ``dead_kernel_cumsum``
     ``(D, k + 1)``, ``dead_scale`` / ``dead_shift`` ``(D,)``, ``dead_out``
@@ -78,6 +82,7 @@ class PrunedConvolutionModule(ConvolutionModule):
         activation: nn.Module = nn.ReLU(),
         live_channels: int | None = None,
         bias: bool = True,
+        dead_channels: bool = True,
     ) -> None:
         live = channels if live_channels is None else int(live_channels)
         if not 1 <= live <= channels:
@@ -88,7 +93,7 @@ class PrunedConvolutionModule(ConvolutionModule):
         # input and output stay the model dim; the live channels sit between
         self.pointwise_conv1 = nn.Conv1d(channels, 2 * live, 1, bias=bias)
         self.pointwise_conv2 = nn.Conv1d(live, channels, 1, bias=bias)
-        dead = channels - live
+        dead = channels - live if dead_channels else 0
         self.kernel_size = kernel_size
         self.dead_kernel_cumsum = nn.Parameter(torch.zeros(dead, kernel_size + 1))
         self.dead_scale = nn.Parameter(torch.zeros(dead))

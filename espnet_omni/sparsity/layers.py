@@ -56,6 +56,9 @@ class _Masked:
     def _init_masking(self, spec: MaskSpec) -> None:
         self.spec = spec
         self._sparsity = 0.0
+        # granularity "group": the float mask set by the layer's StructuredGroup
+        # (None: keep all); the layer's own sparsity is then unused
+        self.group_mask: torch.Tensor | None = None
         self._mask_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.register_buffer(
             "mask_ranks", unit_ranks(self.weight, spec), persistent=False
@@ -78,11 +81,22 @@ class _Masked:
 
     def bool_mask(self, sparsity: float | None = None) -> torch.Tensor:
         """Bool mask (``weight.shape``) at ``sparsity`` (default: the active one)."""
+        if self.spec.granularity == "group":
+            if sparsity is not None:
+                raise ValueError("a group layer's mask is set by its StructuredGroup: "
+                                 "ask the group (layer_masks) for another sparsity")
+            m = self.group_mask
+            return torch.ones_like(self.weight, dtype=torch.bool) if m is None else m != 0
         s = self._sparsity if sparsity is None else sparsity
         return mask_at(self.mask_ranks, self.spec, s)
 
     def active_mask(self) -> torch.Tensor | None:
         """Float mask at the active sparsity (cached, see the module doc), or None at sparsity 0."""
+        if self.spec.granularity == "group":
+            m, w = self.group_mask, self.weight
+            if m is not None and (m.device != w.device or m.dtype != w.dtype):
+                m = self.group_mask = m.to(device=w.device, dtype=w.dtype)
+            return m
         if self._sparsity == 0.0:
             return None
         w = self.weight

@@ -13,6 +13,9 @@ nm             one weight in a group   ``|w|``, ranked inside each group of ``m`
                of ``m`` consecutive    consecutive weights along ``in``
                inputs
 row            one output channel      L2 norm of the row
+group          a unit tied across      summed squared norm of its slices (see
+               layers (a head, an      :mod:`~espnet_omni.sparsity.groups`: the
+               FFN unit, a channel)    group ranks; a layer alone keeps all)
 =============  ======================  ==========================================
 
 :func:`unit_ranks` sorts the scores once per layer (descending, stable, so a
@@ -37,7 +40,7 @@ from typing import Sequence
 
 import torch
 
-GRANULARITIES = ("unstructured", "block", "nm", "row")
+GRANULARITIES = ("unstructured", "block", "nm", "row", "group")
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ def num_units(shape: Sequence[int], spec: MaskSpec) -> int:
         return (rows // spec.block[0]) * (cols // spec.block[1])
     if g == "nm":
         return spec.m
-    return rows  # row
+    return rows  # row (and group: a layer alone is never pruned)
 
 
 def unit_size(shape: Sequence[int], spec: MaskSpec) -> int:
@@ -249,7 +252,9 @@ def unit_ranks(weight: torch.Tensor, spec: MaskSpec) -> torch.Tensor:
     rows, cols = _as_matrix_shape(weight.shape)
     w = weight.detach().reshape(rows, cols).float()  # (out, in)
     g = spec.granularity
-    if g == "unstructured":
+    if g == "group":  # ranked by its StructuredGroup; alone, every weight is kept
+        ranks = torch.zeros(rows, cols, dtype=torch.int32, device=w.device)
+    elif g == "unstructured":
         ranks = _rank_of(w.abs().reshape(-1)).reshape(rows, cols)
     elif g == "nm":
         groups = w.abs().reshape(rows, cols // spec.m, spec.m)  # (out, G, m)

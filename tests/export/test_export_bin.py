@@ -88,7 +88,7 @@ def test_subnet_of_another_architecture_raises(experiment, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(fmt="csr"), r"format='csr' is not one of \('dense', 'sparse', 'row'\)"),
+    (dict(fmt="csr"), r"format='csr' is not one of \('dense', 'sparse', 'row', 'structured'\)"),
     (dict(dtype="int8"), r"dtype='int8' is not one of \('float32', 'float16'\)"),
     (dict(codec="gzip"), r"codec='gzip' is not one of \('raw', 'zlib'\)"),
 ])

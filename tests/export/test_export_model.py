@@ -33,6 +33,7 @@ SUPERNETS = {
     "nm": dict(mask_granularity="nm", mask_n=2, mask_m=4),
     "row": dict(mask_granularity="row", prune_frontend=True),
     "row_all": dict(mask_granularity="row", prunable=ALL_PRUNABLE),
+    "group": dict(mask_granularity="group", prune_frontend=True),
 }
 
 
@@ -81,6 +82,13 @@ def _predicted_saving(model, subnet) -> int:
     """Bytes the bitmask storage model saves over dense fp32, prunable weights."""
     enc = model.encoder
     saved = 0
+    if enc.mask_spec.granularity == "group":  # no per-layer sparsity: count the masks
+        enc.set_active_subnet(subnet)
+        for name in enc.masked_layer_names():
+            mask = enc.get_submodule(name).bool_mask()
+            dense = mask.numel() * 4
+            saved += max(0, dense - (int(mask.sum()) * 4 + -(-mask.numel() // 8)))
+        return saved
     for name in enc.prunable_layers():
         shape = enc.get_submodule(name).weight.shape
         s = subnet.sparsities[name]
@@ -187,6 +195,40 @@ def test_row_export_is_physically_smaller(supernet, tmp_path):
         assert block.conv_module.dead_out.shape == (16, 16 - live)
     assert args.encoder_conf["conv_channels"] == report.encoder_sizes["conv_channels"]
     assert sum(p.numel() for p in exported.parameters()) < report.total_params
+
+
+def test_structured_export_drops_whole_units(supernet, tmp_path):
+    """A ``group`` supernet exports heads, units and channels physically removed,
+    with the masked supernet's output; any other granularity is refused."""
+    name, model, conf, subnet, ref = supernet
+    if name != "group":
+        with pytest.raises(ValueError, match="mask_granularity 'group'"):
+            export_asr_model(model, conf, subnet, "structured", tmp_path)
+        return
+    report = export_asr_model(model, conf, subnet, "structured", tmp_path)
+    exported, args = OmniASRTask.build_model_from_file(
+        tmp_path / "config.yaml", tmp_path / "model.pth", "cpu"
+    )
+    _check_strict_load(tmp_path, args)
+    _check_same_output(exported, ref)
+    enc, sup = exported.encoder, model.encoder
+    sup.set_active_subnet(subnet)
+    for i, block in enumerate(enc.encoders):
+        heads = int(sup.group(f"encoders.{i}.heads").kept_units()[0].sum())
+        assert block.self_attn.h == heads >= 1
+        assert block.self_attn.linear_q.out_features == block.self_attn.h * block.self_attn.d_k
+        units = int(sup.group(f"encoders.{i}.ffn_units").kept_units()[0].sum())
+        assert block.feed_forward.w_1.out_features == units
+        live = int(sup.group(f"encoders.{i}.conv_channels").kept_units()[0].sum())
+        assert block.conv_module.depthwise_conv.out_channels == live >= 1
+        assert block.conv_module.dead_out.numel() == 0  # dropped channels add nothing
+    kept = [int(k.sum()) for k in sup.group("frontend_channels").kept_units()]
+    assert [enc.embed.conv[0].out_channels, enc.embed.conv[2].out_channels] == kept
+    # the supernet's cost model counts exactly what the export keeps
+    n_exported = sum(p.numel() for p in exported.encoder.parameters())
+    assert n_exported == sup.active_nonzero_params()
+    assert report.nonzero_params <= sum(p.numel() for p in exported.parameters())
+    assert n_exported < sum(p.numel() for p in sup.parameters())
 
 
 def test_sparsity_zero_exports_the_dense_supernet(tmp_path):

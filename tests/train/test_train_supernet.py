@@ -299,3 +299,29 @@ def test_replay_hands_each_subnet_its_part(split):
         assert torch.equal(seen[1][2], batch["speech"][2:, :6])
     else:
         assert all(u == list("abcd") and x is batch["speech"] for _, u, x in seen)
+
+
+def test_group_supernet_trains_and_exports_structured(corpus, tmp_path):
+    """A supernet of tied heads / units / channels trains with the sandwich rule and
+    in-place distillation, and its sparsest sub-network exports physically smaller."""
+    from espnet_omni.export import export_asr_model
+    from espnet_omni.sparsity.subnet import SubnetConfig
+    from espnet_omni.tasks import OmniASRTask
+
+    out = "exp/sn_group"
+    ckpt = _train(corpus, out, "{sampler: {rule: sandwich, num_subnets: 3}, choices: [0.25, 0.5, 0.75],"
+                  " distill_weight: 0.5}", "--encoder_conf", "mask_granularity=group",
+                  "--encoder_conf", "prune_frontend=true")
+    stats = _train_stats(ckpt)
+    assert all(stats[f"loss_{t}"] == stats[f"loss_{t}"] for t in ("max", "min", "rand0"))
+    config = corpus / out / "config.yaml"
+    assert yaml.safe_load(config.read_text())["encoder_conf"]["mask_granularity"] == "group"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(corpus)  # the config's stats file is relative to the corpus
+        model, _ = OmniASRTask.build_model_from_file(config, corpus / out / "1epoch.pth", "cpu")
+    enc = model.encoder
+    assert "frontend_channels" in enc.prunable_layers()
+    cfg = SubnetConfig.uniform(enc.prunable_layers(), 0.75, enc.mask_spec)
+    report = export_asr_model(model.eval(), yaml.safe_load(config.read_text()), cfg, "structured", tmp_path)
+    assert report.encoder_sizes["ffn_units"] == [8]  # 32 units, 75% dropped
+    assert report.nonzero_params < 0.5 * report.total_params
