@@ -8,6 +8,8 @@ Usage:
         --data_dir dump/raw/test --output_dir exp/asr/decode_stream \
         [--chunk_size 16 --left_chunks -1 --lookahead 0 --beam_size 1] [--subnet subnet.yaml] \
         [--on_error fail|drop]
+    python -m espnet_omni.bin.asr_inference_streaming --onnx_dir exp/asr/onnx [--int8] \
+        --data_dir dump/raw/test --output_dir exp/asr/decode_onnx     # ONNX Runtime
 Writes: <output_dir>/text (Kaldi: "utt text"), <output_dir>/latency.json
 (real-time factor on --num_threads threads, mean/max per-chunk compute ms,
 algorithmic latency ms = chunk + look-ahead + front-end context).
@@ -31,8 +33,12 @@ from espnet_omni.nets.chunk_config import StreamingConfig
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--asr_train_config", required=True)
-    p.add_argument("--asr_model_file", required=True)
+    p.add_argument("--asr_train_config", default=None)
+    p.add_argument("--asr_model_file", default=None)
+    p.add_argument("--onnx_dir", default=None,
+                   help="decode with ONNX Runtime: a dir of espnet_omni.bin.export_onnx (instead of "
+                   "--asr_train_config/--asr_model_file; its chunk config is fixed at export)")
+    p.add_argument("--int8", action="store_true", help="with --onnx_dir: the int8 graph")
     p.add_argument("--data_dir", required=True, help="Kaldi data dir with wav.scp")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--chunk_size", type=int, default=None, help="C encoder frames")
@@ -53,11 +59,22 @@ def main(cmd=None):
     """Decode; ``cmd`` defaults to ``sys.argv``."""
     args = get_parser().parse_args(cmd)
     torch.set_num_threads(args.num_threads)
-    rec = StreamingRecognizer.from_files(args.asr_train_config, args.asr_model_file,
-                                         beam_size=args.beam_size, subnet=args.subnet)
     override = {k: getattr(args, k) for k in
                 ("chunk_size", "left_chunks", "lookahead", "lookahead_layers")
                 if getattr(args, k) is not None}
+    if args.onnx_dir is not None:
+        given = [f"--{k}" for k in ("asr_train_config", "asr_model_file", "subnet") if getattr(args, k)]
+        given += [f"--{k}" for k in override]
+        if given:
+            sys.exit(f"error: --onnx_dir decodes the exported graph as it is; drop {' '.join(given)}")
+        from espnet_omni.inference.onnx_recognizer import OnnxStreamingRecognizer
+        rec = OnnxStreamingRecognizer(args.onnx_dir, beam_size=args.beam_size,
+                                      threads=args.num_threads, int8=args.int8)
+    elif args.asr_train_config is None or args.asr_model_file is None:
+        sys.exit("error: give --asr_train_config and --asr_model_file, or --onnx_dir")
+    else:
+        rec = StreamingRecognizer.from_files(args.asr_train_config, args.asr_model_file,
+                                             beam_size=args.beam_size, subnet=args.subnet)
     if override:
         cfg = StreamingConfig.from_dict({**rec.cfg.to_dict(), **override})
         rec.set_streaming_config(cfg)

@@ -104,6 +104,27 @@ class FbankStream:
         return out
 
 
+def check_audio(audio: np.ndarray, fs: int, model_fs: int) -> np.ndarray:
+    """``audio`` as a recognizer's ``feed`` takes it: mono float at ``model_fs``.
+
+    Raises:
+        ValueError: another rate, several channels, or integer samples.
+    """
+    if fs != model_fs:
+        raise ValueError(
+            f"audio at {fs} Hz but the model expects {model_fs} Hz; resample first")
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(
+            f"audio must be mono, shape (samples,); got shape {audio.shape} "
+            "(several channels? mix down or pick one)")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(
+            f"audio dtype {audio.dtype}: pass float samples in [-1, 1] "
+            "(e.g. int16 / 32768)")
+    return audio
+
+
 def _tokenizer_and_converter(args, token_list):
     """ESPnet's Speech2Text choice for plain token types."""
     if args is None or args.token_type is None:
@@ -206,19 +227,7 @@ class StreamingRecognizer:
             ValueError: ``fs`` is not the model's rate, ``audio`` is not mono
                 (shape ``(samples,)``), or its samples are not float.
         """
-        if fs != self.fs:
-            raise ValueError(
-                f"audio at {fs} Hz but the model expects {self.fs} Hz; resample first")
-        audio = np.asarray(audio)
-        if audio.ndim != 1:
-            raise ValueError(
-                f"audio must be mono, shape (samples,); got shape {audio.shape} "
-                "(several channels? mix down or pick one)")
-        if not np.issubdtype(audio.dtype, np.floating):
-            raise ValueError(
-                f"audio dtype {audio.dtype}: pass float samples in [-1, 1] "
-                "(e.g. int16 / 32768)")
-        return audio
+        return check_audio(audio, fs, self.fs)
 
     def _text(self) -> str:
         ids = self.search.best()

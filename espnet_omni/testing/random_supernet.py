@@ -11,11 +11,13 @@ import yaml
 
 
 def write_random_supernet(directory: Path, tokens: Sequence[str], encoder_conf: dict, frontend_conf: str,
-                          seed: int = 0, random_batchnorm: bool = False) -> tuple[Path, Path]:
+                          seed: int = 0, random_batchnorm: bool = False,
+                          global_mvn: bool = False) -> tuple[Path, Path]:
     """Write ``directory/{tokens.txt,config.yaml,model.pth}``; returns (config, weights).
 
     ``frontend_conf`` is the ``--frontend_conf`` value (e.g. ``"{n_fft: 400, hop_length: 160,
-    n_mels: 40}"``); ``random_batchnorm`` gives the conv modules non-trivial running statistics.
+    n_mels: 40}"``); ``random_batchnorm`` gives the conv modules non-trivial running statistics;
+    ``global_mvn`` normalises the features with random statistics (``feats_stats.npz``).
     """
     from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
@@ -24,10 +26,20 @@ def write_random_supernet(directory: Path, tokens: Sequence[str], encoder_conf: 
     directory.mkdir(parents=True, exist_ok=True)
     token_file = directory / "tokens.txt"
     token_file.write_text("\n".join(tokens) + "\n")
+    normalize = ["--normalize", "none"]
+    if global_mvn:
+        import numpy as np
+
+        dim = int(yaml.safe_load(frontend_conf)["n_mels"])
+        rng = np.random.default_rng(seed)
+        mean, var, count = rng.uniform(-3, 3, dim), rng.uniform(0.5, 4.0, dim), 1000
+        stats = directory / "feats_stats.npz"
+        np.savez(stats, count=count, sum=mean * count, sum_square=(var + mean ** 2) * count)
+        normalize = ["--normalize", "global_mvn", "--normalize_conf", f"stats_file={stats}"]
     args = OmniASRTask.get_parser().parse_args([
         "--token_list", str(token_file), "--token_type", "char",
         "--frontend_conf", frontend_conf,
-        "--normalize", "none",
+        *normalize,
         "--encoder", "omni_conformer",
         "--encoder_conf", yaml.safe_dump(encoder_conf, default_flow_style=True),
         "--decoder", "none",

@@ -40,10 +40,13 @@ def pruned_registered():
         ASR_CHOICES.unregister("encoder", PRUNED_ENCODER)
 
 
-def make_experiment(directory: Path, seed: int = 0, **supernet_conf) -> tuple[Path, Path]:
-    """Write ``config.yaml`` + ``model.pth`` of a random tiny supernet."""
+def make_experiment(directory: Path, seed: int = 0, global_mvn: bool = False,
+                    **supernet_conf) -> tuple[Path, Path]:
+    """Write ``config.yaml`` + ``model.pth`` of a random tiny supernet (``global_mvn``:
+    with random feature statistics)."""
     return write_random_supernet(directory, TOKENS, {**ENCODER_CONF, **supernet_conf},
-                                 "{n_fft: 128, hop_length: 64, n_mels: 20}", seed, random_batchnorm=True)
+                                 "{n_fft: 128, hop_length: 64, n_mels: 20}", seed, random_batchnorm=True,
+                                 global_mvn=global_mvn)
 
 
 def load_supernet(config: Path, weights: Path):

@@ -1,0 +1,341 @@
+"""ONNX export of a CTC Conformer, full-context and cached streaming.
+
+Two graphs, both from global-MVN-normalised log-mel features to CTC
+log-posteriors (the waveform front end stays outside, as in WeNet and
+sherpa-onnx, which compute fbank in the host program):
+
+* ``full.onnx`` (:class:`FullContextGraph`): inputs ``feats (B, T, D_in)``,
+  ``feats_lengths (B,)``; outputs ``log_probs (B, T', V)``,
+  ``log_probs_lengths (B,)``. The encoder's full-context forward.
+* ``streaming.onnx`` (:class:`StreamingChunkGraph`): one encoder chunk per
+  call, its state as explicit tensors, like WeNet's and icefall's streaming
+  exports. Inputs: ``feats (1, W, D_in)``, the feature window of the chunk
+  (``W = (n - 1) * stride + rf`` for ``n`` encoder frames: 67 for a 16-frame
+  chunk of the conv2d front end; the host advances by ``n * stride``), and
+  per block ``i``: ``k_cache_<i>``, ``v_cache_<i>`` ``(1, H_i, C, d_k)``
+  (the keys and values of the ``C`` previous frames it may attend to;
+  ``C = 0`` at the start) and ``conv_cache_<i>`` ``(1, C_i, P)`` (the last
+  ``P`` GLU outputs of its causal depthwise conv, zeros at the start).
+  Outputs: ``log_probs (1, n, V)`` and the new caches (``new_k_cache_<i>``,
+  ...), keys clipped to ``left_chunks * chunk_size`` frames when
+  ``left_chunks >= 0``.
+
+The streaming graph computes the encoder's streaming mode (chunk attention,
+causal convolutions): chunk after chunk it equals the simulated streaming
+forward of the whole utterance (tests). Supported: ``rel_pos`` + ``rel_selfattn``
+(``rel_pos_type: latest``) and the ``conv2d*`` front ends, ``normalize_before``,
+no look-ahead; heads and channels may differ per block (``structured``
+exports). Anything else raises :class:`OnnxExportError` naming the component.
+
+:func:`export_onnx` writes the graphs and ``onnx.json`` (token list, chunk
+config, geometry, the cache shapes) next to them; :func:`quantize_int8` makes
+the dynamic int8 copies (weights int8, activations quantised at run time).
+The exporter is torch's TorchScript-based one (``dynamo=False``): torch.export
+cannot trace ESPnet's data-dependent padding masks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from espnet2.legacy.nets.pytorch_backend.conformer.convolution import ConvolutionModule
+from espnet2.legacy.nets.pytorch_backend.transformer.attention import RelPositionMultiHeadedAttention
+from espnet2.legacy.nets.pytorch_backend.transformer.embedding import RelPositionalEncoding
+from espnet2.layers.global_mvn import GlobalMVN
+
+from espnet_omni.nets.chunk_config import StreamingConfig
+from espnet_omni.nets.incremental_encoder import subsampling_geometry
+from espnet_omni.nets.pruned_conv_module import PrunedConvolutionModule
+
+OPSET = 17
+
+
+class OnnxExportError(ValueError):
+    """The model has a component the ONNX export cannot express (named)."""
+
+
+def _check_exportable(model: nn.Module, streaming: bool) -> None:
+    enc = model.encoder
+    for name in ("preencoder", "postencoder"):
+        if getattr(model, name, None) is not None:
+            raise OnnxExportError(f"{name} {type(getattr(model, name)).__name__}: not exported; "
+                                  "ONNX export covers normalize + encoder + CTC")
+    if model.normalize is not None and not isinstance(model.normalize, GlobalMVN):
+        raise OnnxExportError(f"normalize {type(model.normalize).__name__}: only global_mvn (or none) is exported")
+    if getattr(model, "ctc", None) is None:
+        raise OnnxExportError("the model has no CTC head (ctc_weight 0): the ONNX graphs output CTC posteriors")
+    if not hasattr(enc, "encoders") or not hasattr(enc, "embed"):
+        raise OnnxExportError(f"encoder {type(enc).__name__}: not a Conformer encoder")
+    if not streaming:
+        return
+    try:
+        subsampling_geometry(enc.embed)
+    except (AttributeError, TypeError):
+        raise OnnxExportError(f"front end {type(enc.embed).__name__}: streaming export needs a conv2d* "
+                              "subsampling (input_layer conv2d, conv2d6, conv2d8)") from None
+    if type(enc.embed.pos_enc) is not RelPositionalEncoding:
+        raise OnnxExportError(f"positional encoding {type(enc.embed.pos_enc).__name__}: streaming export "
+                              "supports rel_pos with rel_pos_type latest")
+    if not getattr(enc, "normalize_before", True):
+        raise OnnxExportError("normalize_before: false is not supported by the streaming export")
+    if getattr(enc, "interctc_layer_idx", None):
+        raise OnnxExportError(f"interctc_layer_idx {enc.interctc_layer_idx}: not supported by the streaming export")
+    for i, block in enumerate(enc.encoders):
+        attn = block.self_attn
+        if type(attn) is not RelPositionMultiHeadedAttention or attn.zero_triu:
+            raise OnnxExportError(f"encoders.{i}.self_attn {type(attn).__name__}: streaming export supports "
+                                  "RelPositionMultiHeadedAttention (rel_selfattn, zero_triu false)")
+        if getattr(block, "concat_after", False) or not block.normalize_before:
+            raise OnnxExportError(f"encoders.{i}: concat_after / normalize_before false not supported")
+        conv = block.conv_module
+        if isinstance(conv, PrunedConvolutionModule) and conv.dead_out.shape[1]:
+            raise OnnxExportError(
+                f"encoders.{i}.conv_module: {conv.dead_out.shape[1]} dead channels of a row export "
+                "(computed from the utterance length): export a structured sub-network instead")
+        if conv is not None and not isinstance(conv, ConvolutionModule):
+            raise OnnxExportError(f"encoders.{i}.conv_module {type(conv).__name__}: not supported")
+
+
+def _weight(layer: nn.Module) -> torch.Tensor:
+    """A layer's weight as it computes (masked for a supernet layer)."""
+    return layer.masked_weight() if hasattr(layer, "masked_weight") else layer.weight
+
+
+class FullContextGraph(nn.Module):
+    """normalize -> encoder (full context) -> CTC log-softmax."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        _check_exportable(model, streaming=False)
+        self.normalize, self.encoder, self.ctc = model.normalize, model.encoder, model.ctc
+
+    def forward(self, feats: torch.Tensor, feats_lengths: torch.Tensor):
+        if self.normalize is not None:
+            feats, feats_lengths = self.normalize(feats, feats_lengths)
+        out, olens, _ = self.encoder(feats, feats_lengths)
+        return self.ctc.log_softmax(out), olens
+
+
+class StreamingChunkGraph(nn.Module):
+    """One streaming chunk with explicit caches (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, cfg: StreamingConfig):
+        super().__init__()
+        _check_exportable(model, streaming=True)
+        if cfg.lookahead:
+            raise OnnxExportError(f"StreamingConfig.lookahead={cfg.lookahead}: the streaming export "
+                                  "supports lookahead 0")
+        enc = model.encoder
+        self.normalize, self.enc, self.ctc, self.cfg = model.normalize, enc, model.ctc, cfg
+        self.stride, self.field = subsampling_geometry(enc.embed)
+        self.keep = cfg.left_chunks * cfg.chunk_size if cfg.left_chunks >= 0 else -1
+        # positions r = c + i - j reach keep + chunk - 1 (max_len with unlimited left context):
+        # only those rows of the relative positional table go into the graph
+        pos = enc.embed.pos_enc
+        reach = self.keep + cfg.chunk_size if self.keep >= 0 else int(getattr(pos, "max_len", 5000))
+        pos.extend_pe(torch.zeros(1, reach + 1))
+        center = pos.pe.size(1) // 2
+        table = pos.pe[0, center - reach: center + reach + 1].detach().clone()  # (2R+1, D)
+        self.register_buffer("pe", table, persistent=False)
+        self.xscale = pos.xscale
+
+    def cache_shapes(self) -> list[dict[str, Any]]:
+        """Per block: heads, d_k, conv channels and context."""
+        out = []
+        for block in self.enc.encoders:
+            conv = block.conv_module
+            out.append({"heads": block.self_attn.h, "d_k": block.self_attn.d_k,
+                        "conv_channels": 0 if conv is None else conv.depthwise_conv.in_channels,
+                        "conv_context": 0 if conv is None else (conv.depthwise_conv.kernel_size[0] - 1) // 2})
+        return out
+
+    def initial_caches(self, cache_frames: int = 0) -> list[torch.Tensor]:
+        caches = []
+        for s in self.cache_shapes():
+            caches += [torch.zeros(1, s["heads"], cache_frames, s["d_k"]),
+                       torch.zeros(1, s["heads"], cache_frames, s["d_k"]),
+                       torch.zeros(1, s["conv_channels"], s["conv_context"])]
+        return caches
+
+    def _front(self, feats: torch.Tensor) -> torch.Tensor:
+        embed = self.enc.embed
+        x = embed.conv(feats.unsqueeze(1))  # (1, c, n, f)
+        b, c, t, f = x.size()
+        return embed.out(x.transpose(1, 2).reshape(b, t, c * f)) * self.xscale  # (1, n, D)
+
+    def _attention(self, attn, x, k_cache, v_cache):
+        n, h, d_k = x.size(1), attn.h, attn.d_k
+        q = attn.linear_q(x).view(1, n, h, d_k)
+        k = attn.linear_k(x).view(1, n, h, d_k).transpose(1, 2)
+        v = attn.linear_v(x).view(1, n, h, d_k).transpose(1, 2)
+        keys = torch.cat([k_cache, k], dim=2)  # (1, H, c + n, d_k)
+        values = torch.cat([v_cache, v], dim=2)
+        c = k_cache.size(2)
+        # relative position of query i (frame c + i of the keys) and key j: c + i - j,
+        # from r_max = c + n - 1 down to r_min = -(n - 1)
+        center = self.pe.size(0) // 2
+        r_max = c + n - 1
+        pos = self.pe[center - r_max: center + n]  # (c + 2n - 1, D): r_max .. r_min
+        p = attn.linear_pos(pos).view(-1, h, d_k).transpose(0, 1)  # (H, P, d_k)
+        ac = torch.matmul((q + attn.pos_bias_u).transpose(1, 2), keys.transpose(-2, -1))
+        bd = torch.matmul((q + attn.pos_bias_v).transpose(1, 2), p.transpose(-2, -1))  # (1, H, n, P)
+        qi = torch.arange(n).unsqueeze(1)
+        kj = torch.arange(keys.size(2)).unsqueeze(0)
+        index = (r_max - (c + qi - kj)).unsqueeze(0).unsqueeze(0).expand(1, h, n, keys.size(2))
+        bd = torch.gather(bd, -1, index)
+        prob = torch.softmax((ac + bd) / math.sqrt(d_k), dim=-1)
+        ctx = torch.matmul(prob, values).transpose(1, 2).reshape(1, n, h * d_k)
+        if self.keep >= 0:
+            keys, values = keys[:, :, keys.size(2) - min(self.keep, keys.size(2)):], \
+                values[:, :, values.size(2) - min(self.keep, values.size(2)):]
+        return attn.linear_out(ctx), keys, values
+
+    @staticmethod
+    def _conv(conv, x, cache):
+        p = (conv.depthwise_conv.kernel_size[0] - 1) // 2
+        glu = nn.functional.glu(conv.pointwise_conv1(x.transpose(1, 2)), dim=1)  # (1, C, n)
+        full = torch.cat([cache, glu], dim=2)  # (1, C, P + n)
+        dw = conv.depthwise_conv
+        w = _weight(dw)[..., : p + 1]  # past and present taps: the causal kernel
+        y = nn.functional.conv1d(full, w, dw.bias, 1, 0, dw.dilation, dw.groups)
+        y = conv.pointwise_conv2(conv.activation(conv.norm(y)))
+        return y.transpose(1, 2), full[:, :, full.size(2) - p:]
+
+    def forward(self, feats: torch.Tensor, *caches: torch.Tensor):
+        if self.normalize is not None:
+            feats, _ = self.normalize(feats, None)
+        x = self._front(feats)
+        new = []
+        for i, block in enumerate(self.enc.encoders):
+            k_cache, v_cache, conv_cache = caches[3 * i: 3 * i + 3]
+            if block.feed_forward_macaron is not None:
+                x = x + block.ff_scale * block.feed_forward_macaron(block.norm_ff_macaron(x))
+            y, k, v = self._attention(block.self_attn, block.norm_mha(x), k_cache, v_cache)
+            x = x + y
+            if block.conv_module is not None:
+                y, conv_cache = self._conv(block.conv_module, block.norm_conv(x), conv_cache)
+                x = x + y
+            x = x + block.ff_scale * block.feed_forward(block.norm_ff(x))
+            if block.conv_module is not None:
+                x = block.norm_final(x)
+            new += [k, v, conv_cache]
+        x = self.enc.after_norm(x)
+        return (self.ctc.log_softmax(x), *new)
+
+    def names(self) -> tuple[list[str], list[str]]:
+        """ONNX input and output names."""
+        ins, outs = ["feats"], ["log_probs"]
+        for i in range(len(self.enc.encoders)):
+            ins += [f"k_cache_{i}", f"v_cache_{i}", f"conv_cache_{i}"]
+            outs += [f"new_k_cache_{i}", f"new_v_cache_{i}", f"new_conv_cache_{i}"]
+        return ins, outs
+
+
+def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints from shapes
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+
+
+@torch.no_grad()
+def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[StreamingConfig] = None,
+                modes: tuple[str, ...] = ("full", "streaming"), token_list: Optional[list[str]] = None,
+                int8: bool = False, token_type: Optional[str] = None,
+                bpemodel: Optional[str | Path] = None) -> dict[str, Any]:
+    """Write ``full.onnx`` and/or ``streaming.onnx`` (+ ``*.int8.onnx``) and ``onnx.json``.
+
+    Args:
+        model: an ``ESPnetASRModel`` (eval mode) with a Conformer encoder; a
+            supernet's active sub-network is exported with its masks applied.
+        streaming: chunk config of the streaming graph (default: the
+            encoder's ``streaming_config``, else chunk 16, unlimited left).
+        modes: which graphs.
+        int8: also write dynamically quantised int8 copies.
+        token_type, bpemodel: the training's tokenizer (for detokenisation by
+            :class:`~espnet_omni.inference.onnx_recognizer.OnnxStreamingRecognizer`;
+            the bpe model is copied next to the graphs).
+    """
+    unknown = sorted(set(modes) - {"full", "streaming"})
+    if unknown or not modes:
+        raise ValueError(f"modes {list(modes)}: expected one or both of 'full', 'streaming'")
+    model.eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    enc = model.encoder
+    if getattr(model, "frontend", None) is None:
+        raise OnnxExportError("the model has no frontend: the graphs read its fbank features, of its size")
+    d_in = model.frontend.output_size()
+    meta: dict[str, Any] = {"token_list": list(token_list or getattr(model, "token_list", [])),
+                            "blank_id": int(getattr(model, "blank_id", 0)), "input_size": d_in,
+                            "token_type": token_type, "bpemodel": None,
+                            **frontend_meta(model.frontend), "opset": OPSET, "graphs": {}}
+    if bpemodel is not None:  # the recognizer detokenises with it
+        shutil.copyfile(bpemodel, out / Path(bpemodel).name)
+        meta["bpemodel"] = Path(bpemodel).name
+    if "full" in modes:
+        graph = FullContextGraph(model).eval()
+        feats = torch.randn(2, 120, d_in)
+        lens = torch.tensor([120, 90])
+        _export(graph, (feats, lens), out / "full.onnx", ["feats", "feats_lengths"],
+                ["log_probs", "log_probs_lengths"],
+                {"feats": {0: "B", 1: "T"}, "feats_lengths": {0: "B"}, "log_probs": {0: "B", 1: "T_out"},
+                 "log_probs_lengths": {0: "B"}})
+        meta["graphs"]["full"] = "full.onnx"
+    if "streaming" in modes:
+        cfg = streaming or getattr(enc, "streaming_config", None) or StreamingConfig(chunk_size=16)
+        graph = StreamingChunkGraph(model, cfg).eval()
+        window = (cfg.chunk_size - 1) * graph.stride + graph.field
+        caches = graph.initial_caches(cache_frames=cfg.chunk_size)
+        ins, outs = graph.names()
+        dynamic = {"feats": {1: "W"}, "log_probs": {1: "n"}}
+        for i in range(len(enc.encoders)):
+            for kind in ("k", "v"):
+                dynamic[f"{kind}_cache_{i}"] = {2: "C"}
+                dynamic[f"new_{kind}_cache_{i}"] = {2: "C_out"}
+        _export(graph, (torch.randn(1, window, d_in), *caches), out / "streaming.onnx", ins, outs, dynamic)
+        meta["graphs"]["streaming"] = "streaming.onnx"
+        meta["streaming"] = {"config": cfg.to_dict(), "stride": graph.stride, "field": graph.field,
+                             "window": window, "advance": cfg.chunk_size * graph.stride,
+                             "cache_frames": graph.keep, "blocks": graph.cache_shapes(),
+                             # unlimited left context: positions reach this many frames at most
+                             "max_frames": None if graph.keep >= 0 else graph.pe.size(0) // 2}
+    if int8:
+        for mode, name in list(meta["graphs"].items()):
+            q = name.replace(".onnx", ".int8.onnx")
+            quantize_int8(out / name, out / q)
+            meta["graphs"][f"{mode}_int8"] = q
+    (out / "onnx.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def frontend_meta(frontend: nn.Module) -> dict[str, Any]:
+    """``fs`` and the ``DefaultFrontend`` options that rebuild ``frontend`` (no weights)."""
+    from espnet2.asr.frontend.default import DefaultFrontend
+
+    if not isinstance(frontend, DefaultFrontend) or frontend.stft is None:
+        raise OnnxExportError(f"frontend {type(frontend).__name__}: the ONNX recognizer rebuilds "
+                              "ESPnet's default (fbank) frontend only")
+    stft, mel = frontend.stft, frontend.logmel.mel_options
+    return {"fs": int(mel["sr"]), "frontend_conf": {
+        "n_fft": stft.n_fft, "win_length": stft.win_length, "hop_length": stft.hop_length,
+        "window": stft.window, "center": stft.center, "normalized": stft.normalized,
+        "onesided": stft.onesided, "n_mels": mel["n_mels"],
+        "fmin": None if mel["fmin"] is None else int(mel["fmin"]),  # DefaultFrontend wants ints
+        "fmax": None if mel["fmax"] is None else int(mel["fmax"]),
+        "htk": mel["htk"]}}
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation (weights int8, activations at run time) of MatMul/Gemm."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
