@@ -54,7 +54,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", required=True)
     p.add_argument("--budgets", type=float, nargs="+", required=True)
     p.add_argument("--budget_unit", default="fraction", choices=BUDGET_UNITS,
-                   help="fraction of the dense encoder's params, non-zero params, or bytes")
+                   help="fraction of the dense encoder's params, non-zero params, bytes, or ms of "
+                        "encoder + CTC compute per second of audio on this machine (a structured "
+                        "'group' supernet; latency table measured once into OUT_DIR/latency_table.json)")
     p.add_argument("--metric", default="wer", choices=METRICS)
     p.add_argument("--choices", type=float, nargs="+", default=None,
                    help="sparsities a group may take; default: the supernet's own training choices "
@@ -63,6 +65,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="default: the supernet's omni_conf.tie, else per_layer")
     p.add_argument("--storage", default="auto", choices=STORAGES,
                    help="byte cost model (--budget_unit bytes)")
+    p.add_argument("--latency_threads", type=int, default=1, help="torch threads of the ms budget")
+    p.add_argument("--latency_seconds", type=float, default=4.0,
+                   help="audio length the latency table is timed on (--budget_unit ms)")
     p.add_argument("--population", type=int, default=16)
     p.add_argument("--generations", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
@@ -91,7 +96,8 @@ def main(cmd=None):
         evolution=EvolutionConfig(population=args.population, generations=args.generations,
                                   seed=args.seed, progress=not args.no_progress),
         max_utts=args.max_utts, batch_seconds=args.batch_seconds,
-        calibration_utts=args.calibration_utts,
+        calibration_utts=args.calibration_utts, latency_threads=args.latency_threads,
+        latency_seconds=args.latency_seconds,
     )
     summary = search_from_files(args.asr_train_config, args.asr_model_file, args.data_dir,
                                 args.out_dir, config, device=args.device,

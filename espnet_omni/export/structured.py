@@ -82,13 +82,15 @@ def _compact_ffns(encoder: OmniConformerEncoder, state: State, prefix: str, attr
 
 
 def _compact_convs(encoder: OmniConformerEncoder, state: State, prefix: str) -> Optional[list[int]]:
-    live, stock = [], []
-    for i, block in enumerate(encoder.encoders):
-        conv = getattr(block, "conv_module", None)
-        if conv is None:
-            return None
-        c = conv.pointwise_conv2.in_channels
-        kept = _kept(encoder, f"encoders.{i}.conv_channels", c)
+    convs = [getattr(block, "conv_module", None) for block in encoder.encoders]
+    if any(conv is None for conv in convs):
+        return None
+    keeps = [_kept(encoder, f"encoders.{i}.conv_channels", conv.pointwise_conv2.in_channels)
+             for i, conv in enumerate(convs)]
+    if all(bool(k.all()) for k in keeps):
+        return None  # every channel kept: stock conv modules, state untouched
+    live = []
+    for i, (conv, kept) in enumerate(zip(convs, keeps)):
         p = f"{prefix}encoders.{i}.conv_module"
         both = torch.cat([kept, kept])  # value rows, then gate rows
         _rows(state, f"{p}.pointwise_conv1.weight", both)
@@ -105,8 +107,7 @@ def _compact_convs(encoder: OmniConformerEncoder, state: State, prefix: str) -> 
         state[f"{p}.dead_shift"] = w.new_zeros(0)
         state[f"{p}.dead_out"] = w.new_zeros(w.shape[0], 0)
         live.append(int(kept.sum()))
-        stock.append(c)
-    return live if live != stock else None
+    return live
 
 
 def _compact_frontend(encoder: OmniConformerEncoder, state: State, prefix: str) -> Optional[list[int]]:

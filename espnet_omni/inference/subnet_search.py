@@ -55,7 +55,7 @@ from espnet_omni.tasks import OmniASRTask
 
 logger = logging.getLogger(__name__)
 
-BUDGET_UNITS = ("fraction", "params", "bytes")
+BUDGET_UNITS = ("fraction", "params", "bytes", "ms")
 SCORE_CACHE, CACHE_KEY = "scores.jsonl", "scores.key.json"
 
 
@@ -160,8 +160,12 @@ class SubnetSearchConfig:
     Attributes:
         budgets: cost budgets in ``budget_unit``.
         budget_unit: ``fraction`` of the dense encoder's parameters,
-            ``params`` (non-zero encoder parameters) or ``bytes`` (encoder
-            storage in ``storage`` format, ``dtype_bytes`` per value).
+            ``params`` (non-zero encoder parameters), ``bytes`` (encoder
+            storage in ``storage`` format, ``dtype_bytes`` per value) or
+            ``ms`` (encoder + CTC compute per second of audio on this
+            machine, ``latency_threads`` threads, predicted by a latency
+            table measured once: :mod:`..latency_table`; needs a ``group``
+            supernet, whose sub-networks export physically smaller).
         metric: ``wer``, ``cer`` (CTC greedy) or ``loss`` (CTC loss).
         choices: sparsities each group may take.
         tie: ``per_layer``, ``per_block`` or ``global``.
@@ -185,6 +189,8 @@ class SubnetSearchConfig:
     max_utts: int | None = None
     batch_seconds: float = DEFAULT_BATCH_SECONDS
     calibration_utts: int = DEFAULT_CALIBRATION_UTTS
+    latency_threads: int = 1
+    latency_seconds: float = 4.0
 
     def __post_init__(self) -> None:
         if self.calibration_utts < 1:
@@ -333,18 +339,26 @@ def search_subnets(
     # and the per-budget answers range over the whole cache).
     cost_space = encoder.search_space(
         sorted(set(config.choices) | _cached_values(out_dir / SCORE_CACHE)), config.tie)
-    costs = build_cost_table(encoder, cost_space, config.budget_unit,
-                             storage=config.storage, dtype_bytes=config.dtype_bytes)
+    if config.budget_unit == "ms":  # measured once on this machine, cached in out_dir
+        from espnet_omni.inference.latency_table import latency_cost_table, load_or_measure
+
+        latency = load_or_measure(Path(out_dir) / "latency_table.json", model, vars(train_args),
+                                  encoder.prunable_layers(), cost_space.choices,
+                                  seconds=config.latency_seconds, threads=config.latency_threads)
+        costs = latency_cost_table(latency, cost_space)
+    else:
+        costs = build_cost_table(encoder, cost_space, config.budget_unit,
+                                 storage=config.storage, dtype_bytes=config.dtype_bytes)
     min_cost = costs([d[-1] for d in dims])
     for b in config.budgets:
         if b < min_cost:
             raise ValueError(
                 f"budget {b:g} ({config.budget_unit}) is impossible: the minimum "
                 f"achievable is {min_cost:g} (every group at sparsity {max(config.choices):g}, "
-                f"tie={config.tie})"
+                f"tie={config.tie}; the fastest / smallest sub-network of the choices)"
             )
     params = (build_cost_table(encoder, cost_space, "params")
-              if config.budget_unit == "bytes" else costs)
+              if config.budget_unit in ("bytes", "ms") else costs)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_cache_key(out_dir, {

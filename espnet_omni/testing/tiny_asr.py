@@ -8,6 +8,7 @@ entries with that root as the working directory (as a recipe does), so
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile
@@ -135,10 +136,12 @@ def decode_flags(config: Path, model: Path, out: Path) -> list[str]:
     ]
 
 
-def train_tiny_supernet(root: Path, stats: Path, exp: Path, omni_conf: str = "{sampler: {rule: sandwich, num_subnets: 2}}") -> None:
+def train_tiny_supernet(root: Path, stats: Path, exp: Path, omni_conf: str = "{sampler: {rule: sandwich, num_subnets: 2}}",
+                        extra: Sequence[str] = ()) -> None:
     """Write the tiny corpus under ``root`` and train a 1-epoch ``omni_conformer``
     supernet there (paths relative to ``root``): ``root/exp/config.yaml`` and
-    ``root/exp/valid.loss.best.pth``. Imports ESPnet (through our entry point)."""
+    ``root/exp/valid.loss.best.pth``; ``extra``: more training flags (e.g.
+    ``--encoder_conf mask_granularity=group``). Imports ESPnet (through our entry point)."""
     import os
 
     from espnet_omni.bin import asr_train
@@ -148,6 +151,6 @@ def train_tiny_supernet(root: Path, stats: Path, exp: Path, omni_conf: str = "{s
     os.chdir(root)
     try:
         asr_train.main(collect_stats_flags(stats, "omni_conformer"))
-        asr_train.main(train_flags(stats, exp, "omni_conformer") + ["--omni_conf", omni_conf])
+        asr_train.main(train_flags(stats, exp, "omni_conformer") + ["--omni_conf", omni_conf, *extra])
     finally:
         os.chdir(cwd)

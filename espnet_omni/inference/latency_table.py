@@ -1,0 +1,208 @@
+"""Search budgets in measured milliseconds: a per-group latency table.
+
+A structured (``mask_granularity: group``) sub-network runs as a physically
+smaller Conformer, whose time is the sum of its parts: per block the
+self-attention (its heads), the macaron and plain feed-forward (their units),
+the conv module (its channels); the front end (its channels); and a constant
+rest (norms, residuals, positional encoding, the CTC head). Each part's time
+depends on its own size only, so one table of *part time per group per
+sparsity* predicts any sub-network:
+
+    ms(candidate) = rest + sum_groups table[group][sparsity]
+
+:func:`measure_latency_table` builds it on the machine that runs the search,
+once per choice of sparsity: the uniform sub-network at that sparsity is
+exported (structured, in memory) and its encoder timed on ``seconds`` of audio
+(``threads`` torch threads, ``torch.inference_mode``, warm), each part with
+forward hooks; medians over ``repeats`` rounds interleaved over the choices.
+The unit is milliseconds of compute per second of audio, encoder + CTC (the
+fbank front end, the same for every sub-network, is not counted).
+:func:`time_subnet` times a sub-network directly, to check a prediction.
+The table is cached as JSON (:func:`load_or_measure`), keyed by the model's
+sizes, the choices, the threads, the audio length and the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from espnet_omni.nets.omni_conformer import supernet_encoder
+
+#: group name suffix -> the encoder module timed for it
+PARTS = {"heads": "self_attn", "macaron_units": "feed_forward_macaron",
+         "ffn_units": "feed_forward", "conv_channels": "conv_module"}
+FRAMES_PER_SECOND = 100  # fbank frames per second of audio (hop 10 ms)
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _part_module(name: str) -> str:
+    """Module path (in the exported encoder) whose time a group decides."""
+    if name == "frontend_channels":
+        return "embed"
+    block, _, kind = name.rpartition(".")
+    if kind not in PARTS:
+        raise ValueError(f"group {name!r}: no latency part for it (known: {sorted(PARTS)}, frontend_channels)")
+    return f"{block}.{PARTS[kind]}"
+
+
+def _group_supernet(model: torch.nn.Module):
+    enc = supernet_encoder(model, "latency table")
+    if enc.mask_spec.granularity != "group":
+        raise ValueError(
+            f"a latency budget needs a structured supernet (mask_granularity 'group'), this one is "
+            f"{enc.mask_spec.granularity!r}: its sub-networks run at dense speed once exported "
+            "(use budget_unit params or bytes, or train conf/train_asr_omni_group.yaml)")
+    return enc
+
+
+def structured_model(model: torch.nn.Module, train_config: dict, sparsities: dict[str, float]) -> torch.nn.Module:
+    """The ESPnet model of a sub-network exported ``structured`` (in memory);
+    ``train_config``: the supernet's training config (``vars(train_args)``)."""
+    import argparse
+
+    from espnet_omni.export.config import exported_config
+    from espnet_omni.export.exporter import plan_export
+    from espnet_omni.sparsity.subnet import SubnetConfig
+    from espnet_omni.tasks import OmniASRTask
+
+    enc = _group_supernet(model)
+    plan = plan_export(model, SubnetConfig(sparsities, enc.mask_spec), "structured")
+    args = argparse.Namespace(**exported_config(train_config, plan.encoder, plan.sizes))
+    out = OmniASRTask.build_model(args)
+    out.load_state_dict(plan.state)
+    return out.eval()
+
+
+def _timed_parts(models: dict[Any, torch.nn.Module], seconds: float, repeats: int,
+                 parts: Sequence[str]) -> dict[Any, dict[str, float]]:
+    """Median ms per part (and ``total``, ``ctc``) of each model's encoder + CTC."""
+    any_model = next(iter(models.values()))
+    feats = torch.randn(1, int(seconds * FRAMES_PER_SECOND) + 1, any_model.frontend.output_size(),
+                        generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([feats.size(1)])
+    runs: dict[Any, list[dict[str, float]]] = {k: [] for k in models}
+    current: dict[str, float] = {}
+    starts: dict[int, float] = {}
+    handles = []
+
+    def pre(module, args):
+        starts[id(module)] = time.perf_counter()
+
+    def post(part):
+        def hook(module, args, output):
+            current[part] = current.get(part, 0.0) + (time.perf_counter() - starts[id(module)]) * 1e3
+        return hook
+
+    for m in models.values():
+        for part in parts:
+            module = m.encoder.get_submodule(part)
+            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post(part))]
+    try:
+        with torch.inference_mode():
+            for _ in range(repeats + 1):  # the first round warms up
+                for key, m in models.items():
+                    m.encoder(feats, lens)  # warm caches for this model
+                    current.clear()
+                    t0 = time.perf_counter()
+                    out, _, _ = m.encoder(feats, lens)
+                    t1 = time.perf_counter()
+                    m.ctc.log_softmax(out)
+                    t2 = time.perf_counter()
+                    runs[key].append({**current, "total": (t1 - t0) * 1e3, "ctc": (t2 - t1) * 1e3})
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: {p: statistics.median(r[p] for r in rs[1:]) for p in rs[1]} for k, rs in runs.items()}
+
+
+def measure_latency_table(model: torch.nn.Module, train_config: dict, groups: Sequence[str],
+                          choices: Sequence[float], *, seconds: float = 4.0, threads: int = 1, repeats: int = 7) -> dict[str, Any]:
+    """``{"rest": ms, "table": {group: {sparsity: ms}}, ...}`` per second of audio (see the module doc)."""
+    choices = sorted({0.0, *map(float, choices)})
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        everything = supernet_encoder(model, "latency table").prunable_layers()
+        models = {s: structured_model(model, train_config, {g: (s if g in groups else 0.0) for g in everything})
+                  for s in choices}
+        parts = [_part_module(g) for g in groups]
+        timed = _timed_parts(models, seconds, repeats, parts)
+    finally:
+        torch.set_num_threads(before)
+    dense = timed[0.0]
+    rest = dense["total"] - sum(dense[p] for p in parts) + dense["ctc"]
+    return {"unit": "ms per second of audio (encoder + CTC)", "seconds": seconds, "threads": threads,
+            "repeats": repeats, "cpu": _cpu(), "choices": choices, "rest": rest / seconds,
+            "dense": (dense["total"] + dense["ctc"]) / seconds,
+            "table": {g: {str(s): timed[s][_part_module(g)] / seconds for s in choices} for g in groups}}
+
+
+def predict_ms(latency: dict[str, Any], sparsities: dict[str, float]) -> float:
+    """Predicted ms per second of audio of a sub-network (group -> sparsity)."""
+    table = latency["table"]
+    missing = sorted(set(table) - set(sparsities))
+    if missing:
+        raise ValueError(f"sparsities lack the groups {missing}")
+    try:
+        return latency["rest"] + sum(table[g][str(float(s))] for g, s in sparsities.items())
+    except KeyError as e:
+        raise ValueError(f"sparsity {e} is not in the latency table's choices {latency['choices']}") from None
+
+
+def time_subnet(model: torch.nn.Module, train_config: dict, sparsities: dict[str, float], *, seconds: float = 4.0,
+                threads: int = 1, repeats: int = 7) -> float:
+    """Measured ms per second of audio of the structured export of ``sparsities``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        timed = _timed_parts({0: structured_model(model, train_config, sparsities)}, seconds, repeats, [])
+    finally:
+        torch.set_num_threads(before)
+    return (timed[0]["total"] + timed[0]["ctc"]) / seconds
+
+
+def load_or_measure(path: Path, model: torch.nn.Module, train_config: dict, groups: Sequence[str],
+                    choices: Sequence[float], **kw) -> dict[str, Any]:
+    """The table cached in ``path`` when it was measured for the same model sizes,
+    choices, settings and CPU; else measured now and written there."""
+    enc = _group_supernet(model)
+    key = {"groups": list(groups), "choices": sorted({0.0, *map(float, choices)}), "cpu": _cpu(),
+           "units": {g: [us.units for us in enc.get_submodule(g).unit_sets] for g in groups},
+           **{k: kw.get(k, d) for k, d in (("seconds", 4.0), ("threads", 1), ("repeats", 7))}}
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached
+    table = measure_latency_table(model, train_config, groups, choices, **kw)
+    table["key"] = key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=2) + "\n")
+    return table
+
+
+def latency_cost_table(latency: dict[str, Any], space) -> "CostTable":
+    """A search :class:`~espnet_omni.inference.subnet_search.CostTable` in ms per
+    second of audio: per tie group of ``space``, the summed part times."""
+    from espnet_omni.inference.subnet_search import CostTable
+
+    table = []
+    for members in space.groups().values():
+        table.append({s: sum(latency["table"][m][str(float(s))] for m in members)
+                      for s in space.group_choices(members)})
+    return CostTable("ms", list(space.groups()), table, latency["rest"], 1.0, latency["dense"])
