@@ -118,8 +118,8 @@ class FullContextGraph(nn.Module):
         self.normalize, self.encoder, self.ctc = model.normalize, model.encoder, model.ctc
 
     def forward(self, feats: torch.Tensor, feats_lengths: torch.Tensor):
-        if self.normalize is not None:
-            feats, feats_lengths = self.normalize(feats, feats_lengths)
+        if self.normalize is not None:  # ESPnet's GlobalMVN works in place without grad: a copy
+            feats, feats_lengths = self.normalize(feats.clone(), feats_lengths)
         out, olens, _ = self.encoder(feats, feats_lengths)
         return self.ctc.log_softmax(out), olens
 
@@ -210,8 +210,8 @@ class StreamingChunkGraph(nn.Module):
         return y.transpose(1, 2), full[:, :, full.size(2) - p:]
 
     def forward(self, feats: torch.Tensor, *caches: torch.Tensor):
-        if self.normalize is not None:
-            feats, _ = self.normalize(feats, None)
+        if self.normalize is not None:  # in place without grad (GlobalMVN): a copy
+            feats, _ = self.normalize(feats.clone(), None)
         x = self._front(feats)
         new = []
         for i, block in enumerate(self.enc.encoders):

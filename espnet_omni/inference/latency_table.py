@@ -29,11 +29,14 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from espnet_omni.nets.omni_conformer import supernet_encoder
+
+if TYPE_CHECKING:
+    from espnet_omni.inference.subnet_search import CostTable
 
 #: group name suffix -> the encoder module timed for it
 PARTS = {"heads": "self_attn", "macaron_units": "feed_forward_macaron",

@@ -19,7 +19,7 @@ from export_dummies import (
 
 from espnet_omni.bin import asr_inference_streaming, export_onnx as export_onnx_bin
 from espnet_omni.export import export_asr_model
-from espnet_omni.export.onnx_export import OnnxExportError, export_onnx
+from espnet_omni.export.onnx_export import FullContextGraph, OnnxExportError, export_onnx
 from espnet_omni.inference.onnx_recognizer import OnnxStreamingRecognizer
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
 from espnet_omni.nets.chunk_config import StreamingConfig
@@ -61,6 +61,10 @@ def test_full_context_onnx_equals_pytorch(group_exp, tmp_path):
         feats, flens = exported._extract_feats(speech, lengths)
         ref, rlens = encode(supernet, speech, lengths)  # the masked supernet
         ref = supernet.ctc.log_softmax(ref)
+    before = feats.clone()
+    with torch.no_grad():
+        FullContextGraph(exported)(feats, flens)
+    assert torch.equal(feats, before)  # the torch graph leaves its input alone (GlobalMVN is in place)
     sess = ort.InferenceSession(str(tmp_path / "full.onnx"), providers=["CPUExecutionProvider"])
     logp, olens = sess.run(None, {"feats": feats.numpy(), "feats_lengths": flens.numpy()})
     assert olens.tolist() == rlens.tolist()
