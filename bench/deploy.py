@@ -243,6 +243,10 @@ def main(cmd=None) -> None:
     p.add_argument("--timing_utts", type=int, default=30)
     p.add_argument("--chunk_size", type=int, default=16)
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (median)")
+    p.add_argument("--latency_budgets", type=float, nargs="*", default=[0.45, 0.6, 0.8],
+                   help="ms budgets of the latency search, as fractions of the dense structured model's")
+    p.add_argument("--dev_dir", default="base/dump/raw/dev", help="the latency search scores on it")
+    p.add_argument("--search_utts", type=int, default=60)
     p.add_argument("--quick", action="store_true", help="5 test utterances, 1 round: a smoke run")
     p.add_argument("--out_dir", default=str(ROOT / "bench" / "results"))
     p.add_argument("--work", default="bench/work/deploy")
@@ -317,12 +321,13 @@ def main(cmd=None) -> None:
                 "test_wer": r.wer, "stream_chunk_ms_mean": round(statistics.mean(all_chunks), 3),
                 "stream_chunk_ms_p95": round(float(np.percentile(all_chunks, 95)), 3),
                 "stream_rtf": round(stream_rtf, 5)})
-    targets = check_targets(records)
+    latency = latency_search(args, work, log) if args.latency_budgets else []
+    targets = check_targets(records, latency)
     meta = {"command": command_line(), "date": datetime.datetime.now(datetime.timezone.utc).strftime(
                 "%Y-%m-%d %H:%M UTC"), "cpu": cpu_model(), "cores": os.cpu_count(),
             "torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__,
             "quick": args.quick, "test_dir": rel(test), "test_utts": len(feats), "timing_utts": len(timing),
-            "rounds": args.rounds, "chunk_size": args.chunk_size, "notes": notes,
+            "rounds": args.rounds, "chunk_size": args.chunk_size, "notes": notes, "latency_search": latency,
             "wall_s": round(time.perf_counter() - start, 1),
             "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "models": {"dense": rel(Path(args.dense_exp)), "structured": rel(Path(args.group_exp)),
@@ -334,8 +339,55 @@ def main(cmd=None) -> None:
     write_results(out, stem, records, markdown(records, meta, targets))
 
 
-def check_targets(records: list[dict]) -> list[dict]:
+def latency_search(args, work: Path, log) -> list[dict]:
+    """Search the structured supernet under ms budgets, then time each pick directly."""
+    from espnet_omni.bin.search import trained_space
+    from espnet_omni.evolutionary_search import EvolutionConfig
+    from espnet_omni.inference import latency_table
+    from espnet_omni.inference.subnet_search import SubnetSearchConfig, search_subnets
+
+    exp = Path(args.group_exp)
+    if not (exp / args.checkpoint).is_file():
+        log(f"skipped the latency search: no {exp}/{args.checkpoint}")
+        return []
+    sup, sup_args = load(exp / "config.yaml", exp / args.checkpoint)
+    space = trained_space(exp / "config.yaml")
+    choices = tuple(space.get("choices") or (0.5, 0.7, 0.9))
+    out = work / "latency_search"
+    table = latency_table.load_or_measure(out / "latency_table.json", sup, vars(sup_args),
+                                          sup.encoder.prunable_layers(), choices)
+    fastest = latency_table.predict_ms(table, dict.fromkeys(table["table"], max(choices)))
+    budgets = [round(f * table["dense"], 3) for f in args.latency_budgets]
+    for b in [b for b in budgets if b < fastest]:
+        log(f"latency budget {b} ms/s skipped: below the fastest sub-network ({fastest:.3f})")
+    budgets = [b for b in budgets if b >= fastest]
+    if not budgets:
+        return []
+    evo = EvolutionConfig(population=8 if not args.quick else 3, generations=4 if not args.quick else 1,
+                          seed=0, progress=False)
+    config = SubnetSearchConfig(budgets=budgets, budget_unit="ms", metric="wer", choices=choices,
+                                tie=space.get("tie", "per_layer"), evolution=evo,
+                                max_utts=args.search_utts if not args.quick else 5)
+    summary = search_subnets(sup, sup_args, args.dev_dir, out, config)
+    rows = []
+    for res in summary.results:
+        picked = dict(zip(summary.dimensions, res.sparsities))
+        measured = latency_table.time_subnet(sup, vars(sup_args), picked, repeats=9)
+        rows.append({"budget_ms": res.budget, "budget_fraction_of_dense": round(res.budget / table["dense"], 3),
+                     "predicted_ms": round(res.cost, 4), "measured_ms": round(measured, 4),
+                     "error_pct": round(100 * (measured / res.cost - 1), 2),
+                     "over_budget_pct": round(100 * (measured / res.budget - 1), 2),
+                     "dev_wer": round(100 * res.score, 2), "params_fraction": round(res.fraction, 3)})
+        log(f"latency budget {res.budget} ms: predicted {res.cost:.3f}, measured {measured:.3f}")
+    return rows
+
+
+def check_targets(records: list[dict], latency: list[dict]) -> list[dict]:
     out = []
+    for r in latency:
+        out.append({"target": f"latency search within 10% of its budget ({r['budget_ms']} ms/s, picks timed directly)",
+                    "value": f"{r['measured_ms']} ms/s ({r['over_budget_pct']:+.1f}% vs budget)",
+                    "met": r["over_budget_pct"] <= 10.0})
     for r in records:
         if (r["granularity"], r["sparsity"], r["runtime"], r["dtype"], r["threads"]) == (
                 "structured", 0.7, "torch", "fp32", 1):
@@ -376,6 +428,15 @@ def markdown(records: list[dict], meta: dict, targets: list[dict]) -> str:
             r["model"], r["runtime"], r["dtype"], r["threads"], r["rtf"], r["speedup_vs_dense_torch"],
             round(r["bytes"] / 1e6, 2), r["test_wer"], r["stream_chunk_ms_mean"], r["stream_chunk_ms_p95"],
             r["stream_rtf"])) + " |")
+    if meta.get("latency_search"):
+        md += ["", "## Latency search", "",
+               "`--budget_unit ms` on the structured supernet (encoder + CTC ms per second of audio, one "
+               "thread, predicted by the latency table), each pick then exported and timed directly:", "",
+               "| budget ms/s | of dense | predicted | measured | error % | vs budget % | dev WER | params |",
+               "|---|---|---|---|---|---|---|---|"]
+        md += [f"| {r['budget_ms']} | {r['budget_fraction_of_dense']} | {r['predicted_ms']} | {r['measured_ms']} | "
+               f"{r['error_pct']:+.1f} | {r['over_budget_pct']:+.1f} | {r['dev_wer']} | {r['params_fraction']} |"
+               for r in meta["latency_search"]]
     md += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     md += [f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for t in targets]
     return "\n".join(md) + "\n"
