@@ -39,6 +39,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from espnet_omni.sparsity.yaml_io import check_keys
+
 # Chosen so a 4-block model waits 640 ms per chunk at 40 ms frames, the usual
 # operating point of chunked Conformers (WeNet U2 decodes with chunk 16).
 DEFAULT_CHUNK_SIZE = 16
@@ -93,10 +95,7 @@ class StreamingConfig:
     def from_dict(cls, conf: Optional[dict]) -> "StreamingConfig":
         """Build from a YAML mapping; unknown keys raise, naming the valid ones."""
         conf = dict(conf or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(conf) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown streaming key(s) {unknown}; valid: {valid}")
+        check_keys(conf, [f.name for f in dataclasses.fields(cls)], "streaming")
         return cls(**conf)
 
     def to_dict(self) -> dict:
