@@ -8,6 +8,9 @@ Usage:
         --asr_model_file exp/asr/valid.loss.ave.pth --output_dir exp/decode \
         [--lm_train_config exp/lm_char/config.yaml --lm_file exp/lm_char/valid.loss.ave.pth]
 Writes: <output_dir>/1best_recog/{text,token,token_int,score} (ESPnet format).
+Several sets in one process: ``--set WAV_SCP KEY_FILE OUTPUT_DIR`` (repeatable)
+instead of ``--data_path_and_name_and_type``, ``--key_file`` and ``--output_dir``;
+each set's decoding seconds go to ``OUTPUT_DIR/seconds``.
 
 An LM (``--lm_train_config``) or ARPA n-gram (``--ngram_file``) built for
 another token list than the ASR model's is refused before decoding
@@ -17,6 +20,8 @@ would write an empty text for it.
 """
 
 import sys
+import time
+from pathlib import Path
 
 import espnet2.bin.asr_inference
 
@@ -42,8 +47,44 @@ def get_parser():
     return parser
 
 
+def split_sets(cmd: list[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """``cmd`` without its ``--set WAV_SCP KEY_FILE OUTPUT_DIR`` triples, and the triples."""
+    rest, sets, i = [], [], 0
+    while i < len(cmd):
+        if cmd[i] == "--set":
+            triple = cmd[i + 1:i + 4]
+            if len(triple) != 3 or any(t.startswith("--") for t in triple):
+                raise SystemExit(f"error: --set takes WAV_SCP KEY_FILE OUTPUT_DIR, got {triple}")
+            sets.append(tuple(triple))
+            i += 4
+        else:
+            rest.append(cmd[i])
+            i += 1
+    return rest, sets
+
+
 def main(cmd=None):
-    """Decode; ``cmd`` defaults to ``sys.argv``."""
+    """Decode; ``cmd`` defaults to ``sys.argv``.
+
+    ``--set WAV_SCP KEY_FILE OUTPUT_DIR`` (repeatable) decodes several data sets in
+    this one process, one after the other, each exactly as its own
+    ``--data_path_and_name_and_type WAV_SCP,speech,sound --key_file KEY_FILE
+    --output_dir OUTPUT_DIR`` run would (``KEY_FILE`` ``-``: every utterance):
+    the recipe starts one process per job instead of one per job and set.
+    """
+    cmd = list(sys.argv[1:] if cmd is None else cmd)
+    rest, sets = split_sets(cmd)
+    if sets:
+        clash = [o for o in ("--data_path_and_name_and_type", "--key_file", "--output_dir") if o in rest]
+        if clash:
+            raise SystemExit(f"error: --set gives each set's data, keys and output dir; drop {' '.join(clash)}")
+        for scp, keys, out in sets:
+            one = rest + ["--data_path_and_name_and_type", f"{scp},speech,sound", "--output_dir", out]
+            start = time.perf_counter()
+            main(one + ([] if keys == "-" else ["--key_file", keys]))
+            # this set's own decoding time (model loading included, process start-up not)
+            (Path(out) / "seconds").write_text(f"{time.perf_counter() - start:.3f}\n")
+        return
     args = get_parser().parse_args(cmd)
     try:
         if args.lm_train_config is not None and args.asr_train_config is not None:

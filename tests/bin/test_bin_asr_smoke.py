@@ -114,3 +114,27 @@ def test_pack_then_decode_from_unpacked_files(trained, monkeypatch):
     finally:
         shutil.move("exp_moved_away", "exp")
     _assert_one_line_per_valid_utt(trained / "decode_unpacked/1best_recog/text")
+
+
+def test_several_sets_in_one_process_equal_one_at_a_time(trained, monkeypatch):
+    """--set decodes each set exactly as its own run would (a key file too)."""
+    monkeypatch.chdir(trained)
+    base = decode_flags(EXP / "config.yaml", EXP / "valid.loss.best.pth", Path("unused"))
+    i = base.index("--data_path_and_name_and_type")
+    scp = base[i + 1].split(",")[0]
+    common = base[:i] + base[i + 2:]
+    j = common.index("--output_dir")
+    common = common[:j] + common[j + 2:]
+    keys = Path("keys.half")
+    lines = Path(scp).read_text().splitlines()
+    keys.write_text("".join(line.split()[0] + "\n" for line in lines[::2]))
+    for name, key in (("one_all", None), ("one_half", keys)):
+        asr_inference.main(common + ["--data_path_and_name_and_type", f"{scp},speech,sound",
+                                     "--output_dir", name] + (["--key_file", str(key)] if key else []))
+    asr_inference.main(common + ["--set", scp, "-", "many_all", "--set", scp, str(keys), "many_half"])
+    for part in ("all", "half"):
+        one = (trained / f"one_{part}/1best_recog/text").read_text()
+        assert one and (trained / f"many_{part}/1best_recog/text").read_text() == one
+    assert len((trained / "many_half/1best_recog/text").read_text().splitlines()) == len(lines[::2])
+    with pytest.raises(SystemExit, match="drop --output_dir"):
+        asr_inference.main(common + ["--output_dir", "x", "--set", scp, "-", "y"])
