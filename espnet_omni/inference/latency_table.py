@@ -13,19 +13,24 @@ sparsity* predicts any sub-network:
 :func:`measure_latency_table` builds it on the machine that runs the search,
 once per choice of sparsity: the uniform sub-network at that sparsity is
 exported (structured, in memory) and its encoder timed on ``seconds`` of audio
-(``threads`` torch threads, ``torch.inference_mode``, warm), each part with
-forward hooks; medians over ``repeats`` rounds interleaved over the choices.
+(``threads`` torch threads, ``torch.inference_mode``, warm), each part in a
+second call with forward hooks (the total without them); medians over
+``repeats`` rounds interleaved over the choices.
 The unit is milliseconds of compute per second of audio, encoder + CTC (the
 fbank front end, the same for every sub-network, is not counted).
 :func:`time_subnet` times a sub-network directly, to check a prediction.
-The table is cached as JSON (:func:`load_or_measure`), keyed by the model's
-sizes, the choices, the threads, the audio length and the CPU.
+The table is then checked against direct timing of a few random mixed
+sub-networks and its part times rescaled by one factor (parts timed among
+uniform neighbours run a little faster than among larger ones). It is cached
+as JSON (:func:`load_or_measure`), keyed by the model's sizes, the choices,
+the threads, the audio length and the CPU.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import random
 import statistics
 import time
 from pathlib import Path
@@ -94,7 +99,12 @@ def structured_model(model: torch.nn.Module, train_config: dict, sparsities: dic
 
 def _timed_parts(models: dict[Any, torch.nn.Module], seconds: float, repeats: int,
                  parts: Sequence[str]) -> dict[Any, dict[str, float]]:
-    """Median ms per part (and ``total``, ``ctc``) of each model's encoder + CTC."""
+    """Median ms per part, ``total`` and ``ctc`` of each model's encoder + CTC.
+
+    ``total`` is timed without hooks; the parts in a second, hooked call (a
+    forward hook costs about as much as a small layer, so a total timed with
+    them would count their overhead: the rest would absorb it).
+    """
     any_model = next(iter(models.values()))
     feats = torch.randn(1, int(seconds * FRAMES_PER_SECOND) + 1, any_model.frontend.output_size(),
                         generator=torch.Generator().manual_seed(0))
@@ -102,7 +112,6 @@ def _timed_parts(models: dict[Any, torch.nn.Module], seconds: float, repeats: in
     runs: dict[Any, list[dict[str, float]]] = {k: [] for k in models}
     current: dict[str, float] = {}
     starts: dict[int, float] = {}
-    handles = []
 
     def pre(module, args):
         starts[id(module)] = time.perf_counter()
@@ -112,31 +121,37 @@ def _timed_parts(models: dict[Any, torch.nn.Module], seconds: float, repeats: in
             current[part] = current.get(part, 0.0) + (time.perf_counter() - starts[id(module)]) * 1e3
         return hook
 
-    for m in models.values():
-        for part in parts:
-            module = m.encoder.get_submodule(part)
-            handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post(part))]
-    try:
-        with torch.inference_mode():
-            for _ in range(repeats + 1):  # the first round warms up
-                for key, m in models.items():
-                    m.encoder(feats, lens)  # warm caches for this model
-                    current.clear()
-                    t0 = time.perf_counter()
-                    out, _, _ = m.encoder(feats, lens)
-                    t1 = time.perf_counter()
-                    m.ctc.log_softmax(out)
-                    t2 = time.perf_counter()
-                    runs[key].append({**current, "total": (t1 - t0) * 1e3, "ctc": (t2 - t1) * 1e3})
-    finally:
-        for h in handles:
-            h.remove()
+    with torch.inference_mode():
+        for _ in range(repeats + 1):  # the first round warms up
+            for key, m in models.items():
+                m.encoder(feats, lens)  # warm caches for this model
+                t0 = time.perf_counter()
+                out, _, _ = m.encoder(feats, lens)
+                t1 = time.perf_counter()
+                m.ctc.log_softmax(out)
+                t2 = time.perf_counter()
+                current.clear()
+                if parts:
+                    handles = []
+                    for part in parts:
+                        module = m.encoder.get_submodule(part)
+                        handles += [module.register_forward_pre_hook(pre),
+                                    module.register_forward_hook(post(part))]
+                    try:
+                        m.encoder(feats, lens)
+                    finally:
+                        for h in handles:
+                            h.remove()
+                runs[key].append({**current, "total": (t1 - t0) * 1e3, "ctc": (t2 - t1) * 1e3})
     return {k: {p: statistics.median(r[p] for r in rs[1:]) for p in rs[1]} for k, rs in runs.items()}
 
 
 def measure_latency_table(model: torch.nn.Module, train_config: dict, groups: Sequence[str],
-                          choices: Sequence[float], *, seconds: float = 4.0, threads: int = 1, repeats: int = 7) -> dict[str, Any]:
-    """``{"rest": ms, "table": {group: {sparsity: ms}}, ...}`` per second of audio (see the module doc)."""
+                          choices: Sequence[float], *, seconds: float = 4.0, threads: int = 1, repeats: int = 7,
+                          calibrate: int = 4) -> dict[str, Any]:
+    """``{"rest": ms, "table": {group: {sparsity: ms}}, ...}`` per second of audio (see the
+    module doc); ``calibrate``: random mixed sub-networks timed directly to check and
+    rescale it (:func:`calibrate_table`; 0: none)."""
     choices = sorted({0.0, *map(float, choices)})
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -150,10 +165,39 @@ def measure_latency_table(model: torch.nn.Module, train_config: dict, groups: Se
         torch.set_num_threads(before)
     dense = timed[0.0]
     rest = dense["total"] - sum(dense[p] for p in parts) + dense["ctc"]
-    return {"unit": "ms per second of audio (encoder + CTC)", "seconds": seconds, "threads": threads,
-            "repeats": repeats, "cpu": _cpu(), "choices": choices, "rest": rest / seconds,
-            "dense": (dense["total"] + dense["ctc"]) / seconds,
-            "table": {g: {str(s): timed[s][_part_module(g)] / seconds for s in choices} for g in groups}}
+    table = {"unit": "ms per second of audio (encoder + CTC)", "seconds": seconds, "threads": threads,
+             "repeats": repeats, "cpu": _cpu(), "choices": choices, "rest": rest / seconds,
+             "dense": (dense["total"] + dense["ctc"]) / seconds,
+             "table": {g: {str(s): timed[s][_part_module(g)] / seconds for s in choices} for g in groups}}
+    if calibrate:
+        calibrate_table(table, model, train_config, groups, choices, calibrate, seconds, threads, repeats)
+    return table
+
+
+def calibrate_table(table: dict[str, Any], model, train_config: dict, groups: Sequence[str],
+                    choices: Sequence[float], count: int, seconds: float, threads: int, repeats: int) -> None:
+    """Check the table against direct timing of ``count`` random mixed sub-networks and
+    rescale the part times so that it predicts them on average (in place).
+
+    Parts timed inside uniform sub-networks run a little faster than the same parts
+    among larger neighbours (caches); one factor over every part (the median of
+    ``(measured - rest) / (predicted - rest)``) removes that bias. ``table["check"]``
+    records the candidates' predictions before and after, and the measurements.
+    """
+    rng = random.Random(0)
+    everything = supernet_encoder(model, "latency table").prunable_layers()
+    cands = [{g: (rng.choice(list(choices)) if g in groups else 0.0) for g in everything} for _ in range(count)]
+    measured = [time_subnet(model, train_config, c, seconds=seconds, threads=threads, repeats=repeats)
+                for c in cands]
+    before = [predict_ms(table, {g: c[g] for g in groups}) for c in cands]
+    rest = table["rest"]
+    scale = statistics.median((m - rest) / (p - rest) for m, p in zip(measured, before))
+    for g in table["table"]:
+        table["table"][g] = {s: v * scale for s, v in table["table"][g].items()}
+    table["dense"] = rest + (table["dense"] - rest) * scale
+    after = [predict_ms(table, {g: c[g] for g in groups}) for c in cands]
+    table["check"] = {"scale": scale, "measured": measured, "predicted_before": before, "predicted": after,
+                      "error_pct": [round(100 * (p / m - 1), 2) for p, m in zip(after, measured)]}
 
 
 def predict_ms(latency: dict[str, Any], sparsities: dict[str, float]) -> float:
@@ -187,7 +231,7 @@ def load_or_measure(path: Path, model: torch.nn.Module, train_config: dict, grou
     enc = _group_supernet(model)
     key = {"groups": list(groups), "choices": sorted({0.0, *map(float, choices)}), "cpu": _cpu(),
            "units": {g: [us.units for us in enc.get_submodule(g).unit_sets] for g in groups},
-           **{k: kw.get(k, d) for k, d in (("seconds", 4.0), ("threads", 1), ("repeats", 7))}}
+           **{k: kw.get(k, d) for k, d in (("seconds", 4.0), ("threads", 1), ("repeats", 7), ("calibrate", 4))}}
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached.get("key") == key:

@@ -39,6 +39,8 @@ def test_table_predicts_direct_timing(group_model):
     groups = model.encoder.prunable_layers()
     table = latency_table.measure_latency_table(model, vars(args), groups, CHOICES, seconds=3.0, repeats=9)
     assert set(table["table"]) == set(groups) and table["rest"] > 0
+    check = table["check"]  # checked against direct timing of random mixed sub-networks
+    assert len(check["measured"]) == 4 and 0.5 < check["scale"] < 2.0
     for g in groups:  # fewer units, less time (the table is not noise)
         assert table["table"][g]["0.75"] < table["table"][g]["0.0"], g
     rng = random.Random(0)
