@@ -525,15 +525,18 @@ if run_stage 11; then
 fi
 
 if run_stage 12; then
-  # The budget of each search is the individual model's encoder size (subnet.json of stage 10).
-  budget_of() { $python -c 'import json,sys; print(json.load(open(sys.argv[1]))["encoder_nonzero_params"])' "$(prune_exp "$1")/subnet.json"; }
-  budgets=$(for s in $prune_targets; do budget_of "$s"; done | tr '\n' ' ')
+  # The budget of each search is the individual model's encoder size (subnet.json of stage 10),
+  # all read by one Python start-up; budget_list[i] belongs to the i-th prune target.
+  budgets=$($python -c 'import json, sys; print(" ".join(str(json.load(open(f))["encoder_nonzero_params"]) for f in sys.argv[1:]))' \
+    $(for s in $prune_targets; do echo "$(prune_exp "$s")/subnet.json"; done))
+  read -r -a budget_list <<< "$budgets"
   log "search budgets (non-zero encoder parameters of the individual models): $budgets"
   $python -m espnet_omni.bin.search --asr_train_config "$omni_exp/config.yaml" \
     --asr_model_file "$omni_exp/$inference_model" --data_dir "$dump/$valid_set" \
     --budgets $budgets --budget_unit params --out_dir "$omni_exp/search" "${calibration_opts[@]}" $search_args
+  i=0
   for s in $prune_targets; do
-    b=$(budget_of "$s")
+    b=${budget_list[$i]}; i=$((i + 1))
     export_model "$omni_exp" "$omni_exp/search/subnet_$b.yaml" "$omni_exp/export_$s"
   done
   finish_stage 12
