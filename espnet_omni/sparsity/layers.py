@@ -13,7 +13,7 @@ equal the stock module's. Each holds
 
 Forward at sparsity 0 is exactly the stock forward (bitwise); otherwise it
 uses ``weight * mask``, so the gradient of a pruned weight is zero for that
-sub-network. Float masks are cached per sparsity (a float mask multiplies ~10x
+sub-network. Float masks are cached per kept-unit count (a float mask multiplies ~10x
 faster than a bool one on CPU, measured), up to ``MASK_CACHE_SIZE`` of them
 per layer, least recently used dropped first, all dropped when the ranks
 change: the sandwich rule switches sub-networks several times a step, and a
@@ -34,8 +34,10 @@ from torch import nn
 from espnet_omni.sparsity.masks import (
     MaskSpec,
     check_sparsity,
+    keep_count,
     kept_weights,
     mask_at,
+    num_units,
     unit_ranks,
 )
 from espnet_omni.sparsity.storage import weight_storage_bytes
@@ -100,7 +102,9 @@ class _Masked:
         if self._sparsity == 0.0:
             return None
         w = self.weight
-        key = (self._sparsity, w.device, w.dtype)  # refresh_ranks() empties the cache
+        # keyed by the kept-unit count, not the sparsity: during a ramp the sparsity moves every
+        # step while the mask changes only when a unit crosses (refresh_ranks() empties the cache)
+        key = (keep_count(self._sparsity, num_units(w.shape, self.spec)), w.device, w.dtype)
         mask = self._mask_cache.get(key)
         if mask is not None:
             self._mask_cache.move_to_end(key)

@@ -176,3 +176,15 @@ def test_convert_to_masked_errors():
         convert_to_masked(_Toy(), MaskSpec(), include=["blocks.*.fff"])
     with pytest.raises(ValueError, match=r"layer 'blocks.0.dw'.*\(8, 3\)"):
         convert_to_masked(_Toy(), MaskSpec("block", block=(1, 4)), include=["*.dw"])
+
+
+def test_mask_cache_follows_kept_units_not_the_float_sparsity():
+    """A ramp moves the sparsity every step; the float mask is rebuilt only when a unit
+    crosses (the cache is keyed by the kept-unit count)."""
+    layer = MaskedLinear(16, 8, spec=MaskSpec("row"))  # 8 units
+    layer.sparsity = 0.30  # keeps round(5.6) = 6 rows
+    first = layer.active_mask()
+    layer.sparsity = 0.31  # keeps round(5.52) = 6 rows: the same mask object
+    assert layer.active_mask() is first
+    layer.sparsity = 0.45  # keeps round(4.4) = 4 rows: a new mask
+    assert layer.active_mask() is not first and int(layer.active_mask().any(1).sum()) == 4
