@@ -154,6 +154,14 @@ class StreamingRecognizer:
                 "streaming supports global_mvn or none")
         if model.preencoder is not None or model.postencoder is not None:
             raise NotImplementedError("streaming supports no pre/post-encoder")
+        if getattr(model, "use_transducer_decoder", False) or getattr(model, "joint_network", None) is not None:
+            raise NotImplementedError(
+                "this is a transducer model (model: transducer_torchaudio): the streaming recognizer "
+                "decodes CTC only; decode it with python -m espnet_omni.bin.asr_inference (ESPnet's "
+                "transducer beam search, full context)")
+        if getattr(model, "ctc", None) is None:
+            raise NotImplementedError("the model has no CTC head (model_conf.ctc_weight: 0): the streaming "
+                                      "recognizer decodes CTC")
         self.model = model
         self.fbank = FbankStream(model.frontend)
         self.fs = int(model.frontend.logmel.mel_options["sr"])

@@ -223,6 +223,11 @@ class SubnetEvaluator:
         calibration_utts: int = DEFAULT_CALIBRATION_UTTS,
     ) -> None:
         encoder = supernet_encoder(model, "sub-network evaluation")
+        if getattr(model, "ctc", None) is None:
+            raise ValueError(
+                "sub-network evaluation scores CTC greedy decoding (wer, cer) or the CTC loss, and this "
+                "model has no CTC head (model_conf.ctc_weight: 0): train it with an auxiliary CTC "
+                "(ctc_weight > 0)")
         self.model, self.encoder = model.eval(), encoder
         self.text = TokenText(model.token_list, train_args.token_type,
                               getattr(train_args, "bpemodel", None))

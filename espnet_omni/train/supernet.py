@@ -318,6 +318,11 @@ class TaggedModel(torch.nn.Module):
         self._lens: Optional[torch.Tensor] = None
         core = getattr(model, "module", model)
         self._hooks = []
+        if state.cfg.distill_weight > 0 and getattr(core, "ctc", None) is None:
+            raise ValueError(
+                f"omni_conf.distill_weight={state.cfg.distill_weight}: in-place distillation matches the "
+                "sub-networks' CTC posteriors, and this model has no CTC head (model_conf.ctc_weight: 0); "
+                "give it an auxiliary CTC (ctc_weight > 0) or set distill_weight: 0")
         if state.cfg.distill_weight > 0:
             self._hooks.append(core.ctc.ctc_lo.register_forward_hook(self._keep_logits))
             self._hooks.append(core.encoder.register_forward_hook(self._keep_lens))

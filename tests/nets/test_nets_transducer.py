@@ -129,3 +129,28 @@ def test_transducer_model_without_transducer_decoder_is_refused(tmp_path):
     args.token_list = ["<blank>", "a", "<sos/eos>"]
     with pytest.raises(ValueError, match="needs 'decoder: transducer'"):
         OmniASRTask.build_model(args)
+
+
+def test_ctc_only_paths_refuse_a_transducer_or_a_model_without_ctc(tmp_path, monkeypatch):
+    """The CTC-only decoder names the entry that decodes a transducer; the CTC fitness of the
+    search and CTC distillation refuse a model without a CTC head (ctc_weight 0), before any
+    data is read, instead of crashing on ``ctc=None``."""
+    from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
+    from espnet_omni.inference.subnet_eval import SubnetEvaluator
+    from espnet_omni.train.supernet import SupernetConfig, SupernetState, TaggedModel
+
+    monkeypatch.chdir(tmp_path)
+    tiny_asr.write_corpus(tmp_path)
+    args = _transducer_args(tmp_path)
+    model = OmniASRTask.build_model(args).eval()
+    with pytest.raises(NotImplementedError, match="espnet_omni.bin.asr_inference"):
+        StreamingRecognizer(model)
+    args.model_conf = {**args.model_conf, "ctc_weight": 0.0}
+    no_ctc = OmniASRTask.build_model(args).eval()
+    assert no_ctc.ctc is None
+    with pytest.raises(ValueError, match=r"no CTC head \(model_conf.ctc_weight: 0\)"):
+        SubnetEvaluator(no_ctc, tmp_path / "no_data_read", train_args=args)
+    cfg = SupernetConfig.from_dict({"distill_weight": 0.5}) if hasattr(SupernetConfig, "from_dict") \
+        else SupernetConfig(distill_weight=0.5)
+    with pytest.raises(ValueError, match="distill_weight=0.5.*no CTC head"):
+        TaggedModel(no_ctc, SupernetState(cfg, no_ctc.encoder, accum_grad=1))
