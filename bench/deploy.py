@@ -54,17 +54,18 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from omni_sparsity import command_line, cpu_model, write_results  # noqa: E402
 
-from espnet_omni.corpus.datadir import read_lines  # noqa: E402
 from espnet_omni.export import export_asr_model  # noqa: E402
 from espnet_omni.export.onnx_export import (  # noqa: E402
     FullContextGraph,
     StreamingChunkGraph,
     export_onnx,
+    initial_caches,
 )
 from espnet_omni.inference.subnet_eval import calibrate_subnet  # noqa: E402
 from espnet_omni.nets.chunk_config import StreamingConfig  # noqa: E402
 from espnet_omni.scoring.tables import rel  # noqa: E402
-from espnet_omni.scoring.wer import ErrorCounts, word_counts  # noqa: E402
+from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.scoring.wer import corpus_counts  # noqa: E402
 from espnet_omni.sparsity.subnet import SubnetConfig  # noqa: E402
 from espnet_omni.tasks import OmniASRTask, as_omni_config  # noqa: E402
 
@@ -74,15 +75,6 @@ TARGETS = {"structured70_speedup": 2.5, "onnx_int8_stream_rtf": 0.01, "int8_wer_
 def load(config: Path, weights: Path):
     model, args = OmniASRTask.build_model_from_file(as_omni_config(config), weights, "cpu")
     return model.eval(), args
-
-
-def kaldi(path: Path) -> dict[str, str]:
-    out = {}
-    for _, line in read_lines(path):
-        parts = line.split(maxsplit=1)
-        if parts:
-            out[parts[0]] = parts[1] if len(parts) > 1 else ""
-    return out
 
 
 def features(model, test_dir: Path) -> dict[str, torch.Tensor]:
@@ -110,20 +102,12 @@ def greedy_text(logp: np.ndarray, tokens: list[str], blank: int = 0) -> str:
     return "".join(" " if t == "<space>" else t for t in out).strip()
 
 
-def wer(ref: dict[str, str], hyp: dict[str, str]) -> float:
-    c = ErrorCounts()
-    for k, r in ref.items():
-        c = c + word_counts(r, hyp.get(k, ""))
-    return round(100.0 * c.errors / c.ref_len, 2)
-
-
 class Runner:
     """One (model, runtime, dtype) configuration: full-context and streaming callables."""
 
-    def __init__(self, name, granularity, sparsity, runtime, dtype, model=None, onnx_dir=None,
-                 cfg=None, nbytes=0):
+    def __init__(self, name, granularity, sparsity, runtime, dtype, model=None, onnx_dir=None, cfg=None):
         self.name, self.granularity, self.sparsity = name, granularity, sparsity
-        self.runtime, self.dtype, self.bytes = runtime, dtype, nbytes
+        self.runtime, self.dtype, self.bytes = runtime, dtype, 0
         self.cfg = cfg
         if runtime == "torch":
             self.full = FullContextGraph(model).eval()
@@ -142,17 +126,20 @@ class Runner:
             self.files = {m: onnx_dir / meta["graphs"][m + suffix] for m in ("full", "streaming")}
             self.stride, self.field = meta["streaming"]["stride"], meta["streaming"]["field"]
             self.blocks = meta["streaming"]["blocks"]
+            self._sessions: dict[int, dict] = {}  # threads -> the sessions made for them
             self.sessions = {}
 
     def set_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)
         if self.runtime == "onnxruntime":
-            import onnxruntime as ort
+            if threads not in self._sessions:
+                import onnxruntime as ort
 
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-            self.sessions = {m: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"])
-                             for m, f in self.files.items()}
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+                self._sessions[threads] = {m: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"])
+                                           for m, f in self.files.items()}
+            self.sessions = self._sessions[threads]
 
     def full_logp(self, feats: torch.Tensor) -> np.ndarray:
         if self.runtime == "torch":
@@ -164,10 +151,7 @@ class Runner:
 
     def stream_chunks(self, feats: torch.Tensor) -> list[float]:
         """Per-chunk compute ms of one utterance, chunk by chunk."""
-        caches = []
-        for b in self.blocks:
-            caches += [torch.zeros(1, b["heads"], 0, b["d_k"]), torch.zeros(1, b["heads"], 0, b["d_k"]),
-                       torch.zeros(1, b["conv_channels"], b["conv_context"])]
+        caches = initial_caches(self.blocks)
         if self.runtime == "onnxruntime":
             caches = [c.numpy() for c in caches]
             names = [i.name for i in self.sessions["streaming"].get_inputs()]
@@ -192,12 +176,10 @@ def file_bytes(path: Path) -> int:
     return path.stat().st_size
 
 
-def torch_int8_bytes(model) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        q = torch.ao.quantization.quantize_dynamic(FullContextGraph(model), {torch.nn.Linear}, dtype=torch.qint8)
+def state_bytes(module: torch.nn.Module) -> int:
+    """Size of ``module``'s state dict saved as ``model.pth``."""
     with tempfile.TemporaryDirectory() as tmp:
-        torch.save(q.state_dict(), Path(tmp) / "model.pth")
+        torch.save(module.state_dict(), Path(tmp) / "model.pth")
         return file_bytes(Path(tmp) / "model.pth")
 
 
@@ -249,7 +231,7 @@ def main(cmd=None) -> None:
     p.add_argument("--search_utts", type=int, default=60)
     p.add_argument("--quick", action="store_true", help="5 test utterances, 1 round: a smoke run")
     p.add_argument("--out_dir", default=str(ROOT / "bench" / "results"))
-    p.add_argument("--work", default="bench/work/deploy")
+    p.add_argument("--work", default="bench/scratch/deploy")
     args = p.parse_args(cmd)
     start = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -263,7 +245,7 @@ def main(cmd=None) -> None:
 
     models = build_models(args, work, log)
     test = Path(args.test_dir)
-    refs = kaldi(test / "text")
+    refs = read_kv(test / "text")
     feats = features(models[0][3], test)
     if args.quick:
         feats = dict(list(feats.items())[:5])
@@ -279,17 +261,18 @@ def main(cmd=None) -> None:
         tokens = list(model.token_list)
         for runtime in ("torch", "onnxruntime"):
             for dtype in ("fp32", "int8"):
-                if runtime == "torch":
-                    nbytes = file_bytes(pth) if dtype == "fp32" else torch_int8_bytes(model)
+                r = Runner(name, gran, s, runtime, dtype, model=model, onnx_dir=odir, cfg=cfg)
+                if runtime == "torch":  # int8: the runner's own quantised graph
+                    r.bytes = file_bytes(pth) if dtype == "fp32" else state_bytes(r.full)
                 else:
-                    nbytes = file_bytes(odir / ("full.int8.onnx" if dtype == "int8" else "full.onnx"))
-                r = Runner(name, gran, s, runtime, dtype, model=model, onnx_dir=odir, cfg=cfg, nbytes=nbytes)
+                    r.bytes = file_bytes(odir / ("full.int8.onnx" if dtype == "int8" else "full.onnx"))
                 r.tokens, r.blank = tokens, int(model.blank_id)
                 runners.append(r)
         log(f"ONNX of {name}: {odir}")
     for r in runners:  # WER: every test utterance, one thread, untimed
         r.set_threads(1)
-        r.wer = wer(refs, {u: greedy_text(r.full_logp(f), r.tokens, r.blank) for u, f in feats.items()})
+        hyps = {u: greedy_text(r.full_logp(f), r.tokens, r.blank) for u, f in feats.items()}
+        r.wer = round(100.0 * corpus_counts(refs, hyps).rate, 2)
         log(f"WER {r.name} {r.runtime} {r.dtype}: {r.wer} ({time.perf_counter() - start:.0f} s)")
     timing_audio = sum(audio_s[u] for u in timing)
     records = []

@@ -40,7 +40,6 @@ import fnmatch
 import json
 import logging
 import os
-import platform
 import random
 import statistics
 import sys
@@ -56,6 +55,7 @@ from espnet2.asr.ctc import CTC
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 
 from espnet_omni.export import export_asr_model
+from espnet_omni.inference.latency_table import cpu_model  # noqa: F401  (the benchmarks import it from here)
 from espnet_omni.nets.omni_conformer import BLOCK_PATTERNS, OmniConformerEncoder
 from espnet_omni.scoring.tables import rel, rel_text
 from espnet_omni.sparsity.subnet import SubnetConfig
@@ -179,16 +179,6 @@ def paired_overhead_ci(samples: list[float], ref: list[float], level: float = 0.
     meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
     lo, hi = meds[int((1 - level) / 2 * resamples)], meds[int((1 + level) / 2 * resamples) - 1]
     return round(100 * (lo - 1), 2), round(100 * (hi - 1), 2)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # ------------------------------------------------------- 1. training step

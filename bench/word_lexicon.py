@@ -46,7 +46,8 @@ from omni_sparsity import cpu_model, write_results  # noqa: E402
 
 from espnet_omni.corpus.datadir import read_lines  # noqa: E402
 from espnet_omni.scoring.tables import audio_seconds, rel  # noqa: E402
-from espnet_omni.scoring.wer import ErrorCounts, paired_bootstrap, word_counts  # noqa: E402
+from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.scoring.wer import corpus_counts, paired_bootstrap  # noqa: E402
 
 SETS = ("dev", "test", "test_seen", "real")
 Ngram = Tuple[str, ...]
@@ -134,15 +135,6 @@ def write_arpa(prob, bow, path: Path) -> None:
 
 
 # ------------------------------------------------------------ posteriors and decoding
-def kaldi_text(path: Path) -> Dict[str, str]:
-    out = {}
-    for _, line in read_lines(path):
-        parts = line.split(maxsplit=1)
-        if parts:
-            out[parts[0]] = parts[1] if len(parts) > 1 else ""
-    return out
-
-
 def posteriors(exp: Path, data: Path, cache: Path) -> Dict[str, Dict[str, np.ndarray]]:
     """CTC log-posteriors (T, V) of every utterance of every set, cached as ``cache/<set>.npz``."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -184,13 +176,6 @@ def decode(post: Dict[str, np.ndarray], tokens: Sequence[str], lexicon: Path, ar
     return hyp, time.perf_counter() - t0
 
 
-def wer(ref: Dict[str, str], hyp: Dict[str, str]) -> float:
-    c = ErrorCounts()
-    for k, r in ref.items():
-        c = c + word_counts(r, hyp.get(k, ""))
-    return 100.0 * c.errors / c.ref_len
-
-
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--exp", default="base/exp/asr_abl_base", help="the acoustic model (an ASR experiment dir)")
@@ -202,7 +187,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=int, default=3)
     p.add_argument("--grid", default="1.5,2.0,2.5:0,1", help="LM weights : word scores, tuned on dev")
     p.add_argument("--beams", default="50,200,500,1500", help="beam sizes measured at the best point")
-    p.add_argument("--work", default="bench/work/word_lexicon", help="posteriors, lexicon, ARPA (not committed)")
+    p.add_argument("--work", default="bench/scratch/word_lexicon", help="posteriors, lexicon, ARPA (not committed)")
     p.add_argument("--out_dir", default=str(ROOT / "bench" / "results"))
     return p
 
@@ -232,7 +217,7 @@ def main(cmd=None) -> None:
     prob, bow = kneser_ney(sentences, args.order)
     write_arpa(prob, bow, arpa)
     post = posteriors(exp, data, work / exp.name)
-    refs = {s: kaldi_text(data / s / "text") for s in SETS}
+    refs = {s: read_kv(data / s / "text") for s in SETS}
     oov = {s: 100.0 * sum(w not in set(vocab) for t in refs[s].values() for w in t.split())
            / max(1, sum(len(t.split()) for t in refs[s].values())) for s in SETS}
 
@@ -241,21 +226,22 @@ def main(cmd=None) -> None:
     tuning = []
     for lw, ws in itertools.product(lws, wss):
         hyp, secs = decode(post["dev"], tokens, lexicon, arpa, lw, ws, beam)
-        tuning.append({"lm_weight": lw, "word_score": ws, "beam": beam, "dev_wer": wer(refs["dev"], hyp)})
+        tuning.append({"lm_weight": lw, "word_score": ws, "beam": beam,
+                       "dev_wer": 100.0 * corpus_counts(refs["dev"], hyp).rate})
         print(tuning[-1], flush=True)
     best = min(tuning, key=lambda r: r["dev_wer"])
     beams = []
     for b in sorted(int(x) for x in args.beams.split(",")):
         hyp, secs = decode(post["dev"], tokens, lexicon, arpa, best["lm_weight"], best["word_score"], b)
-        beams.append({"beam": b, "dev_wer": wer(refs["dev"], hyp),
+        beams.append({"beam": b, "dev_wer": 100.0 * corpus_counts(refs["dev"], hyp).rate,
                       "rtf_search": secs / audio_seconds(dump / "dev")})
     rows = []
     for s in SETS:
         hyp, secs = decode(post[s], tokens, lexicon, arpa, best["lm_weight"], best["word_score"], beam)
-        base = kaldi_text(exp / args.baseline / s / "text")
+        base = read_kv(exp / args.baseline / s / "text")
         boot = paired_bootstrap(refs[s], hyp, base)
-        rows.append({"set": s, "oov_percent": oov[s], "wer_lexicon": wer(refs[s], hyp),
-                     "wer_char_lm": wer(refs[s], base), **{f"delta_{k}": v for k, v in boot.items()},
+        rows.append({"set": s, "oov_percent": oov[s], "wer_lexicon": 100.0 * corpus_counts(refs[s], hyp).rate,
+                     "wer_char_lm": 100.0 * corpus_counts(refs[s], base).rate, **{f"delta_{k}": v for k, v in boot.items()},
                      "rtf_search": secs / audio_seconds(dump / s)})
     res = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "threads": 1,
            "command": "PYTHONPATH=. .venv/bin/python bench/word_lexicon.py " + " ".join(cmd if cmd is not None else sys.argv[1:]),

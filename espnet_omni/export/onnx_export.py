@@ -158,12 +158,7 @@ class StreamingChunkGraph(nn.Module):
         return out
 
     def initial_caches(self, cache_frames: int = 0) -> list[torch.Tensor]:
-        caches = []
-        for s in self.cache_shapes():
-            caches += [torch.zeros(1, s["heads"], cache_frames, s["d_k"]),
-                       torch.zeros(1, s["heads"], cache_frames, s["d_k"]),
-                       torch.zeros(1, s["conv_channels"], s["conv_context"])]
-        return caches
+        return initial_caches(self.cache_shapes(), cache_frames)
 
     def _front(self, feats: torch.Tensor) -> torch.Tensor:
         embed = self.enc.embed
@@ -237,6 +232,18 @@ class StreamingChunkGraph(nn.Module):
             ins += [f"k_cache_{i}", f"v_cache_{i}", f"conv_cache_{i}"]
             outs += [f"new_k_cache_{i}", f"new_v_cache_{i}", f"new_conv_cache_{i}"]
         return ins, outs
+
+
+def initial_caches(blocks: list[dict[str, Any]], cache_frames: int = 0) -> list[torch.Tensor]:
+    """The streaming graph's cache inputs before the first chunk: per block (``blocks``:
+    :meth:`StreamingChunkGraph.cache_shapes`, or ``onnx.json``'s ``streaming.blocks``)
+    keys and values of ``cache_frames`` frames and a zero convolution cache."""
+    caches = []
+    for s in blocks:
+        caches += [torch.zeros(1, s["heads"], cache_frames, s["d_k"]),
+                   torch.zeros(1, s["heads"], cache_frames, s["d_k"]),
+                   torch.zeros(1, s["conv_channels"], s["conv_context"])]
+    return caches
 
 
 def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic) -> None:

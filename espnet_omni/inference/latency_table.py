@@ -49,7 +49,9 @@ PARTS = {"heads": "self_attn", "macaron_units": "feed_forward_macaron",
 FRAMES_PER_SECOND = 100  # fbank frames per second of audio (hop 10 ms)
 
 
-def _cpu() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), which keys a latency table; the
+    benchmarks record it too."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -166,7 +168,7 @@ def measure_latency_table(model: torch.nn.Module, train_config: dict, groups: Se
     dense = timed[0.0]
     rest = dense["total"] - sum(dense[p] for p in parts) + dense["ctc"]
     table = {"unit": "ms per second of audio (encoder + CTC)", "seconds": seconds, "threads": threads,
-             "repeats": repeats, "cpu": _cpu(), "choices": choices, "rest": rest / seconds,
+             "repeats": repeats, "cpu": cpu_model(), "choices": choices, "rest": rest / seconds,
              "dense": (dense["total"] + dense["ctc"]) / seconds,
              "table": {g: {str(s): timed[s][_part_module(g)] / seconds for s in choices} for g in groups}}
     if calibrate:
@@ -229,7 +231,7 @@ def load_or_measure(path: Path, model: torch.nn.Module, train_config: dict, grou
     """The table cached in ``path`` when it was measured for the same model sizes,
     choices, settings and CPU; else measured now and written there."""
     enc = _group_supernet(model)
-    key = {"groups": list(groups), "choices": sorted({0.0, *map(float, choices)}), "cpu": _cpu(),
+    key = {"groups": list(groups), "choices": sorted({0.0, *map(float, choices)}), "cpu": cpu_model(),
            "units": {g: [us.units for us in enc.get_submodule(g).unit_sets] for g in groups},
            **{k: kw.get(k, d) for k, d in (("seconds", 4.0), ("threads", 1), ("repeats", 7), ("calibrate", 4))}}
     if path.is_file():

@@ -29,6 +29,7 @@ from espnet2.asr.frontend.default import DefaultFrontend
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 
+from espnet_omni.export.onnx_export import initial_caches
 from espnet_omni.inference.ctc_search import make_ctc_search
 from espnet_omni.inference.streaming_recognizer import FbankStream, check_audio
 from espnet_omni.nets.chunk_config import StreamingConfig, StreamingLatency, algorithmic_latency
@@ -83,11 +84,7 @@ class OnnxStreamingRecognizer:
         self.fbank.reset()
         self.search.reset()
         self.feats = np.zeros((0, self.meta["input_size"]), np.float32)  # frames from self.start on
-        self.caches = []
-        for b in self.blocks:
-            self.caches += [np.zeros((1, b["heads"], 0, b["d_k"]), np.float32),
-                            np.zeros((1, b["heads"], 0, b["d_k"]), np.float32),
-                            np.zeros((1, b["conv_channels"], b["conv_context"]), np.float32)]
+        self.caches = [c.numpy() for c in initial_caches(self.blocks)]
         self.frames = 0  # encoder frames computed
         self.log_probs: List[np.ndarray] = []
         self.chunk_ms: List[float] = []

@@ -89,6 +89,15 @@ def char_counts(ref: str, hyp: str) -> ErrorCounts:
     return align_counts(" ".join(ref.split()), " ".join(hyp.split()))
 
 
+def corpus_counts(ref: dict[str, str], hyp: dict[str, str], counts=word_counts) -> ErrorCounts:
+    """Counts summed over every utterance of ``ref`` (a missing hypothesis counts as
+    empty); ``counts``: :func:`word_counts` or :func:`char_counts`."""
+    total = ErrorCounts()
+    for utt, text in ref.items():
+        total += counts(text, hyp.get(utt, ""))
+    return total
+
+
 def paired_bootstrap(ref: dict[str, str], hyp_a: dict[str, str], hyp_b: dict[str, str],
                      resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
     """Word error rate of A minus that of B (points) and its paired bootstrap interval.

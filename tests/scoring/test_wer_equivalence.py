@@ -99,3 +99,15 @@ def test_reference_would_catch_a_swapped_deletion_and_insertion():
     pairs = list(random_pairs(4, 100, "abc", "abcd", 10))
     swapped = [(c.sub, c.ins, c.dele, c.ref_len) for c in (align_counts(r, h) for r, h in pairs)]
     assert swapped != [reference_counts(r, h) for r, h in pairs]
+
+
+def test_corpus_counts_sum_utterances_and_count_missing_hypotheses_as_empty():
+    from espnet_omni.scoring.wer import ErrorCounts, corpus_counts
+
+    ref = {"a": "the cat sat", "b": "on the mat", "c": "hello"}
+    hyp = {"a": "the cat sad", "b": "on mat"}  # c missing: one deletion
+    words = corpus_counts(ref, hyp)
+    assert (words.sub, words.dele, words.ins, words.ref_len) == (1, 2, 0, 7)
+    assert words.n_utts == 3
+    assert corpus_counts(ref, hyp, char_counts) == sum(
+        (char_counts(r, hyp.get(k, "")) for k, r in ref.items()), ErrorCounts())
