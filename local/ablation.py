@@ -7,7 +7,7 @@ Usage (local/run_ablation.sh calls it):
       --row "+ voices=exp/asr_voices/decode_ctc_valid.loss.ave" \
       --results_file RESULTS.md --command "local/run_ablation.sh"
 
-Each --row is LABEL=DECODE_DIR, a decode directory of run.sh (stage 7/8):
+Each --row is LABEL=DECODE_DIR, a decode directory of local/score_dense.sh:
   DECODE_DIR/scores.json            WER/CER per set and per voice family (stage 8)
   DECODE_DIR/<set>/text, wall_seconds, logdir/keys.*   hypotheses, decoding time and jobs
   DECODE_DIR/../train.log           epoch wall times (training minutes = median epoch x epochs)
@@ -85,7 +85,7 @@ def render(rows: list[dict], args) -> str:
     lines = [
         f"## {args.title}",
         "",
-        "Written by `local/ablation.py` from each row's `scores.json` (run.sh stage 8). WER / CER in %;"
+        "Written by `local/ablation.py` from each row's `scores.json` (local/score_dense.sh). WER / CER in %;"
         " dev and test are voices never heard in training, test_seen the training voices on"
         " sentences of no other split, real the 5 LibriVox sentences. Training minutes are the"
         " median epoch wall time x epochs (ESPnet's train.log); RTF is decoding wall time x parallel"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The accuracy ablation (RESULTS.md, section `ablation`): each lever alone, then combined,
-# every row trained and decoded by run.sh, greedy and with the language model.
+# every row trained by run.sh (stages 1-5) and decoded by local/score_dense.sh, greedy and with the language model.
 #
 # Usage:
 #   local/run_ablation.sh                                  # every row (many CPU hours)
@@ -80,7 +80,7 @@ row_decode() {
     *:lm) echo conf/decode_ctc_lm.yaml ;;
   esac
 }
-# decode_dir ROW greedy|lm: where run.sh stage 7 writes that decoding.
+# decode_dir ROW greedy|lm: where local/score_dense.sh writes that decoding.
 decode_dir() {
   local c; c=$(basename "$(row_decode "$1" "$2")" .yaml)
   if [ "$2" = lm ]; then echo "$(row_exp "$1")/decode_${c}_valid.loss.ave_lm_char"
@@ -94,6 +94,18 @@ run() {
   for o in $(row_opts "$r"); do opts+=("${o//,/ }"); done
   ./run.sh "${opts[@]}" --asr_tag "abl_$r" --results_file none --nj "$nj" "$@"
 }
+# score ROW ARGS...: local/score_dense.sh (decoding and scoring of the row's dense model) with
+# the row's options but --train_voices (a corpus option of run.sh stage 1).
+score() {
+  local r=$1; shift
+  local opts=() o skip=false
+  for o in $(row_opts "$r"); do
+    if $skip; then skip=false; continue; fi
+    [ "$o" = --train_voices ] && { skip=true; continue; }
+    opts+=("${o//,/ }")
+  done
+  local/score_dense.sh "${opts[@]}" --asr_tag "abl_$r" --results_file none --nj "$nj" "$@"
+}
 
 if ! $table_only; then
   # The LM depends on text only (the evaluation sets and the pool are the same for every row):
@@ -103,8 +115,8 @@ if ! $table_only; then
   mkdir -p "$dir/base/exp"; ln -sfn "$dir/exp/lm_char" "$dir/base/exp/lm_char"
   for r in $rows; do
     run "$r" --stage 1 --stop_stage 5                  # data, tokens, stats, training
-    run "$r" --stage 7 --stop_stage 8 --use_lm false --inference_config "$(row_decode "$r" greedy)"
-    run "$r" --stage 7 --stop_stage 8 --use_lm true --inference_config "$(row_decode "$r" lm)"
+    score "$r" --use_lm false --inference_config "$(row_decode "$r" greedy)"
+    score "$r" --use_lm true --inference_config "$(row_decode "$r" lm)"
   done
 fi
 $table || exit 0

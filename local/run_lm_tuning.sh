@@ -10,10 +10,10 @@
 #       --inference_config conf/decode_hybrid_lm.yaml --baseline decode_hybrid \
 #       --grid "0.3,0,10,0.3 0.5,0,10,0.5" --section lm_tuning_hybrid   # joint CTC/attention
 #
-# Each grid point "WEIGHT,PENALTY,BEAM[,CTC_WEIGHT]" is one decoding of dev (run.sh stages
-# 7-8 with --inference_config, --inference_tag lm_w<W>_p<P>[_b<B>][_c<C>]); the first row
+# Each grid point "WEIGHT,PENALTY,BEAM[,CTC_WEIGHT]" is one decoding of dev (local/score_dense.sh
+# with --inference_config, --inference_tag lm_w<W>_p<P>[_b<B>][_c<C>]); the first row
 # of the table is the model's decoding without LM (--baseline: its decoding config's name,
-# decoded by run.sh stage 7). Writes exp/asr_<tag>/decode_lm_*/ and the --section (default
+# decoded by local/score_dense.sh). Writes exp/asr_<tag>/decode_lm_*/ and the --section (default
 # `lm_tuning`) of --results_file (default: RESULTS.md of this checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ for point in $grid; do
   [ -n "$b" ] || { echo "local/run_lm_tuning.sh: grid point '$point': expected WEIGHT,PENALTY,BEAM[,CTC_WEIGHT]" >&2; exit 2; }
   t=$(tag_of "$w" "$p" "$b" "$c")
   if ! $table_only; then
-    OMP_NUM_THREADS=1 ./run.sh --dir "$dir" --stage 7 --stop_stage 8 --asr_tag "$asr_tag" --asr_config "$asr_config" \
+    OMP_NUM_THREADS=1 local/score_dense.sh --dir "$dir" --asr_tag "$asr_tag" --asr_config "$asr_config" \
       --use_lm true --test_sets dev --results_file none --inference_tag "$t" --inference_config "$inference_config" \
       --inference_args "--lm_weight $w --penalty $p --beam_size $b${c:+ --ctc_weight $c}"
   fi

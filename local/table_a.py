@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Table A (omni-sparsity) from the recipe's own outputs.
 
-Usage (run.sh stage 14 calls it):
+Usage (local/run_table_a.sh stage 7 calls it):
   python local/table_a.py --dense exp/asr_ctc --omni exp/asr_ctc_omni \
       --prune exp/asr_ctc_prune0.5 exp/asr_ctc_prune0.7 --targets 0.5 0.7 \
       --decode decode_decode_ctc_valid.loss.ave --sets dev test real \
-      --results_file RESULTS.md --plot exp/table_a.png --command "./run.sh --stage 9 --stop_stage 14" \
+      --results_file RESULTS.md --plot exp/table_a.png --command "local/run_table_a.sh" \
       --dump dump/raw
 
 Reads, per target sparsity s:

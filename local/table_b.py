@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Table B (dual mode) from the recipe's own outputs.
 
-Usage (run.sh stage 18 calls it):
+Usage (local/run_table_b.sh stage 4 calls it):
   python local/table_b.py --rows 1 2 3 \
       --exps exp/asr_ctc exp/asr_ctc_stream exp/asr_ctc_dual \
       --decode decode_decode_ctc_valid.loss.ave --sets dev test real \
-      --results_file RESULTS.md --command "./run.sh --stage 16 --stop_stage 18"
+      --results_file RESULTS.md --command "local/run_table_b.sh --stage 2"
 
-Reads, per row (experiment directory E, stage 17's outputs in E/table_b/):
+Reads, per row (experiment directory E, local/run_table_b.sh stage 3's outputs in E/table_b/):
   E/table_b/export_full/export.json, .../<decode>/scores.json   the full-context network
   E/table_b/export_stream/export.json                          the streaming network's size
   E/table_b/stream/scores.json, E/table_b/stream/<set>/latency.json   streaming WER, RTF
@@ -19,7 +19,7 @@ Writes: the `table_b` section of --results_file.
 
 With --pretrain_only DIR... (and no --rows) it writes only the pretraining
 summary of those SSL experiments, into the section `ssl_pretraining` (run.sh
-stage 15 does this when it finishes).
+local/run_table_b.sh stage 1 does this when it finishes).
 
 Paths in the sections (the command, the configs) are relative to the repository root;
 --note (provenance) goes under the heading.
@@ -117,7 +117,7 @@ def render(args, table: list[dict]) -> str:
         "",
         *([tables.rel_text(args.note), ""] if args.note else []),
         f"Written by `local/table_b.py` from the recipe's outputs; command: `{tables.rel_text(args.command)}`.",
-        "Both modes by `espnet_omni.bin.dual_mode_eval` (run.sh stage 17): streaming = the row's streaming",
+        "Both modes by `espnet_omni.bin.dual_mode_eval` (local/run_table_b.sh stage 3): streaming = the row's streaming",
         "network decoded chunk by chunk on one thread (cached attention keys/values and conv state, CTC",
         "greedy); full-context = the row's full-context network exported and decoded by ESPnet's Speech2Text",
         "with the recipe's inference config. Sizes: the exported models (encoder + CTC head).",
@@ -157,7 +157,7 @@ def epochs(log: Path) -> list[dict]:
     """``[{"epoch": n, "train": {key: value}, "valid": {key: value}}]`` from ESPnet's "Nepoch
     results" log lines."""
     if not log.is_file():
-        raise SystemExit(f"table_b: missing {log} (run stage 15 first)")
+        raise SystemExit(f"table_b: missing {log} (run local/run_table_b.sh stage 1 first)")
     out = []
     for m in EPOCH_RE.finditer(log.read_text(errors="replace")):
         parts = []
@@ -233,7 +233,7 @@ def significance(ref_file: Path, a: Path, b: Path) -> str:
     """`; difference ... 95% CI ...` of WER(a) - WER(b), paired bootstrap over utterances."""
     for f in (ref_file, a, b):
         if not f.is_file():
-            raise SystemExit(f"table_b: missing {f} (run stage 17 first)")
+            raise SystemExit(f"table_b: missing {f} (run local/run_table_b.sh stage 3 first)")
     return f" ({bootstrap_summary(paired_bootstrap(read_kv(ref_file), read_kv(a), read_kv(b)))})"
 
 

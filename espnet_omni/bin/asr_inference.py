@@ -11,6 +11,9 @@ Writes: <output_dir>/1best_recog/{text,token,token_int,score} (ESPnet format).
 Several sets in one process: ``--set WAV_SCP KEY_FILE OUTPUT_DIR`` (repeatable)
 instead of ``--data_path_and_name_and_type``, ``--key_file`` and ``--output_dir``;
 each set's decoding seconds go to ``OUTPUT_DIR/seconds``.
+``--encoder_mode streaming`` decodes with the encoder in its streaming mode
+(chunked attention, causal convolutions: the encoder output of chunk-by-chunk
+streaming, whose equality is tested), by the same beam search and LM.
 
 An LM (``--lm_train_config``) or ARPA n-gram (``--ngram_file``) built for
 another token list than the ASR model's is refused before decoding
@@ -32,6 +35,7 @@ from espnet_omni.inference.lm_check import (
     check_ngram_tokens,
 )
 from espnet_omni.tasks import omni_asr_inference
+from espnet_omni.tasks.speech2text import ENCODER_MODES
 
 
 def get_parser():
@@ -44,7 +48,29 @@ def get_parser():
     for action in parser._actions:
         if action.help and "%" in action.help and "%(" not in action.help:
             action.help = action.help.replace("%", "%%")
+    parser.add_argument("--encoder_mode", choices=ENCODER_MODES, default="full",
+                        help="full: full-context encoder; streaming: the encoder's streaming mode "
+                        "(its config's chunk size and left context; an omni_conformer encoder)")
     return parser
+
+
+def split_encoder_mode(cmd: list[str]) -> tuple[list[str], str]:
+    """``cmd`` without ``--encoder_mode MODE`` (ESPnet's parser does not know it), and MODE."""
+    rest, mode, i = [], "full", 0
+    while i < len(cmd):
+        if cmd[i] == "--encoder_mode" or cmd[i].startswith("--encoder_mode="):
+            if "=" in cmd[i]:
+                mode, i = cmd[i].split("=", 1)[1], i + 1
+            elif i + 1 < len(cmd):
+                mode, i = cmd[i + 1], i + 2
+            else:
+                raise SystemExit("error: --encoder_mode needs a value: full or streaming")
+            if mode not in ENCODER_MODES:
+                raise SystemExit(f"error: --encoder_mode {mode!r}: expected one of {', '.join(ENCODER_MODES)}")
+        else:
+            rest.append(cmd[i])
+            i += 1
+    return rest, mode
 
 
 def split_sets(cmd: list[str]) -> tuple[list[str], list[tuple[str, str, str]]]:
@@ -86,6 +112,7 @@ def main(cmd=None):
             (Path(out) / "seconds").write_text(f"{time.perf_counter() - start:.3f}\n")
         return
     args = get_parser().parse_args(cmd)
+    cmd, encoder_mode = split_encoder_mode(cmd)
     try:
         if args.lm_train_config is not None and args.asr_train_config is not None:
             check_lm_token_list(args.asr_train_config, args.lm_train_config)
@@ -95,9 +122,11 @@ def main(cmd=None):
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     try:
-        with omni_asr_inference():
+        with omni_asr_inference(encoder_mode):
             espnet2.bin.asr_inference.main(cmd)
-    except BadAudioError as e:
+    except (BadAudioError, ValueError) as e:
+        if isinstance(e, ValueError) and "--encoder_mode" not in str(e):
+            raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Evaluate both modes of a model (Table B, run.sh stage 17) in one process.
+"""Evaluate both modes of a model (Table B, local/run_table_b.sh stage 3) in one process.
 
 Usage:
     python -m espnet_omni.bin.dual_mode_eval \

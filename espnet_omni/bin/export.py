@@ -40,6 +40,13 @@ def get_parser() -> argparse.ArgumentParser:
                    help="packed weights: zlib-compressed or raw bitmask + values "
                         "(both lossless)")
     add_calibration_arguments(p, "the sub-network's BatchNorm statistics on it before export")
+    p.add_argument("--dense_copy", default=None,
+                   help="also write the sub-network in format 'dense' (same recalibrated statistics) to this "
+                   "dir: stock ESPnet loads it, and so does the supernet's own config.yaml (same parameter "
+                   "names; the pruned weights are zeros), which decodes it in streaming mode too")
+    p.add_argument("--calibration_mode", default="full", choices=("full", "streaming"),
+                   help="encoder mode of the recalibration: the mode the exported model will run in "
+                   "(streaming: the sparse network of a dual-mode supernet)")
     return p
 
 
@@ -55,12 +62,17 @@ def main(cmd=None):
     calibration = {}
     if args.calibration_dir is not None:
         layers, utts = calibrate_subnet(model, train_args, subnet, args.calibration_dir,
-                                        args.calibration_utts)
-        calibration = {"data_dir": args.calibration_dir, "utts": utts, "layers": layers}
+                                        args.calibration_utts, mode=args.calibration_mode)
+        model.encoder.set_active_mode("full")  # the exporter's own checks run in full mode
+        calibration = {"data_dir": args.calibration_dir, "utts": utts, "layers": layers,
+                       "mode": args.calibration_mode}
         logging.info("BatchNorm statistics of %d layers re-estimated on %d utts of %s",
                      layers, utts, args.calibration_dir)
     report = export_asr_model(model, train_config, subnet, args.format, args.out_dir, args.dtype,
                               args.codec, bn_calibration=calibration)
+    if args.dense_copy is not None:
+        export_asr_model(model, train_config, subnet, "dense", args.dense_copy, args.dtype,
+                         args.codec, bn_calibration=calibration)
     print(report.to_json(), end="")
 
 

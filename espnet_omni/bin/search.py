@@ -41,7 +41,10 @@ def trained_space(asr_train_config: str) -> dict:
     omni = conf.get("omni_conf") or {}
     if not isinstance(omni, dict):
         raise ValueError(f"{path}: omni_conf must be a mapping, got {type(omni).__name__}")
-    return {k: omni[k] for k in ("choices", "tie") if omni.get(k) is not None}
+    space = {k: omni[k] for k in ("choices", "tie") if omni.get(k) is not None}
+    if omni.get("dual_mode"):
+        space["mode"] = "streaming"
+    return space
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -68,6 +71,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency_threads", type=int, default=1, help="torch threads of the ms budget")
     p.add_argument("--latency_seconds", type=float, default=4.0,
                    help="audio length the latency table is timed on (--budget_unit ms)")
+    p.add_argument("--mode", default="auto", choices=("auto", "full", "streaming"),
+                   help="encoder mode the candidates are scored in; auto: streaming for a dual-mode "
+                   "supernet (omni_conf.dual_mode: its sparse networks are the streaming ones), else full")
     p.add_argument("--population", type=int, default=16)
     p.add_argument("--generations", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
@@ -89,7 +95,9 @@ def main(cmd=None):
         args.choices = trained.get("choices") or list(DEFAULT_CHOICES)
     if args.tie is None:
         args.tie = trained.get("tie") or "per_layer"
-    logging.info("search space: choices %s, tie %s", args.choices, args.tie)
+    if args.mode == "auto":
+        args.mode = trained.get("mode", "full")
+    logging.info("search space: choices %s, tie %s; encoder mode %s", args.choices, args.tie, args.mode)
     config = SubnetSearchConfig(
         budgets=args.budgets, budget_unit=args.budget_unit, metric=args.metric,
         choices=tuple(args.choices), tie=args.tie, storage=args.storage,
@@ -97,7 +105,7 @@ def main(cmd=None):
                                   seed=args.seed, progress=not args.no_progress),
         max_utts=args.max_utts, batch_seconds=args.batch_seconds,
         calibration_utts=args.calibration_utts, latency_threads=args.latency_threads,
-        latency_seconds=args.latency_seconds,
+        latency_seconds=args.latency_seconds, mode=args.mode,
     )
     summary = search_from_files(args.asr_train_config, args.asr_model_file, args.data_dir,
                                 args.out_dir, config, device=args.device,

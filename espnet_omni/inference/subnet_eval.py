@@ -206,6 +206,9 @@ class SubnetEvaluator:
             BatchNorm statistics of every scored sub-network on it (None: the
             checkpoint's statistics as they are).
         calibration_utts: calibration utterances, spread evenly over the dir.
+        mode: the encoder mode every sub-network is scored (and recalibrated)
+            in: ``full`` or ``streaming`` (its config's chunked attention and
+            causal convolutions: the sparse networks of a dual-mode supernet).
     """
 
     def __init__(
@@ -221,8 +224,10 @@ class SubnetEvaluator:
         progress: bool = False,
         calibration_dir: str | Path | None = None,
         calibration_utts: int = DEFAULT_CALIBRATION_UTTS,
+        mode: str = "full",
     ) -> None:
         encoder = supernet_encoder(model, "sub-network evaluation")
+        encoder.set_active_mode(mode)
         if getattr(model, "ctc", None) is None:
             raise ValueError(
                 "sub-network evaluation scores CTC greedy decoding (wer, cer) or the CTC loss, and this "
@@ -358,16 +363,19 @@ class SubnetEvaluator:
 def calibrate_subnet(model: torch.nn.Module, train_args: argparse.Namespace, cfg: SubnetConfig,
                      data_dir: str | Path, max_utts: int | None = DEFAULT_CALIBRATION_UTTS,
                      batch_seconds: float = DEFAULT_BATCH_SECONDS,
-                     progress: bool = False) -> tuple[int, int]:
+                     progress: bool = False, mode: str = "full") -> tuple[int, int]:
     """Activate ``cfg`` and re-estimate its BatchNorm statistics on ``max_utts``
     utterances of ``data_dir`` (training data), e.g. before exporting it.
 
-    The sub-network stays active and the model in eval mode. Returns the
+    The statistics are those of the encoder in ``mode`` (``full`` or
+    ``streaming``), the mode the sub-network will run in. The sub-network
+    stays active (in that mode) and the model in eval mode. Returns the
     numbers of BatchNorm layers recalibrated and of utterances used
     (``(0, 0)``: the model has no BatchNorm).
     """
     encoder = supernet_encoder(model, "BatchNorm recalibration")
     encoder.set_active_subnet(cfg)
+    encoder.set_active_mode(mode)
     if not batchnorm_layers(model):
         return 0, 0
     device = next(model.parameters()).device

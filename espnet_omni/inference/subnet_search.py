@@ -176,6 +176,8 @@ class SubnetSearchConfig:
         calibration_utts: training utterances that re-estimate each
             candidate's BatchNorm statistics before it is scored (used when
             a calibration dir is given; see :mod:`..bn_calib`).
+        mode: encoder mode of the scoring: ``full``, or ``streaming`` (the
+            sparse networks of a dual-mode supernet run streaming).
     """
 
     budgets: list[float]
@@ -191,6 +193,7 @@ class SubnetSearchConfig:
     calibration_utts: int = DEFAULT_CALIBRATION_UTTS
     latency_threads: int = 1
     latency_seconds: float = 4.0
+    mode: str = "full"
 
     def __post_init__(self) -> None:
         if self.calibration_utts < 1:
@@ -200,7 +203,8 @@ class SubnetSearchConfig:
         for name, value, valid in (("budget_unit", self.budget_unit, BUDGET_UNITS),
                                    ("metric", self.metric, METRICS),
                                    ("tie", self.tie, TIES),
-                                   ("storage", self.storage, STORAGES)):
+                                   ("storage", self.storage, STORAGES),
+                                   ("mode", self.mode, ("full", "streaming"))):
             if value not in valid:
                 raise ValueError(f"{name}={value!r} is not one of {valid}")
         if self.budget_unit == "fraction" and any(not 0 < b <= 1 for b in self.budgets):
@@ -249,6 +253,7 @@ class SearchSummary:
         seconds: wall time of the whole call (loading and recording included).
         seconds_per_evaluation: search wall time / n_evaluations (None if 0).
         evolution: the :class:`EvolutionConfig` used.
+        mode: the encoder mode the candidates were scored in.
     """
 
     budgets: list[float]
@@ -266,6 +271,7 @@ class SearchSummary:
     seconds: float
     seconds_per_evaluation: float | None
     evolution: dict[str, Any]
+    mode: str = "full"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -371,13 +377,16 @@ def search_subnets(
         {"data_dir": str(Path(calibration_dir).resolve()), "utts": config.calibration_utts},
         "dimensions": [list(m) for m in space.groups().values()],
         "spec": encoder.mask_spec.to_dict(),
+        # (full mode adds no key: caches made before modes existed stay valid)
+        **({} if config.mode == "full" else {"mode": config.mode}),
     })
     evaluator = SubnetEvaluator(model, data_dir, train_args=train_args,
                                 max_utts=config.max_utts, device=device,
                                 batch_seconds=config.batch_seconds,
                                 progress=config.evolution.progress,
                                 calibration_dir=calibration_dir,
-                                calibration_utts=config.calibration_utts)
+                                calibration_utts=config.calibration_utts,
+                                mode=config.mode)
 
     def score(candidate: Sequence[float]) -> float:
         return evaluator.score(candidate_subnet(space, candidate), config.metric)
@@ -400,7 +409,7 @@ def search_subnets(
             f"non-zero encoder params: {n_params}",
             f"score: {p.score:.6g} ({config.metric} of CTC "
             f"{'loss' if config.metric == 'loss' else 'greedy decoding'} on "
-            f"{evaluator.n_utts} utts of {data_dir})",
+            f"{evaluator.n_utts} utts of {data_dir}, encoder mode {config.mode})",
         ] + ([f"BatchNorm statistics re-estimated on {config.calibration_utts} utts of "
               f"{calibration_dir} before scoring (export it the same way)"]
              if evaluator.calibration_batches else []))
@@ -416,6 +425,7 @@ def search_subnets(
         seconds_per_evaluation=search_seconds / sweep.n_evaluations
         if sweep.n_evaluations else None,
         evolution=config.evolution.to_dict(),
+        mode=config.mode,
     )
     (out_dir / "search.json").write_text(summary.to_json())
     return summary

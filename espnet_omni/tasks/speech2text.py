@@ -5,7 +5,11 @@ calls ``ASRTask.build_model_from_file`` and ``inference()`` builds its data
 loader with ``ASRTask.build_*``, all through that module's global ``ASRTask``.
 :func:`omni_asr_inference` points that global at :class:`OmniASRTask` for the
 duration of a block, so configs naming our classes load; outside the block
-ESPnet is untouched.
+ESPnet is untouched. ``encoder_mode="streaming"`` also puts the built model's
+encoder (an :class:`~espnet_omni.nets.omni_conformer.OmniConformerEncoder`) in
+its streaming mode: chunked attention and causal convolutions on the whole
+utterance, the same encoder output as chunk-by-chunk streaming, decoded by
+ESPnet's beam search (with its CTC prefix scorer and LM).
 """
 
 from __future__ import annotations
@@ -21,10 +25,35 @@ from espnet_omni.tasks.asr import OmniASRTask
 from espnet_omni.tasks.scoped import swapped_attributes
 
 
+ENCODER_MODES = ("full", "streaming")
+
+
+def _task_in_mode(encoder_mode: str) -> type:
+    """OmniASRTask, or a subclass whose built models have their encoder in ``encoder_mode``."""
+    if encoder_mode not in ENCODER_MODES:
+        raise ValueError(f"encoder_mode={encoder_mode!r}: must be one of {ENCODER_MODES}")
+    if encoder_mode == "full":
+        return OmniASRTask
+
+    class StreamingModeTask(OmniASRTask):
+        @classmethod
+        def build_model_from_file(cls, config_file=None, model_file=None, device="cpu"):
+            model, args = super().build_model_from_file(config_file, model_file, device)
+            if not hasattr(model.encoder, "set_active_mode"):
+                raise ValueError(
+                    f"--encoder_mode streaming needs a streaming-capable encoder (encoder: omni_conformer); "
+                    f"{config_file} has {type(model.encoder).__name__}")
+            model.encoder.set_active_mode("streaming")
+            return model, args
+
+    return StreamingModeTask
+
+
 @contextmanager
-def omni_asr_inference() -> Iterator[None]:
-    """Within the block, ``espnet2.bin.asr_inference`` uses OmniASRTask."""
-    with swapped_attributes(espnet2.bin.asr_inference, {"ASRTask": OmniASRTask}):
+def omni_asr_inference(encoder_mode: str = "full") -> Iterator[None]:
+    """Within the block, ``espnet2.bin.asr_inference`` uses OmniASRTask (its models'
+    encoders in ``encoder_mode``: ``full`` or ``streaming``)."""
+    with swapped_attributes(espnet2.bin.asr_inference, {"ASRTask": _task_in_mode(encoder_mode)}):
         yield
 
 

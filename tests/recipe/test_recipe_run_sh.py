@@ -64,17 +64,29 @@ def test_word_edits_and_the_wer_row_check():
             _check_wer_row(bad, "dev", ref, hyp)
 
 
+def recipe(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([script, *args], cwd=ROOT, capture_output=True, text=True, check=check, timeout=900)
+
+
 def test_help_lists_every_stage_and_option():
     out = run_sh("--help").stdout
-    for n in range(1, 9):
+    for n in range(1, 12):
         assert re.search(rf"^ +{n} ", out, re.M), f"stage {n} missing from --help"
-    assert "asr_config" in out and "stop_stage" in out
+    assert "asr_config" in out and "stop_stage" in out and "budgets" in out and "supernet_config" in out
+    for script, stages in (("local/run_table_a.sh", 7), ("local/run_table_b.sh", 4), ("local/score_dense.sh", 2)):
+        out = recipe(script, "--help").stdout
+        for n in range(1, stages + 1):
+            assert re.search(rf"^ +{n} ", out, re.M), f"{script}: stage {n} missing from --help"
+        assert "Options shared by every recipe" in out and "asr_config" in out, script
 
 
 def test_unknown_option_lists_the_valid_ones():
     r = run_sh("--stgae", "3", check=False)
     assert r.returncode == 2
     assert "unknown option '--stgae'" in r.stderr and "--stage" in r.stderr and "--asr_config" in r.stderr
+    r = recipe("local/run_table_a.sh", "--table_b_rows", "1", check=False)  # another recipe's option
+    assert r.returncode == 2 and "local/run_table_a.sh: unknown option '--table_b_rows'" in r.stderr
+    assert "--prune_targets" in r.stderr and "--asr_config" in r.stderr
 
 
 def test_bad_choice_values_are_refused():
@@ -87,14 +99,29 @@ def test_bad_choice_values_are_refused():
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--stage", "99"], "--stage 99: no such stage; valid stages: 1..18"),
-    (["--stage", "abc"], "--stage 'abc': expected a stage number 1..18"),
+    (["--stage", "99"], "--stage 99: no such stage; valid stages: 1..11"),
+    (["--stage", "abc"], "--stage 'abc': expected a stage number 1..11"),
     (["--stop_stage", "0"], "--stop_stage 0: no such stage"),
     (["--stage", "5", "--stop_stage", "2"], "--stage 5 is after --stop_stage 2: nothing would run"),
 ])
 def test_meaningless_stage_ranges_are_errors(args, says):
     r = run_sh(*args, check=False)
     assert r.returncode == 2 and says in r.stderr, r.stderr
+    r = recipe("local/run_table_a.sh", "--stage", "8", check=False)
+    assert r.returncode == 2 and "--stage 8: no such stage; valid stages: 1..7" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("budgets, says", [
+    ("", "--budgets is empty: give at least one budget"),
+    ("0.5 0.3", "--budgets 0.5 0.3: not ascending (0.3 follows 0.5)"),
+    ("0.3 0.3", "not ascending (0.3 follows 0.3)"),
+    ("0.3 half", "'half' is not a number"),
+    ("0.3 1.5", "1.5 is outside (0, 1]"),
+])
+def test_bad_budget_lists_are_refused_before_anything_runs(tmp_path, budgets, says):
+    r = run_sh("--dir", str(tmp_path), "--budgets", budgets, check=False)
+    assert r.returncode == 2 and says in r.stderr, r.stderr
+    assert not (tmp_path / "data").exists()
 
 
 def test_stage2_duration_limits_drop_training_utterances_only(tmp_path):
@@ -120,47 +147,6 @@ def test_stage2_duration_limits_drop_training_utterances_only(tmp_path):
     assert len(warned) == 1 and f"{tmp_path}/data/train: dropped 1 of 2 utterances by duration" in warned[0], r.stderr
 
 
-def test_tiny_recipe_end_to_end_then_skips_finished_stages(tmp_path):
-    """Stages 1-8 with the LM: the tiny LM trains, decoding fuses it, every set is scored."""
-    args = ["--dir", str(tmp_path), "--size", "tiny", "--asr_config", "conf/train_asr_tiny.yaml",
-            "--use_lm", "true", "--lm_config", "conf/train_lm_tiny.yaml"]
-    r = run_sh(*args)
-    results = (tmp_path / "RESULTS.md").read_text()
-    assert "./run.sh --dir" in results and "conf/train_asr_tiny.yaml" in results
-    assert "decode_ctc_lm.yaml" in results
-    # the LM: trained, its perplexity measured, its text free of every evaluation sentence
-    assert (tmp_path / "exp/lm_tiny/valid.loss.ave.pth").is_file()
-    assert float((tmp_path / "exp/lm_tiny/perplexity_dev/ppl").read_text()) > 1.0
-    lm_text = {line.split(" ", 1)[1] for line in (tmp_path / "data/lm/train.txt").read_text().splitlines()}
-    train_text = {line.split(" ", 1)[1] for line in (tmp_path / "dump/raw/train/text").read_text().splitlines()}
-    assert train_text <= lm_text and len(lm_text) > len(train_text)
-    for s in ("dev", "test", "test_seen", "real"):
-        held = {line.split(" ", 1)[1] for line in (tmp_path / f"dump/raw/{s}/text").read_text().splitlines()}
-        assert held and not held & lm_text, s
-    decode = tmp_path / "exp/asr_tiny/decode_decode_ctc_lm_valid.loss.ave_lm_tiny"
-    assert "--lm_file" in (decode / "test/decode.opts").read_text()
-    for s in ("dev", "test", "test_seen", "real"):
-        _check_wer_row(results, s, _kv(tmp_path / f"dump/raw/{s}/text"), _kv(decode / s / "text"))
-    assert (tmp_path / "exp/asr_tiny/compute.json").is_file()
-    assert (tmp_path / "exp/asr_tiny/tensorboard").is_dir()
-    again = run_sh(*args)
-    assert again.stderr.count("skipping") == 6, again.stderr  # stages 1-6; 7 and 8 check each set
-    assert again.stderr.count("kept") == 4 and "utts, " not in again.stderr, again.stderr
-    # a finished stage asked for with other options: an error saying what differs, not a silent skip
-    other = run_sh(*args, "--seed", "7", "--stage", "1", "--stop_stage", "1", check=False)
-    assert other.returncode == 1 and "was made with other options" in other.stderr, other.stderr
-    assert "made with: seed=0" in other.stderr and "now:       seed=7" in other.stderr
-    assert "remove " in other.stderr and ".stage1.embedded.done to redo stage 1" in other.stderr
-    # an interrupted decoding stage re-run keeps the finished sets, and redoes a stale one
-    (decode / ".stage7.done").unlink()
-    kept = run_sh(*args, "--stage", "7", "--stop_stage", "7")
-    assert kept.stderr.count("kept") == 4 and "utts, " not in kept.stderr, kept.stderr
-    (decode / ".stage7.done").unlink()
-    os.utime(tmp_path / "exp/lm_tiny/valid.loss.ave.pth")  # a newer LM: every set is decoded again
-    redone = run_sh(*args, "--stage", "7", "--stop_stage", "7")
-    assert "kept" not in redone.stderr and redone.stderr.count("utts, ") == 4, redone.stderr
-
-
 def test_lm_stage_without_lm_text_names_the_missing_file(tmp_path):
     """--use_lm true on a data dir that has no LM text: an error naming the file and its stage."""
     r = run_sh("--dir", str(tmp_path), "--use_lm", "true", "--lm_config", "conf/train_lm_tiny.yaml",
@@ -169,22 +155,125 @@ def test_lm_stage_without_lm_text_names_the_missing_file(tmp_path):
     assert f"no LM text: {tmp_path}/data/lm_pool.txt not found (stage 1" in r.stderr, r.stderr
 
 
+def test_table_recipes_before_the_default_run_name_what_is_missing(tmp_path):
+    for script in ("local/run_table_a.sh", "local/run_table_b.sh"):
+        r = recipe(script, "--dir", str(tmp_path), check=False)
+        assert r.returncode == 1, r.stderr
+        assert "the default run's formatted data (run.sh stage 2) is missing" in r.stderr, r.stderr
+        assert f"make it first with: ./run.sh --dir {tmp_path} --stop_stage 6" in r.stderr, r.stderr
+    # data and stats there, the dense model not: that experiment is named
+    (tmp_path / "dump/raw/train").mkdir(parents=True)
+    (tmp_path / "dump/raw/train/wav.scp").write_text("")
+    (tmp_path / "exp/asr_stats_char/train").mkdir(parents=True)
+    (tmp_path / "exp/asr_stats_char/train/feats_stats.npz").write_text("")
+    r = recipe("local/run_table_a.sh", "--dir", str(tmp_path), check=False)
+    assert r.returncode == 1
+    assert f"the default run's dense model (run.sh stage 5, experiment {tmp_path}/exp/asr_ctc) is missing" in r.stderr
+    r = recipe("local/score_dense.sh", "--dir", str(tmp_path), check=False)
+    assert r.returncode == 1 and f"experiment {tmp_path}/exp/asr_ctc) is missing" in r.stderr, r.stderr
+
+
+TINY = ["--size", "tiny", "--asr_config", "conf/train_asr_tiny.yaml", "--lm_config", "conf/train_lm_tiny.yaml",
+        "--test_sets", "test", "--nj", "1"]
+TINY_MAIN = ["--supernet_config", "conf/train_asr_tiny_dual_omni.yaml", "--budgets", "0.75 0.85 0.95",
+             "--search_args", "--population 4 --generations 2", "--pareto_sets", "test", "--latency_set", "test"]
+
+
 @pytest.fixture(scope="module")
-def tiny_dense(tmp_path_factory) -> tuple[Path, list[str]]:
-    """Stages 1-8 on the tiny corpus (the dense model Tables A and B start from), once."""
-    tmp_path = tmp_path_factory.mktemp("tiny_tables")
-    common = ["--dir", str(tmp_path), "--size", "tiny", "--asr_config", "conf/train_asr_tiny.yaml",
-              "--test_sets", "test", "--nj", "1", "--use_lm", "false"]
-    run_sh(*common)
-    return tmp_path, common
+def tiny_main(tmp_path_factory) -> Path:
+    """The main job (every stage of run.sh) on the tiny corpus, once: the table recipes start from it."""
+    tmp_path = tmp_path_factory.mktemp("tiny_main")
+    r = run_sh("--dir", str(tmp_path), *TINY, *TINY_MAIN)
+    (tmp_path / "run.stderr").write_text(r.stderr)
+    return tmp_path
 
 
-def test_tiny_table_a_stages(tiny_dense):
-    """Stages 9-14 (supernet, individual pruning, export, search, decode, Table A) on the tiny corpus."""
-    tmp_path, common = tiny_dense
-    run_sh(*common, "--stage", "9", "--stop_stage", "14", "--omni_config", "conf/train_asr_tiny_omni.yaml",
+def test_tiny_main_job_writes_the_pareto_table_and_plot(tiny_main):
+    tmp_path = tiny_main
+    results = (tmp_path / "RESULTS.md").read_text()
+    table = results.split("<!-- BEGIN pareto -->")[1].split("<!-- END")[0]
+    sup = tmp_path / "exp/asr_tiny_dual_omni"
+    assert (sup / "pareto/pareto.png").stat().st_size > 1000
+    assert "![Pareto plot](" in table and "conf/train_asr_tiny_dual_omni.yaml" in table
+    ref = _kv(tmp_path / "dump/raw/test/text")
+    search = json.loads((sup / "search/search.json").read_text())
+    assert search["mode"] == "streaming" and [r["budget"] for r in search["results"]] == [0.75, 0.85, 0.95]
+    names = ["dense", "frac0.75", "frac0.85", "frac0.95"]
+    for name in names:
+        row = re.search(rf"^\| {re.escape(name)} \| (full-context|streaming) \| ([\d.]+) M \((\d+)%\) \| [\d.]+ \| "
+                        r"([\d.]+) \| ([\d.]+) \| ([\d.]+) / ([\d.]+) / [\d.]+ / \d+ \|$", table, re.M)
+        assert row, (name, table)
+        assert row.group(1) == ("full-context" if name == "dense" else "streaming")
+        export = json.loads((sup / f"pareto/{name}/export.json").read_text())
+        assert abs(float(row.group(2)) - export["nonzero_params"] / 1e6) < 0.006, (name, row.group(0))
+        calib = export["bn_calibration"]
+        assert calib["mode"] == ("full" if name == "dense" else "streaming") and calib["utts"] > 0, calib
+        # each mode's WER recomputed here from the decoded texts (the plain DP of this file)
+        for col, mode in ((4, "streaming"), (5, "full")):
+            hyp = _kv(sup / f"pareto/{name}/decode_decode_ctc_lm_valid.loss.ave_lm_tiny_{mode}/test/text")
+            assert set(hyp) == set(ref)
+            errors = sum(_word_edits(ref[u].split(), hyp[u].split()) for u in ref)
+            words = sum(len(v.split()) for v in ref.values())
+            assert abs(float(row.group(col)) - 100 * errors / words) <= 0.05 + 1e-9, (name, mode)
+        opts = (sup / f"pareto/{name}/decode_decode_ctc_lm_valid.loss.ave_lm_tiny_streaming/test/decode.opts").read_text()
+        assert "--encoder_mode streaming" in opts and "--lm_file" in opts
+        lat = json.loads((sup / f"pareto/{name}/chunk_by_chunk/test/latency.json").read_text())
+        assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
+    # a sub-network's export is smaller than the dense network's; the dense copy of every export
+    # is a stock ESPnet model
+    sizes = [json.loads((sup / f"pareto/{n}/export.json").read_text())["nonzero_params"] for n in names]
+    assert sizes[0] > max(sizes[1:])
+    assert yaml.safe_load((sup / "pareto/frac0.75/dense/config.yaml").read_text())["encoder"] == "conformer"
+    # a rerun skips every finished stage; decoding keeps every decoded set
+    again = run_sh("--dir", str(tmp_path), *TINY, *TINY_MAIN)
+    assert again.stderr.count("skipping") == 9, again.stderr
+    assert "utts, " not in again.stderr and again.stderr.count("kept") == 8, again.stderr
+    # other budgets in the same dir: the search stage says what differs
+    other = run_sh("--dir", str(tmp_path), *TINY, *TINY_MAIN[:2], "--budgets", "0.8 0.9 0.95",
+                   "--stage", "8", "--stop_stage", "8", check=False)
+    assert other.returncode == 1 and "made with: budgets=0.75 0.85 0.95" in other.stderr, other.stderr
+
+
+def test_tiny_dense_model_scored_with_the_lm(tiny_main):
+    """local/score_dense.sh: the default run's dense model decoded with the LM and scored (the ablation's
+    and Table A's dense row); reruns keep what is up to date and redo what is stale."""
+    tmp_path = tiny_main
+    args = ["--dir", str(tmp_path), "--asr_config", "conf/train_asr_tiny.yaml", "--lm_config",
+            "conf/train_lm_tiny.yaml", "--test_sets", "test", "--nj", "1"]
+    recipe("local/score_dense.sh", *args)
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "local/score_dense.sh --dir" in results and "decode_ctc_lm.yaml" in results
+    assert float((tmp_path / "exp/lm_tiny/perplexity_dev/ppl").read_text()) > 1.0
+    lm_text = {line.split(" ", 1)[1] for line in (tmp_path / "data/lm/train.txt").read_text().splitlines()}
+    train_text = {line.split(" ", 1)[1] for line in (tmp_path / "dump/raw/train/text").read_text().splitlines()}
+    assert train_text <= lm_text and len(lm_text) > len(train_text)
+    held = {line.split(" ", 1)[1] for line in (tmp_path / "dump/raw/test/text").read_text().splitlines()}
+    assert held and not held & lm_text
+    decode = tmp_path / "exp/asr_tiny/decode_decode_ctc_lm_valid.loss.ave_lm_tiny"
+    assert "--lm_file" in (decode / "test/decode.opts").read_text()
+    _check_wer_row(results, "test", _kv(tmp_path / "dump/raw/test/text"), _kv(decode / "test" / "text"))
+    assert (tmp_path / "exp/asr_tiny/compute.json").is_file() and (tmp_path / "exp/asr_tiny/tensorboard").is_dir()
+    kept = recipe("local/score_dense.sh", *args)
+    assert kept.stderr.count("kept") == 1 and "utts, " not in kept.stderr, kept.stderr
+    os.utime(tmp_path / "exp/lm_tiny/valid.loss.ave.pth")  # a newer LM: the set is decoded again
+    redone = recipe("local/score_dense.sh", *args)
+    assert "kept" not in redone.stderr and redone.stderr.count("utts, ") == 1, redone.stderr
+    # a finished stage asked for with other options: an error saying what differs, not a silent skip
+    other = run_sh("--dir", str(tmp_path), *TINY, "--seed", "7", "--stage", "1", "--stop_stage", "1", check=False)
+    assert other.returncode == 1 and "was made with other options" in other.stderr, other.stderr
+    assert "made with: seed=0" in other.stderr and "now:       seed=7" in other.stderr
+    assert "remove " in other.stderr and ".stage1.embedded.done to redo stage 1" in other.stderr
+
+
+def test_tiny_table_a_from_the_main_job(tiny_main):
+    """local/run_table_a.sh (dense row, supernet, individual pruning, export, search, decode, Table A)
+    on the tiny main job's outputs."""
+    tmp_path = tiny_main
+    common = ["--dir", str(tmp_path), "--asr_config", "conf/train_asr_tiny.yaml", "--lm_config",
+              "conf/train_lm_tiny.yaml", "--test_sets", "test", "--nj", "1", "--use_lm", "false"]
+    recipe("local/run_table_a.sh", *common, "--omni_config", "conf/train_asr_tiny_omni.yaml",
            "--prune_config", "conf/train_asr_tiny_prune.yaml", "--prune_targets", "0.5 0.8",
-           "--prune_ramp_steps", "2", "--search_args", "--population 4 --generations 2", "--test_sets", "test")
+           "--prune_ramp_steps", "2", "--search_args", "--population 4 --generations 2")
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_a -->")[1]
     for s in ("0.5", "0.8"):
         assert re.search(rf"^\| {s} \| \(a\) individual \| [\d,]+ \| [\d,]+ \| [\d.]+ \|", table, re.M)
@@ -199,21 +288,23 @@ def test_tiny_table_a_stages(tiny_dense):
     assert "(a) individual: re-estimated for each sub-network on" in table, table
     assert re.search(r"^- 0\.8: difference [+-]\d+\.\d points, 95% CI ", table, re.M), table
     # another supernet run (here: the same one under a label) is tabulated beside (b)
-    (tmp_path / "exp/asr_tiny_omni/.stage14.done").unlink()
-    run_sh(*common, "--stage", "14", "--stop_stage", "14", "--prune_targets", "0.5 0.8", "--test_sets", "test",
+    (tmp_path / "exp/asr_tiny_omni/.table_a_stage7.done").unlink()
+    recipe("local/run_table_a.sh", *common, "--stage", "7", "--stop_stage", "7", "--prune_targets", "0.5 0.8",
            "--table_a_also", f"again={tmp_path / 'exp/asr_tiny_omni'}")
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_a -->")[1]
     assert re.search(r"^\| 0.8 \| \(b\) omni sub-network, again \| [\d,]+ \|", table, re.M), table
     assert "Supernet again (" in table and "distillation weight" in table
 
 
-def test_tiny_table_b_stages(tiny_dense):
-    """Stages 15-18 (wav2vec 2.0 pretraining, streaming-alone / dual-mode training and fine-tuning, both
-    modes decoded, Table B) on the tiny corpus."""
-    tmp_path, common = tiny_dense
+def test_tiny_table_b_from_the_main_job(tiny_main):
+    """local/run_table_b.sh (wav2vec 2.0 pretraining, streaming-alone / dual-mode training and
+    fine-tuning, both modes decoded, Table B) on the tiny main job's outputs."""
+    tmp_path = tiny_main
+    common = ["--dir", str(tmp_path), "--asr_config", "conf/train_asr_tiny.yaml", "--lm_config",
+              "conf/train_lm_tiny.yaml", "--test_sets", "test", "--nj", "1", "--use_lm", "false"]
     opts = ["--stream_config", "conf/train_asr_tiny_stream.yaml", "--dual_config", "conf/train_asr_tiny_dual.yaml",
             "--ssl_config", "conf/pretrain_tiny_w2v.yaml", "--ssl_dual_config", "conf/pretrain_tiny_w2v_dual.yaml"]
-    run_sh(*common, *opts, "--stage", "15", "--stop_stage", "18")
+    recipe("local/run_table_b.sh", *common, *opts)
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_b -->")[1].split("<!-- END")[0]
     for name in ("dense full-context model alone", "sparse streaming model alone", "dual-mode supernet, random init",
                  "fine-tuned from plain wav2vec 2.0", "fine-tuned from dual-mode wav2vec 2.0"):
@@ -223,7 +314,7 @@ def test_tiny_table_b_stages(tiny_dense):
     assert re.search(r"C3, sparse streaming mode on `test`: .* \(difference [+-][\d.]+ points, 95% CI [+-][\d.]+ \.\. [+-][\d.]+: (not )?significant\)", table), table
     pretrain_row = r"\| 1 \| [\d.]+ -> [\d.]+ \| [\d.]+ -> [\d.]+ \| 0\.167 \|"
     assert re.search(r"^\| `ssl_w2v_dual` \| streaming, sparsity 50% " + pretrain_row, table, re.M), table
-    # stage 15 wrote its own summary of both pretrainings
+    # stage 1 wrote its own summary of both pretrainings
     summary = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN ssl_pretraining -->")[1].split("<!-- END")[0]
     assert re.search(r"^\| `ssl_w2v` \| dense full-context " + pretrain_row, summary, re.M), summary
     # fine-tuning started from the pretrained weights (ESPnet logs each --init_param it loads)
@@ -238,7 +329,7 @@ def test_tiny_table_b_stages(tiny_dense):
     assert stream < sizes["_dual"]
     lat = json.loads((exp / "asr_tiny_dual/table_b/stream/test/latency.json").read_text())
     assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
-    r = run_sh(*common, "--table_b_rows", "1 9", "--stage", "18", "--stop_stage", "18", check=False)
+    r = recipe("local/run_table_b.sh", *common, "--table_b_rows", "1 9", "--stage", "4", "--stop_stage", "4", check=False)
     assert r.returncode == 2 and "no row '9'" in r.stderr
 
 

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""The main job's Pareto table: every model of one supernet run, its size, and its WER in
+both modes (run.sh stages 8-11).
+
+Three uses (run.sh calls each):
+
+* ``--check_budgets B ...``: the search budgets are numbers in (0, 1], at least one,
+  strictly ascending; otherwise a message naming the bad value (exit code 2).
+* ``--search_json F --budgets B ...``: one ``NAME SUBNET_YAML MODE`` line per budget, the
+  sub-network ``espnet_omni.bin.search`` found for it (MODE: the encoder mode it was
+  scored in, the one its BatchNorm statistics are re-estimated in at export).
+* ``--supernet EXP ...``: the table. Rows: the supernet's dense network, then one
+  sub-network per budget, each exported by stage 9 into ``EXP/pareto/<name>/`` and
+  decoded by stage 10 in both modes (``decode_<tag>_full``, ``decode_<tag>_streaming``)
+  and chunk by chunk (``chunk_by_chunk/<set>/latency.json``). Writes the ``pareto``
+  section of ``--results_file`` and the plot ``EXP/pareto/pareto.png`` (and ``--plot``).
+
+Usage:
+    python -m espnet_omni.scoring.pareto --supernet exp/asr_ctc_dual_omni --dense exp/asr_ctc \\
+        --budgets 0.3 0.4 0.5 --decode decode_decode_ctc_lm_valid.loss.ave_lm_char \\
+        --sets test test_seen real --latency_set test --dump dump/raw --results_file RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+from espnet_omni.evolutionary_search.report import budget_label
+from espnet_omni.scoring.results_file import replace_section
+from espnet_omni.scoring.score import read_kv
+from espnet_omni.scoring.tables import load_json, median_epochs, rel, rel_text
+from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap
+
+MODES = ("streaming", "full")
+MODE_NAMES = {"streaming": "streaming", "full": "full-context"}
+
+
+def parse_budgets(values: list[str]) -> list[float]:
+    """The search budgets: numbers in (0, 1], at least one, strictly ascending.
+
+    >>> parse_budgets(["0.3", "0.45", "0.6"])
+    [0.3, 0.45, 0.6]
+    >>> parse_budgets(["0.5", "0.3"])
+    Traceback (most recent call last):
+    ...
+    ValueError: --budgets 0.5 0.3: not ascending (0.3 follows 0.5); give them smallest first, each once
+    """
+    shown = " ".join(values)
+    if not values:
+        raise ValueError("--budgets is empty: give at least one budget, a fraction of the dense "
+                         "encoder's parameters in (0, 1], e.g. --budgets \"0.3 0.4 0.5\"")
+    out = []
+    for v in values:
+        try:
+            b = float(v)
+        except ValueError:
+            raise ValueError(f"--budgets {shown}: {v!r} is not a number (fractions of the dense "
+                             "encoder's parameters in (0, 1])") from None
+        if not (0.0 < b <= 1.0) or math.isnan(b):
+            raise ValueError(f"--budgets {shown}: {v} is outside (0, 1] (a fraction of the dense "
+                             "encoder's parameters)")
+        if out and b <= out[-1]:
+            raise ValueError(f"--budgets {shown}: not ascending ({v} follows {out[-1]:g}); "
+                             "give them smallest first, each once")
+        out.append(b)
+    return out
+
+
+def model_name(budget: float) -> str:
+    """Directory name of a budget's model: ``frac0.3``."""
+    return f"frac{budget_label(budget)}"
+
+
+def search_models(search_json: Path, budgets: list[float]) -> list[tuple[str, Path, str]]:
+    """``(name, subnet yaml, mode)`` per budget, from ``search.json``; every budget must be there."""
+    summary = load_json(search_json, "pareto")
+    found = {float(r["budget"]): r["file"] for r in summary["results"]}
+    missing = [b for b in budgets if b not in found]
+    if missing:
+        raise SystemExit(f"pareto: {search_json} has no sub-network for budget(s) "
+                         f"{' '.join(f'{b:g}' for b in missing)} (it was searched for "
+                         f"{' '.join(f'{b:g}' for b in sorted(found))}): redo run.sh stage 8")
+    mode = summary.get("mode", "full")
+    return [(model_name(b), search_json.parent / found[b], mode) for b in budgets]
+
+
+def _wer(exp: Path, decode: str, s: str) -> float:
+    return 100 * load_json(exp / decode / "scores.json", "pareto")["scores"][s]["words"]["wer"]
+
+
+def rows(args) -> list[dict]:
+    """One dict per model: name, sizes, WER per mode and set, chunk-by-chunk latency."""
+    pareto = args.supernet / "pareto"
+    search = load_json(args.supernet / "search" / "search.json", "pareto")
+    models = [("dense", None, "full")] + search_models(args.supernet / "search" / "search.json", args.budgets)
+    out = []
+    for name, _, mode in models:
+        d = pareto / name
+        export = load_json(d / "export.json", "pareto")
+        dense_copy = load_json(d / "dense" / "export.json", "pareto")
+        row = {"name": name, "trained_for": mode, "dir": d,
+               "nonzero_params": export["nonzero_params"], "model_bytes": export["model_bytes"],
+               "dense_model_bytes": dense_copy["model_bytes"], "format": export["format"],
+               "encoder_fraction": None, "wer": {}}
+        result = next((r for r in search["results"] if name != "dense" and model_name(r["budget"]) == name), None)
+        row["encoder_fraction"] = 1.0 if name == "dense" else result["fraction"]
+        row["search_score"] = None if result is None else result["score"]
+        for m in MODES:
+            for s in args.sets:
+                row["wer"][m, s] = _wer(d, f"{args.decode}_{m}", s)
+        lat = load_json(d / "chunk_by_chunk" / args.latency_set / "latency.json", "pareto")
+        row["latency"] = lat
+        out.append(row)
+    return out
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """Which (size, error) points no other point beats in both (smaller or equal size and
+    lower error, or smaller size and equal error).
+
+    >>> pareto_front([(1, 30), (2, 25), (3, 28), (4, 20)])
+    [True, True, False, True]
+    """
+    return [not any((s2 <= s and e2 < e) or (s2 < s and e2 <= e) for s2, e2 in points) for s, e in points]
+
+
+def training_line(args) -> str:
+    """The compute of the one training run: the dense model, then the supernet."""
+    parts = []
+    for what, exp in (("dense model (stage 5)", args.dense), ("supernet (stage 7)", args.supernet)):
+        c = load_json(exp / "compute.json", "pareto")
+        parts.append(f"{what} {c['epochs_counted']} epochs, {c['train_wall_seconds_epochs'] / 60:.1f} min wall "
+                     f"({c['train_cpu_seconds']:.0f} CPU-s; median epoch x epochs "
+                     f"{median_epochs(exp, 'pareto') / 60:.1f} min)")
+    return "; ".join(parts)
+
+
+def render(args, table: list[dict]) -> str:
+    sets = args.sets
+    now = datetime.date.today().isoformat()
+    lines = [
+        f"Written by `python -m espnet_omni.scoring.pareto` on {now} ({platform.machine()}, "
+        f"host {platform.node() or '?'}) from the run `{rel_text(args.command)}`.",
+        "",
+        f"One training run: {training_line(args)}. The supernet `{rel(args.supernet)}` holds a dense "
+        "full-context network and sparse streaming sub-networks; stage 8 searched the best streaming "
+        "sub-network for each budget (a fraction of the dense encoder's parameters; CTC greedy WER on the "
+        "valid set), stage 9 exported each with its BatchNorm statistics re-estimated in the mode it was "
+        "trained for, stage 10 decoded every export in both modes with the same decoder "
+        f"(`{rel(args.decode_config) if args.decode_config else args.decode}`): full-context, and streaming "
+        "(chunked attention, causal convolutions: the encoder output of chunk-by-chunk streaming, "
+        "decoded after the utterance). WER in %; the model trained for a mode is the one to read in "
+        "that mode's columns (the dense network was not trained to stream, the sparse ones not to run "
+        "full-context). Encoder params: non-zero encoder parameters (share of the dense encoder's); "
+        f"file: the `{table[0]['format']}` export's model.pth. Chunk by chunk: the streaming encoder "
+        f"run chunk after chunk on one thread with CTC greedy decoding on `{args.latency_set}` "
+        "(RTF, mean compute per chunk; algorithmic latency = chunk + front-end context).",
+        "",
+    ]
+    head = ["model", "trained for", "encoder params", "file MB"]
+    head += [f"{MODE_NAMES[m]} WER `{s}`" for m in MODES for s in sets]
+    head += ["chunk by chunk: greedy WER / RTF / ms per chunk / latency ms"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        lat = r["latency"]
+        cells = [r["name"], MODE_NAMES[r["trained_for"]],
+                 f"{r['nonzero_params'] / 1e6:.2f} M ({100 * r['encoder_fraction']:.0f}%)",
+                 f"{r['model_bytes'] / 1e6:.1f}"]
+        cells += [f"{r['wer'][m, s]:.1f}" for m in MODES for s in sets]
+        greedy = _chunk_wer(args, r)
+        cells.append(f"{greedy:.1f} / {lat['rtf']:.3f} / {lat['chunk_compute_ms_mean']:.1f} / "
+                     f"{lat['algorithmic_latency_ms']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    # the front of the models trained to stream, and each step down in size with its interval
+    main = sets[0]
+    stream = [r for r in table if r["trained_for"] == "streaming"]
+    front = pareto_front([(r["nonzero_params"], r["wer"]["streaming", main]) for r in stream])
+    lines.append(f"Streaming Pareto front on `{main}` (size vs streaming WER): "
+                 + ", ".join(f"{r['name']}{'' if f else ' (dominated)'}" for r, f in zip(stream, front)) + ".")
+    ref_dir = args.dump
+    for s in sets[:2]:
+        ref = read_kv(ref_dir / s / "text")
+        if len(ref) < 20:
+            continue
+        for small, big in zip(stream, stream[1:]):
+            d = paired_bootstrap(ref, _hyp(args, small, "streaming", s), _hyp(args, big, "streaming", s))
+            lines.append(f"- `{s}`, streaming, {small['name']} vs {big['name']}: {bootstrap_summary(d)}")
+        dense = table[0]
+        if stream:
+            d = paired_bootstrap(ref, _hyp(args, stream[-1], "streaming", s), _hyp(args, dense, "full", s))
+            lines.append(f"- `{s}`, {stream[-1]['name']} streaming vs dense full-context: {bootstrap_summary(d)}")
+    lines += ["", f"![Pareto plot]({rel(args.plot or args.supernet / 'pareto' / 'pareto.png')})", ""]
+    return "\n".join(lines)
+
+
+def _hyp(args, row: dict, mode: str, s: str) -> dict[str, str]:
+    return read_kv(row["dir"] / f"{args.decode}_{mode}" / s / "text")
+
+
+def _chunk_wer(args, row: dict) -> float:
+    from espnet_omni.scoring.wer import corpus_counts
+
+    ref = read_kv(args.dump / args.latency_set / "text")
+    return 100 * corpus_counts(ref, read_kv(row["dir"] / "chunk_by_chunk" / args.latency_set / "text")).rate
+
+
+def plot(args, table: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, min(2, len(args.sets)), figsize=(10, 4), squeeze=False)
+    for ax, s in zip(axes[0], args.sets[:2]):
+        for m, marker in (("streaming", "o-"), ("full", "s--")):
+            xs = [r["nonzero_params"] / 1e6 for r in table]
+            ys = [r["wer"][m, s] for r in table]
+            order = sorted(range(len(xs)), key=xs.__getitem__)
+            ax.plot([xs[i] for i in order], [ys[i] for i in order], marker, label=f"{MODE_NAMES[m]} mode")
+        for r in table:
+            m = r["trained_for"]
+            ax.annotate(r["name"], (r["nonzero_params"] / 1e6, r["wer"][m, s]), fontsize=8,
+                        textcoords="offset points", xytext=(4, 4))
+        ax.set_xlabel("non-zero encoder parameters (M)")
+        ax.set_ylabel(f"WER % on {s}")
+        ax.set_title(f"one supernet, every size: {s}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--check_budgets", nargs="*", default=None, help="check the budgets and exit")
+    p.add_argument("--budgets", nargs="*", default=None)
+    p.add_argument("--search_json", type=Path, default=None,
+                   help="print 'NAME SUBNET_YAML MODE' per budget from this search.json and exit")
+    p.add_argument("--supernet", type=Path, help="the supernet's experiment dir (holds search/, pareto/)")
+    p.add_argument("--dense", type=Path, help="the dense model's experiment dir (the supernet's start)")
+    p.add_argument("--decode", help="decode name prefix: decode_<tag> (stage 10 adds _full / _streaming)")
+    p.add_argument("--decode_config", type=Path, default=None, help="the decoding config (named in the text)")
+    p.add_argument("--sets", nargs="+", default=["test"])
+    p.add_argument("--latency_set", default="test")
+    p.add_argument("--dump", type=Path, help="directory holding <set>/text")
+    p.add_argument("--results_file", type=Path, default=None)
+    p.add_argument("--command", default="")
+    p.add_argument("--plot", type=Path, default=None, help="a copy of the plot (e.g. the README's)")
+    return p
+
+
+def main(cmd=None) -> None:
+    args = get_parser().parse_args(cmd)
+    try:
+        if args.check_budgets is not None:
+            parse_budgets(args.check_budgets)
+            return
+        budgets = parse_budgets(args.budgets or [])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    args.budgets = budgets
+    if args.search_json is not None:
+        for name, subnet, mode in search_models(args.search_json, budgets):
+            print(name, subnet, mode)
+        return
+    for need in ("supernet", "dense", "decode", "dump"):
+        if getattr(args, need) is None:
+            raise SystemExit(f"pareto: --{need} is required for the table")
+    table = rows(args)
+    path = args.supernet / "pareto" / "pareto.png"
+    plot(args, table, path)
+    if args.plot is not None and args.plot.resolve() != path.resolve():
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, args.plot)
+    body = render(args, table)
+    if args.results_file is not None and str(args.results_file) != "none":
+        replace_section(args.results_file, "pareto", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

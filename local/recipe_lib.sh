@@ -1,0 +1,285 @@
+# Shared by run.sh, local/run_table_a.sh, local/run_table_b.sh and local/score_dense.sh
+# (sourced, not run): the options every recipe shares, option parsing, stage markers,
+# training, decoding, scoring and export.
+#
+# A recipe sets its own options between its "# ---- options" and "# ---- end of options"
+# lines, defines done_marker N and stage_options N, sets last_stage, then sources this
+# file and calls `recipe_init "$@"`.
+#
+# ------------------------------------------------------------------ common options
+dir=.                   # working directory for data/, dump/, exp/ (the default run's)
+corpus=embedded         # embedded | librispeech
+seed=0                  # corpus and training seed
+nj=2                    # parallel jobs (synthesis, stats, decoding); 2 = this machine's cores
+ngpu=0                  # GPUs for training (0 = CPU)
+train_set=train
+valid_set=dev
+test_sets="dev test test_seen real"
+speed_perturb_factors=""  # e.g. "0.9 1.0 1.1": train on a speed-perturbed copy of the train set
+                        # (ESPnet's asr.sh way: each factor its own speaker, ids sp0.9-...)
+noise_rir=false         # true: generate noises and RIRs (run.sh stage 2) and pass them to the
+                        # training's preprocessor (--noise_scp/--rir_scp; the apply probabilities
+                        # and SNR range are in the ASR config)
+token_type=char         # char | bpe
+nbpe=300                # bpe vocabulary size (token_type=bpe)
+asr_config=conf/train_asr_ctc.yaml  # the dense model (run.sh stage 5)
+asr_tag=""              # its experiment name; default: the config's file name
+inference_config=""     # decoding config; default conf/decode_ctc_lm.yaml with the LM, else
+                        # conf/decode_ctc.yaml (CTC greedy)
+inference_args=""       # extra arguments for asr_inference
+inference_model=valid.loss.ave.pth
+inference_tag=""        # decode directory name (decode_<tag>); default: from the decoding config,
+                        # the model and the LM (set it to keep decodes with other --inference_args apart)
+use_lm=true             # decode with the language model of run.sh stage 6 (false: CTC greedy)
+lm_config=conf/train_lm_char.yaml
+lm_tag=""               # LM experiment name; default: the LM config's file name
+lm_inference_model=valid.loss.ave.pth
+results_file=""         # markdown file whose sections are (re)written; default <dir>/RESULTS.md
+                        # ("none": no section)
+export_format=sparse    # sparse | dense | row | structured (see espnet_omni.bin.export)
+bn_calib_utts=200       # the BatchNorm statistics of every searched and exported sub-network are
+                        # re-estimated on N training utterances (espnet_omni.inference.bn_calib);
+                        # 0: keep the checkpoint's
+search_args="--population 12 --generations 4"
+                        # espnet_omni.bin.search arguments: <= 48 dev decodes per budget (a shared
+                        # cache), each on the whole dev set
+# ------------------------------------------------------------------ end of common options
+
+recipe_name=${recipe_name:-$0}
+lib_file=${BASH_SOURCE[0]}
+
+# option_names FILE START END: the option names assigned between two marker lines.
+option_names() { sed -n "/^# -* $2/,/^# -* $3/p" "$1" | grep -oE '^[a-z_]+=' | tr -d = | tr '\n' ' '; }
+
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+  echo "Options of $recipe_name (defaults in $0): $(option_names "$0" options 'end of options')"
+  echo "Options shared by every recipe (defaults in local/recipe_lib.sh): $(option_names "$lib_file" 'common options' 'end of common options')"
+}
+
+# recipe_init "$@": parse and check the options, install, set every derived path.
+recipe_init() {
+  valid_options="$(option_names "$0" options 'end of options') $(option_names "$lib_file" 'common options' 'end of common options')"
+  command_line="$recipe_name"; [ $# -eq 0 ] || command_line+=$(printf ' %q' "$@")
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -h|--help) usage; exit 0 ;;
+      --*)
+        local name=${1#--}; name=${name//-/_}
+        if ! [[ " $valid_options " == *" $name "* ]]; then
+          echo "$recipe_name: unknown option '$1'. Valid options: $(echo $valid_options | sed 's/\([a-z_]*\)/--\1/g')" >&2
+          exit 2
+        fi
+        [ $# -ge 2 ] || { echo "$recipe_name: option '$1' needs a value" >&2; exit 2; }
+        printf -v "$name" '%s' "$2"; shift 2 ;;
+      *) echo "$recipe_name: unexpected argument '$1' (options are --name value; see --help)" >&2; exit 2 ;;
+    esac
+  done
+  local v
+  for v in stage stop_stage; do
+    case ${!v} in ''|*[!0-9]*) echo "$recipe_name: --$v '${!v}': expected a stage number 1..$last_stage (see --help)" >&2; exit 2 ;; esac
+    if [ "${!v}" -lt 1 ] || [ "${!v}" -gt "$last_stage" ]; then
+      echo "$recipe_name: --$v ${!v}: no such stage; valid stages: 1..$last_stage (see --help)" >&2; exit 2
+    fi
+  done
+  if [ "$stage" -gt "$stop_stage" ]; then
+    echo "$recipe_name: --stage $stage is after --stop_stage $stop_stage: nothing would run; valid stages: 1..$last_stage" >&2; exit 2
+  fi
+  case $bn_calib_utts in
+    ''|*[!0-9]*) echo "$recipe_name: --bn_calib_utts '$bn_calib_utts': expected a whole number of utterances (0: off)" >&2; exit 2 ;;
+  esac
+  case $use_lm in true|false) ;; *) echo "$recipe_name: --use_lm must be true or false, got '$use_lm'" >&2; exit 2 ;; esac
+  case $noise_rir in true|false) ;; *) echo "$recipe_name: --noise_rir must be true or false, got '$noise_rir'" >&2; exit 2 ;; esac
+  case $token_type in char|bpe) ;; *) echo "$recipe_name: --token_type must be char or bpe, got '$token_type'" >&2; exit 2;; esac
+  case $corpus in embedded|librispeech) ;; *) echo "$recipe_name: --corpus must be embedded or librispeech, got '$corpus'" >&2; exit 2;; esac
+  if [ -z "$inference_config" ]; then
+    if $use_lm; then inference_config=conf/decode_ctc_lm.yaml; else inference_config=conf/decode_ctc.yaml; fi
+  fi
+
+  root=$(cd "$(dirname "$lib_file")/.." && pwd)
+  cd "$root"
+  tools/install.sh
+  python=$root/.venv/bin/python
+  export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
+  . ./db.sh
+
+  mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+  data=$dir/data; dump=$dir/dump/raw; exp=$dir/exp
+  [ -n "$asr_tag" ] || { asr_tag=$(basename "$asr_config" .yaml); asr_tag=${asr_tag#train_}; asr_tag=${asr_tag#asr_}; }
+  [ -n "$results_file" ] || results_file=$dir/RESULTS.md
+  asr_exp=$exp/asr_$asr_tag
+  [ -n "$lm_tag" ] || { lm_tag=$(basename "$lm_config" .yaml); lm_tag=${lm_tag#train_}; lm_tag=${lm_tag#lm_}; }
+  lm_exp=$exp/lm_$lm_tag
+  if [ -z "$inference_tag" ]; then
+    inference_tag=$(basename "$inference_config" .yaml)_${inference_model%.pth}
+    if $use_lm; then inference_tag=${inference_tag}_lm_$lm_tag; fi
+  fi
+  token_dir=$data/token_list/$token_type
+  [ "$token_type" = bpe ] && token_dir=${token_dir}$nbpe
+  # The ASR training set: the speed-perturbed copy when --speed_perturb_factors is set.
+  asr_train_set=$train_set
+  [ -z "$speed_perturb_factors" ] || asr_train_set=${train_set}_sp
+  stats_dir=$exp/asr_stats_$(basename "$token_dir")
+  [ "$asr_train_set" = "$train_set" ] || stats_dir=${stats_dir}_sp
+  token_opts="--token_type $token_type --token_list $token_dir/tokens.txt"
+  [ "$token_type" = bpe ] && token_opts="$token_opts --bpemodel $token_dir/bpe.model"
+  # calibration_opts: BatchNorm recalibration of each sub-network on training data (search, export).
+  calibration_opts=()
+  if [ "$bn_calib_utts" -gt 0 ]; then
+    calibration_opts=(--calibration_dir "$dump/$train_set" --calibration_utts "$bn_calib_utts")
+  fi
+}
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($recipe_name${current_stage:+ stage $current_stage}) $*" >&2; }
+
+# always_run_stages: stages that check each of their outputs themselves (make-style decoding
+# and scoring): a done marker does not skip them. Set by the recipe.
+always_run_stages=${always_run_stages:-}
+
+# run_stage N: true when stage N is selected and not already done.
+run_stage() {
+  current_stage=$1
+  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+  local marker; marker=$(done_marker "$1")
+  if [ -f "$marker" ] && [[ " $always_run_stages " == *" $1 "* ]]; then
+    log "starting (outputs already up to date are not redone)"; return 0
+  fi
+  if [ -f "$marker" ]; then
+    # The marker holds the options the stage was made with (empty: made before markers
+    # recorded them); other options now would silently reuse outputs made otherwise.
+    if [ -s "$marker" ] && [ "$(cat "$marker")" != "$(stage_options "$1")" ]; then
+      log "error: $marker was made with other options than this run's:"
+      diff <(cat "$marker") <(stage_options "$1") | sed -n 's/^< /    made with: /p; s/^> /    now:       /p' >&2
+      log "use another --dir (or another experiment tag), or remove $marker to redo stage $1"
+      exit 1
+    fi
+    log "already done ($marker); skipping"; return 1
+  fi
+  log "starting"; return 0
+}
+# print_options NAME...: one 'name=value' line per option (what a marker records).
+print_options() { local n; for n in "$@"; do echo "$n=${!n}"; done; }
+finish_stage() { mkdir -p "$(dirname "$(done_marker "$1")")"; stage_options "$1" > "$(done_marker "$1")"; log "done"; }
+
+# require_file FILE WHAT COMMAND: stop, naming the missing output and the command that makes it.
+require_file() {
+  [ -e "$1" ] && return 0
+  log "error: $2 is missing: $1 not found; make it first with: $3"
+  exit 1
+}
+
+# require_default_run: the outputs of the default run (./run.sh stages 1-6) a table recipe starts from.
+require_default_run() {
+  local make="./run.sh --dir $dir --stop_stage 6 (the default run's data, dense model and LM)"
+  [ "$asr_tag" = ctc ] || make+=" with --asr_config $asr_config"
+  require_file "$dump/$train_set/wav.scp" "the default run's formatted data (run.sh stage 2)" "$make"
+  require_file "$stats_dir/train/feats_stats.npz" "the default run's feature statistics (run.sh stage 4)" "$make"
+  require_file "$asr_exp/$inference_model" "the default run's dense model (run.sh stage 5, experiment $asr_exp)" "$make"
+  if $use_lm; then
+    require_file "$lm_exp/$lm_inference_model" "the default run's language model (run.sh stage 6, experiment $lm_exp)" "$make"
+  fi
+}
+
+# run_training MODULE CONFIG EXP_DIR [args...]: an ESPnet training (resuming) into EXP_DIR.
+run_training() {
+  local module=$1 config=$2 dir=$3; shift 3
+  mkdir -p "$dir"
+  log "training $dir (log: $dir/train.log; TensorBoard: $dir/tensorboard)"
+  local start=$SECONDS
+  # The full ESPnet log goes to train.log; epoch summaries are echoed here.
+  ( set +e; $python -m "$module" --config "$config" $token_opts \
+    --use_preprocessor true --ngpu "$ngpu" --seed "$seed" --resume true \
+    --output_dir "$dir" "$@" 2>&1; echo $? > "$dir/.train_rc" ) \
+    | tee -a "$dir/train.log" | { grep --line-buffered -E 'epoch results|Error' >&2 || true; }
+  [ "$(cat "$dir/.train_rc")" = 0 ] || { log "training failed: see $dir/train.log"; exit 1; }
+  echo $((SECONDS - start)) >> "$dir/train.wall_seconds"
+}
+
+# train_asr CONFIG EXP_DIR [asr_train args...]: ASR training (resuming) into EXP_DIR.
+train_asr() {
+  local config=$1 dir=$2; shift 2
+  local aug=()
+  $noise_rir && aug=(--noise_scp "$dump/noise_rir/noise.scp" --rir_scp "$dump/noise_rir/rir.scp")
+  run_training espnet_omni.bin.asr_train "$config" "$dir" "${aug[@]}" \
+    --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz" \
+    --train_data_path_and_name_and_type "$dump/$asr_train_set/wav.scp,speech,sound" \
+    --train_data_path_and_name_and_type "$dump/$asr_train_set/text,text,text" \
+    --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \
+    --valid_data_path_and_name_and_type "$dump/$valid_set/text,text,text" \
+    --train_shape_file "$stats_dir/train/speech_shape" \
+    --train_shape_file "$stats_dir/train/text_shape" \
+    --valid_shape_file "$stats_dir/valid/speech_shape" \
+    --valid_shape_file "$stats_dir/valid/text_shape" "$@"
+}
+
+# decode_model TRAIN_CONFIG MODEL_FILE DECODE_DIR [SETS [asr_inference args...]]: decode every
+# set of SETS (default: the test sets) into DECODE_DIR/<set>/text. A set whose text is
+# complete, newer than the model and both configs, and made with the same inference options
+# is kept (make-style), so a re-run of an interrupted stage decodes only what is missing.
+decode_model() {
+  local config=$1 model=$2 ddir=$3 want=${4:-$test_sets}; shift 3; [ $# -eq 0 ] || shift
+  local extra=("$@") x out n i j pids opts lm_opts=() lm_model sets=() args wall
+  lm_model=$model
+  if $use_lm; then
+    lm_model=$lm_exp/$lm_inference_model
+    require_file "$lm_model" "the language model" "./run.sh --dir $dir --stage 6 --stop_stage 6 (or --use_lm false)"
+    lm_opts=(--lm_train_config "$lm_exp/config.yaml" --lm_file "$lm_model")
+  fi
+  opts="inference_config=$inference_config inference_args=$inference_args ${extra[*]} ${lm_opts[*]}"
+  opts=${opts//  / }
+  for x in $want; do
+    out=$ddir/$x
+    if [ -f "$out/text" ] && [ "$(wc -l < "$out/text")" = "$(wc -l < "$dump/$x/wav.scp")" ] \
+      && [ "$out/text" -nt "$model" ] && [ "$out/text" -nt "$config" ] && [ "$out/text" -nt "$inference_config" ] \
+      && [ "$out/text" -nt "$lm_model" ] \
+      && { [ ! -f "$out/decode.opts" ] && [ -z "$inference_args" ] && [ ${#extra[@]} -eq 0 ] || [ "$(cat "$out/decode.opts" 2>/dev/null)" = "$opts" ]; }; then
+      log "decoding $x: kept $out/text (complete, newer than the model and configs)"
+      continue
+    fi
+    rm -rf "$out/logdir" "$out/text" "$out/decode.opts"; mkdir -p "$out/logdir"
+    n=$(( nj < $(wc -l < "$dump/$x/wav.scp") ? nj : 1 ))
+    split -n "l/$n" -d -a 2 "$dump/$x/wav.scp" "$out/logdir/keys."
+    log "decoding $x ($(wc -l < "$dump/$x/wav.scp") utts, $n jobs) -> $out"
+    sets+=("$x")
+  done
+  [ ${#sets[@]} -gt 0 ] || return 0
+  # one process per job decodes its share of every set (ESPnet's start-up paid once per job)
+  pids=()
+  for i in $(seq 0 $((nj - 1))); do
+    j=$(printf '%02d' "$i"); args=()
+    for x in "${sets[@]}"; do
+      [ -f "$ddir/$x/logdir/keys.$j" ] && args+=(--set "$dump/$x/wav.scp" "$ddir/$x/logdir/keys.$j" "$ddir/$x/logdir/out.$j")
+    done
+    [ ${#args[@]} -gt 0 ] || continue
+    OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference --ngpu 0 --batch_size 1 \
+      --config "$inference_config" --asr_train_config "$config" --asr_model_file "$model" \
+      "${args[@]}" "${lm_opts[@]}" $inference_args "${extra[@]}" > "$ddir/decode.$j.log" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || { log "decoding failed: see $ddir/decode.*.log"; exit 1; }; done
+  for x in "${sets[@]}"; do
+    out=$ddir/$x
+    cat "$out"/logdir/out.*/1best_recog/text | sort > "$out/text.tmp"
+    # the set's wall time: its slowest job's own decoding seconds (the jobs ran side by side)
+    wall=$(cat "$out"/logdir/out.*/seconds | sort -g | tail -n 1)
+    echo "$opts" > "$out/decode.opts"; echo "$wall" > "$out/wall_seconds"; mv "$out/text.tmp" "$out/text"
+  done
+}
+
+# score_decode EXP_DIR DECODE_NAME CONFIG [RESULTS_FILE [SETS]]: WER/CER tables (scores.json),
+# and the section of RESULTS_FILE (default $results_file; "none": no section).
+score_decode() {
+  local rf=${4:-$results_file} sets=${5:-$test_sets} opt=()
+  [ "$rf" = none ] || opt=(--results_file "$rf")
+  $python -m espnet_omni.scoring.score --exp "$1" --decode "$2" \
+    --dump "$dump" --sets $sets "${opt[@]}" \
+    --command "$command_line" --config "$3" --inference_config "$inference_config"
+}
+
+# export_model EXP_DIR SUBNET_YAML OUT_DIR [export args...]: a standalone model directory.
+export_model() {
+  local d=$1 subnet=$2 out=$3; shift 3
+  $python -m espnet_omni.bin.export --asr_train_config "$d/config.yaml" \
+    --asr_model_file "$d/$inference_model" --subnet "$subnet" --format "$export_format" --out_dir "$out" \
+    "${calibration_opts[@]}" "$@"
+}
