@@ -57,7 +57,10 @@ supernet_config=conf/train_asr_dual_omni.yaml  # the dual-mode omni supernet (st
 supernet_tag=dual_omni  # its experiment: exp/asr_<asr_tag>_<supernet_tag>
 supernet_args=""        # extra asr_train arguments of the supernet
 budgets="0.3 0.4 0.5"   # search budgets, ascending: fractions of the dense encoder's parameters
-pareto_sets="test test_seen real"  # sets decoded in both modes for the Pareto table
+search_args="--population 8 --generations 3"
+                        # espnet_omni.bin.search arguments: <= 32 dev decodes per budget (a shared
+                        # cache), each on the whole dev set
+pareto_sets="test real" # sets decoded in both modes for the Pareto table
 latency_set=test        # set decoded chunk by chunk on one thread (RTF, per-chunk latency)
 plot=auto               # a copy of the Pareto plot; auto: docs/pareto.png (the README's) when --dir is
                         # this checkout, none otherwise

@@ -40,9 +40,6 @@ export_format=sparse    # sparse | dense | row | structured (see espnet_omni.bin
 bn_calib_utts=200       # the BatchNorm statistics of every searched and exported sub-network are
                         # re-estimated on N training utterances (espnet_omni.inference.bn_calib);
                         # 0: keep the checkpoint's
-search_args="--population 12 --generations 4"
-                        # espnet_omni.bin.search arguments: <= 48 dev decodes per budget (a shared
-                        # cache), each on the whole dev set
 # ------------------------------------------------------------------ end of common options
 
 recipe_name=${recipe_name:-$0}

@@ -33,6 +33,9 @@ prune_config=conf/train_asr_prune.yaml  # the individually pruned models (gradua
 prune_targets="0.5 0.6 0.7 0.8 0.9"     # one individual model per sparsity; the search budgets are their sizes
 prune_ramp_steps=400                    # optimizer steps of the cubic sparsity ramp of each individual model
 prune_args=""                           # extra asr_train arguments of each individual model
+search_args="--population 12 --generations 4"
+                                        # espnet_omni.bin.search arguments: <= 48 dev decodes per
+                                        # budget (a shared cache), each on the whole dev set
 table_a_also=""                         # other supernet runs shown beside it in Table A (stage 7),
                                         # "LABEL=EXP_DIR ..." (each searched, exported, decoded)
 # ------------------------------------------------------------------ end of options
