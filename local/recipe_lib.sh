@@ -135,7 +135,7 @@ always_run_stages=${always_run_stages:-}
 
 # run_stage N: true when stage N is selected and not already done.
 run_stage() {
-  current_stage=$1
+  current_stage=$1; stage_start=$SECONDS
   [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
   local marker; marker=$(done_marker "$1")
   if [ -f "$marker" ] && [[ " $always_run_stages " == *" $1 "* ]]; then
@@ -156,7 +156,14 @@ run_stage() {
 }
 # print_options NAME...: one 'name=value' line per option (what a marker records).
 print_options() { local n; for n in "$@"; do echo "$n=${!n}"; done; }
-finish_stage() { mkdir -p "$(dirname "$(done_marker "$1")")"; stage_options "$1" > "$(done_marker "$1")"; log "done"; }
+# finish_stage N: the marker, and the stage's wall seconds appended to exp/stage_seconds.tsv
+# (recipe, stage, seconds, finish time: what a run took, stage by stage, as measured).
+finish_stage() {
+  mkdir -p "$(dirname "$(done_marker "$1")")"; stage_options "$1" > "$(done_marker "$1")"
+  mkdir -p "$exp"
+  printf '%s\t%s\t%s\t%s\n' "$recipe_name" "$1" "$((SECONDS - stage_start))" "$(date '+%Y-%m-%dT%H:%M:%S')" >> "$exp/stage_seconds.tsv"
+  log "done ($((SECONDS - stage_start)) s)"
+}
 
 # require_file FILE WHAT COMMAND: stop, naming the missing output and the command that makes it.
 require_file() {

@@ -12,15 +12,17 @@
 # checkpoint.
 #
 # Stages:
-#   1  wav2vec 2.0 pretraining on the training audio without its transcripts: SSL stats
-#      -> exp/ssl_stats/; plain (ssl_config, for row 4) -> exp/ssl_w2v/; dual-mode (dense
-#      full-context + sparse streaming, ssl_dual_config, for row 5) -> exp/ssl_w2v_dual/;
-#      the pretraining summary -> the ssl_pretraining section of --results_file
+#   1  wav2vec 2.0 pretraining on the training audio without its transcripts, plus
+#      --ssl_untranscribed N utterances of extra audio (training voices on sentences of no
+#      split, synthesized here -> data/untranscribed, dump/raw/untranscribed_<N>): SSL stats
+#      -> exp/ssl_stats[_u<N>]/; plain (ssl_config, for row 4) -> exp/ssl_w2v[_u<N>]/; dual-mode
+#      (dense full-context + sparse streaming, ssl_dual_config, for row 5) -> exp/ssl_w2v_dual[_u<N>]/;
+#      the pretraining summary (with the audio each saw) -> the ssl_pretraining section
 #   2  training of the rows (--table_b_rows) that need it: (1) is the dense model of
 #      run.sh stage 5; (2) a sparse streaming model alone (stream_config) -> exp/asr_<tag>_stream/;
 #      (3) the dual-mode supernet from random init (dual_config) -> exp/asr_<tag>_dual/;
 #      (4), (5) the same fine-tuned from exp/ssl_w2v/, exp/ssl_w2v_dual/ (--init_param
-#      maps the pre-encoder to encoder.embed) -> exp/asr_<tag>_dual_w2v/, ..._dual_w2vdual/
+#      maps the pre-encoder to encoder.embed) -> exp/asr_<tag>_dual_w2v[_u<N>]/, ..._dual_w2vdual[_u<N>]/
 #   3  both modes of every row (espnet_omni.bin.dual_mode_eval): the full-context network
 #      exported and decoded (ESPnet's Speech2Text, --inference_config), the streaming one
 #      decoded chunk by chunk on one thread (RTF, per-chunk latency) -> <row exp>/table_b/
@@ -36,6 +38,8 @@ dual_config=conf/train_asr_dual.yaml      # rows 3-5: the dual-mode supernet (fi
 ssl_config=conf/pretrain_w2v.yaml         # row 4's pretraining: plain wav2vec 2.0
 ssl_dual_config=conf/pretrain_w2v_dual.yaml  # row 5's pretraining: dual-mode wav2vec 2.0
 ssl_args=""                             # extra ssl_train arguments (both pretrainings)
+ssl_untranscribed=0                     # extra untranscribed utterances for the pretraining (embedded
+                                        # corpus: training voices on unused sentences; 0: train audio only)
 stream_args=""                          # streaming options of espnet_omni.bin.dual_mode_eval (e.g.
                                         # "--chunk_size 8"; default: each encoder's streaming config)
 # ------------------------------------------------------------------ end of options
@@ -43,11 +47,11 @@ recipe_name=local/run_table_b.sh
 last_stage=4
 stage_options() {
   case $1 in
-    1) print_options ssl_config ssl_dual_config ssl_args ;;
+    1) print_options ssl_config ssl_dual_config ssl_args ssl_untranscribed ;;
     2) print_options stream_config dual_config ;;
   esac
 }
-done_marker() { echo "$exp/table_b/.table_b_stage$1.rows${table_b_rows// /}.done"; }
+done_marker() { echo "$exp/table_b/.table_b_stage$1.rows${table_b_rows// /}$ssl_sfx.done"; }
 . "$(dirname "$0")/recipe_lib.sh"
 # row_exp N: the experiment directory of Table B row N.
 row_exp() {
@@ -55,36 +59,73 @@ row_exp() {
     1) echo "$asr_exp" ;;
     2) echo "${asr_exp}_stream" ;;
     3) echo "${asr_exp}_dual" ;;
-    4) echo "${asr_exp}_dual_w2v" ;;
-    5) echo "${asr_exp}_dual_w2vdual" ;;
+    4) echo "${asr_exp}_dual_w2v$ssl_sfx" ;;
+    5) echo "${asr_exp}_dual_w2vdual$ssl_sfx" ;;
     *) echo "$recipe_name: --table_b_rows: no row '$1' (rows: 1 2 3 4 5)" >&2; exit 2 ;;
   esac
 }
 recipe_init "$@"
+case $ssl_untranscribed in ''|*[!0-9]*) echo "$recipe_name: --ssl_untranscribed '$ssl_untranscribed': expected a whole number of utterances (0: none)" >&2; exit 2 ;; esac
+ssl_sfx=""; [ "$ssl_untranscribed" = 0 ] || ssl_sfx=_u$ssl_untranscribed
 for r in $table_b_rows; do row_exp "$r" > /dev/null; done
 require_default_run
-ssl_stats=$exp/ssl_stats
-ssl_exp() { case $1 in 4) echo "$exp/ssl_w2v" ;; 5) echo "$exp/ssl_w2v_dual" ;; esac; }
+ssl_stats=$exp/ssl_stats$ssl_sfx
+ssl_exp() { case $1 in 4) echo "$exp/ssl_w2v$ssl_sfx" ;; 5) echo "$exp/ssl_w2v_dual$ssl_sfx" ;; esac; }
+ssl_set=$train_set                        # the pretraining audio: train (+ the untranscribed split)
+[ "$ssl_untranscribed" = 0 ] || ssl_set=ssl_${train_set}$ssl_sfx
+
+# prepare_untranscribed: synthesize, format and join the extra audio (once per size).
+prepare_untranscribed() {
+  local marker=$data/.stage1.$corpus.done extra=$dump/untranscribed$ssl_sfx
+  [ -f "$dump/$ssl_set/.done" ] && return 0
+  [ "$corpus" = embedded ] || { log "--ssl_untranscribed synthesizes audio of the embedded corpus; with --corpus $corpus point the pretraining at your own audio"; exit 2; }
+  require_file "$marker" "the default run's corpus (run.sh stage 1)" "./run.sh --dir $dir --stop_stage 6"
+  # the corpus options of the default run, from its stage-1 marker: same plan, same splits
+  local size seed_c voices
+  size=$(sed -n 's/^size=//p' "$marker"); seed_c=$(sed -n 's/^seed=//p' "$marker"); voices=$(sed -n 's/^train_voices=//p' "$marker")
+  log "synthesizing $ssl_untranscribed untranscribed utterances (training voices, unused sentences) -> $data/untranscribed"
+  $python -m espnet_omni.corpus.synth --out "$data" --size "${size:-default}" --seed "${seed_c:-0}" \
+    --train_voices "${voices:-base}" --nj "$nj" --untranscribed "$ssl_untranscribed"
+  $python -m espnet_omni.corpus.format_data --in "$data/untranscribed" --out "$extra" --min_sec 0.5 --max_sec 20
+  mkdir -p "$dump/$ssl_set"
+  sort "$dump/$train_set/wav.scp" "$extra/wav.scp" > "$dump/$ssl_set/wav.scp"
+  touch "$dump/$ssl_set/.done"
+}
+
+# write_pretrain_audio SSL_EXP: the audio the pretraining saw (the table's last column).
+write_pretrain_audio() {
+  local sets="$dump/$train_set"; [ "$ssl_untranscribed" = 0 ] || sets+=" $dump/untranscribed$ssl_sfx"
+  $python - "$1/pretrain_audio.json" $sets <<'PY'
+import json, sys
+from pathlib import Path
+from espnet_omni.scoring.tables import audio_seconds
+out = [{"name": Path(d).name, "utts": sum(1 for _ in open(Path(d) / "wav.scp")),
+        "hours": audio_seconds(Path(d)) / 3600} for d in sys.argv[2:]]
+Path(sys.argv[1]).write_text(json.dumps({"sets": out}, indent=1) + "\n")
+PY
+}
 ssl_config_of() { case $1 in 4) echo "$ssl_config" ;; 5) echo "$ssl_dual_config" ;; esac; }
 
 if run_stage 1; then
   for r in $table_b_rows; do
     [ "$r" = 4 ] || [ "$r" = 5 ] || continue
+    [ "$ssl_untranscribed" = 0 ] || prepare_untranscribed
     if [ ! -f "$ssl_stats/.done" ]; then
       # Shapes and feature mean/var of the audio alone (wav2vec 2.0 reads no transcripts).
       log "SSL stats -> $ssl_stats"
       $python -m espnet_omni.bin.ssl_train --collect_stats true --ngpu 0 --num_workers 1 \
         --config "$(ssl_config_of "$r")" $token_opts --normalize none --use_preprocessor true \
-        --train_data_path_and_name_and_type "$dump/$train_set/wav.scp,speech,sound" \
+        --train_data_path_and_name_and_type "$dump/$ssl_set/wav.scp,speech,sound" \
         --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \
-        --train_shape_file "$dump/$train_set/wav.scp" --valid_shape_file "$dump/$valid_set/wav.scp" \
-        --batch_type unsorted --batch_size 8 --output_dir "$ssl_stats" > "$exp/ssl_stats.log" 2>&1 \
-        || { log "SSL stats failed: see $exp/ssl_stats.log"; exit 1; }
+        --train_shape_file "$dump/$ssl_set/wav.scp" --valid_shape_file "$dump/$valid_set/wav.scp" \
+        --batch_type unsorted --batch_size 8 --output_dir "$ssl_stats" > "$ssl_stats.log" 2>&1 \
+        || { log "SSL stats failed: see $ssl_stats.log"; exit 1; }
       touch "$ssl_stats/.done"
     fi
+    write_pretrain_audio "$(mkdir -p "$(ssl_exp "$r")" && ssl_exp "$r")"
     run_training espnet_omni.bin.ssl_train "$(ssl_config_of "$r")" "$(ssl_exp "$r")" \
       --normalize_conf "stats_file=$ssl_stats/train/feats_stats.npz" \
-      --train_data_path_and_name_and_type "$dump/$train_set/wav.scp,speech,sound" \
+      --train_data_path_and_name_and_type "$dump/$ssl_set/wav.scp,speech,sound" \
       --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \
       --train_shape_file "$ssl_stats/train/speech_shape" --valid_shape_file "$ssl_stats/valid/speech_shape" \
       $ssl_args
@@ -119,7 +160,7 @@ if run_stage 3; then
     $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
       --asr_model_file "$d/$inference_model" --inference_config "$inference_config" \
       --decode_name "decode_$inference_tag" --format "$export_format" --out_dir "$t" \
-      $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) $stream_args \
+      $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) "${calibration_opts[@]}" $stream_args \
       > "$t/eval.log" 2>&1 || { log "evaluation failed: see $t/eval.log"; exit 1; }
     grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
     score_decode "$t/export_full" "decode_$inference_tag" "$t/export_full/config.yaml" none

@@ -203,21 +203,22 @@ def render(args, table: list[dict]) -> str:
         lines.append(f"| {'the supernet ' + label if label else 'the one supernet'} | {passes(d, one)} "
                      f"| {threads(d)} | {c:.0f} ({c / mean_ind:.2f}x one individual model) "
                      f"| {w / 60:.1f} ({w / (ind_wall / len(table)):.2f}x) |")
-    test = sets[1] if len(sets) > 1 else sets[0]
     lines.append("")
-    for i, (label, d) in enumerate(supernets(args)):
-        better = [r for r in table if wer(r["subs"][i][2], test) <= wer(r["ind_scores"], test)]
-        lines.append(f"On `{test}`, the omni sub-network{' (' + label + ')' if label else ''} is at least as good "
-                     f"as the individual model at {len(better)} of {len(table)} sizes (C1).")
-        if args.dump is not None:
-            lines.append("WER of (b) minus (a) per size, paired bootstrap over the utterances "
-                         "(1000 resamples, `espnet_omni.scoring.wer.paired_bootstrap`):")
-            for r, prune in zip(table, args.prune):
-                diff = significance(args.dump / test / "text", Path(d) / f"export_{r['target']}" / args.decode
-                                    / test / "text", Path(prune) / "export" / args.decode / test / "text")
-                lines.append(f"- {r['target']}: {diff}")
-            lines.append("")
+    for test in tables.verdict_sets(sets):
+        for i, (label, d) in enumerate(supernets(args)):
+            better = [r for r in table if wer(r["subs"][i][2], test) <= wer(r["ind_scores"], test)]
+            lines.append(f"On `{test}`, the omni sub-network{' (' + label + ')' if label else ''} is at least as good "
+                         f"as the individual model at {len(better)} of {len(table)} sizes (C1).")
+            if args.dump is not None:
+                lines.append("WER of (b) minus (a) per size, paired bootstrap over the utterances "
+                             "(1000 resamples, `espnet_omni.scoring.wer.paired_bootstrap`):")
+                for r, prune in zip(table, args.prune):
+                    diff = significance(args.dump / test / "text", Path(d) / f"export_{r['target']}" / args.decode
+                                        / test / "text", Path(prune) / "export" / args.decode / test / "text")
+                    lines.append(f"- {r['target']}: {diff}")
+                lines.append("")
     return "\n".join(lines) + "\n"
+
 
 
 def significance(ref: Path, a: Path, b: Path) -> str:

@@ -28,6 +28,7 @@ Paths in the sections (the command, the configs) are relative to the repository 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import sys
@@ -148,7 +149,8 @@ def render(args, table: list[dict]) -> str:
     ]
     lines += ["", "Trained as (from each run's train.log and config.yaml): "
               + "; ".join(provenance(t["exp"]) for t in table) + "."]
-    lines += verdicts(table, sets[1] if len(sets) > 1 else sets[0], args.dump, args.decode)
+    for test in tables.verdict_sets(sets):
+        lines += verdicts(table, test, args.dump, args.decode)
     lines += pretraining(table)
     return "\n".join(lines) + "\n"
 
@@ -192,8 +194,9 @@ def pretraining_summary(dirs: list[Path]) -> list[str]:
              "codes, summed over the codebook groups: from groups (one code per group: collapse) to "
              "groups x entries):", "",
              "| pretraining | mode | epochs | train accuracy first -> last | valid accuracy first -> last | chance "
-             "| train code perplexity first -> last | valid code perplexity first -> last | compute |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| train code perplexity first -> last | valid code perplexity first -> last | compute "
+             "| pretraining audio |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in dirs:
         conf = load_yaml(p / "config.yaml")
         w2v = next(x for x in conf["loss"] if x["name"] == "wav2vec2").get("conf", {})
@@ -212,8 +215,19 @@ def pretraining_summary(dirs: list[Path]) -> list[str]:
                 f"| `{p.name}` | {mode} | {ep[-1]['epoch']} | {_pair(tfirst, tlast, 'w2v_acc' + tsuf, '.3f')} | "
                 f"{_pair(first, last, 'w2v_acc' + suf, '.3f')} | {1 / (1 + k):.3f} | "
                 f"{_pair(tfirst, tlast, 'w2v_code_ppl' + tsuf, '.1f')} | "
-                f"{_pair(first, last, 'w2v_code_ppl' + suf, '.1f')} (range {g}..{g * v}) | {compute_str(p)} |")
+                f"{_pair(first, last, 'w2v_code_ppl' + suf, '.1f')} (range {g}..{g * v}) | {compute_str(p)} | "
+                f"{pretraining_audio(p)} |")
     return lines
+
+
+def pretraining_audio(exp: Path) -> str:
+    """The audio a pretraining saw, from its ``pretrain_audio.json`` (local/run_table_b.sh stage 1
+    writes it: hours and utterances per data set); runs made before it: not recorded."""
+    f = exp / "pretrain_audio.json"
+    if not f.is_file():
+        return "not recorded"
+    sets = json.loads(f.read_text())["sets"]
+    return " + ".join(f"{x['hours']:.2f} h `{x['name']}` ({x['utts']} utts)" for x in sets)
 
 
 def load_yaml(path: Path) -> dict:
@@ -235,6 +249,7 @@ def significance(ref_file: Path, a: Path, b: Path) -> str:
         if not f.is_file():
             raise SystemExit(f"table_b: missing {f} (run local/run_table_b.sh stage 3 first)")
     return f" ({bootstrap_summary(paired_bootstrap(read_kv(ref_file), read_kv(a), read_kv(b)))})"
+
 
 
 def verdicts(table: list[dict], test: str, dump: Optional[Path] = None, decode: str = "") -> list[str]:

@@ -125,7 +125,7 @@ def main(cmd=None):
         with omni_asr_inference(encoder_mode):
             espnet2.bin.asr_inference.main(cmd)
     except (BadAudioError, ValueError) as e:
-        if isinstance(e, ValueError) and "--encoder_mode" not in str(e):
+        if not isinstance(e, BadAudioError) and "--encoder_mode" not in str(e):
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -8,6 +8,7 @@ Usage:
         --inference_config conf/decode_ctc.yaml --decode_name decode_ctc \
         --data_dir dump/raw/dev --data_dir dump/raw/test --out_dir exp/asr_ctc_dual/table_b
         [--format sparse] [--chunk_size 16 --left_chunks -1 --lookahead 0] [--beam_size 1]
+        [--calibration_dir dump/raw/train --calibration_utts 200]
 
 The sparsity of each mode's network comes from the training config
 (:func:`mode_sparsities`): the streaming network is
@@ -15,6 +16,13 @@ The sparsity of each mode's network comes from the training config
 full-context one is dense, except in a streaming model trained alone
 (``dual_mode.full_weight: 0``). A stock ``encoder: conformer`` model is
 evaluated as the dense network of an ``omni_conformer`` (same weights).
+
+With ``--calibration_dir`` each network gets BatchNorm statistics re-estimated
+in its own mode (the full-context one in full mode, the streaming one in
+streaming mode) before it is exported and decoded, as Table A's exports and
+the main job's are: a dual-mode supernet's running averages mix both modes'
+forward passes (and every sparsity the omni space trained), which neither
+network computes alone.
 
 Writes, under --out_dir:
     subnet_{full,stream}.yaml     the two sub-networks (uniform sparsity)
@@ -40,8 +48,10 @@ from tqdm import tqdm
 from espnet2.fileio.sound_scp import SoundScpReader
 from espnet_omni.corpus.audio_check import require_finite
 from espnet_omni.export import FORMATS, export_asr_model
+from espnet_omni.inference.bn_calib import add_calibration_arguments
 from espnet_omni.inference.decode_data_dir import decode_data_dir
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
+from espnet_omni.inference.subnet_eval import calibrate_subnet
 from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text, as_omni_config
@@ -98,6 +108,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--left_chunks", type=int, default=None, help="streaming: L chunks; -1 = all")
     p.add_argument("--lookahead", type=int, default=None, help="streaming: R frames")
     p.add_argument("--beam_size", type=int, default=1, help="streaming: 1 = CTC greedy")
+    add_calibration_arguments(p, "each network's BatchNorm statistics on it, in the network's own mode")
     return p
 
 
@@ -118,10 +129,21 @@ def main(cmd=None) -> None:
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     subnets = {}
+    # the streaming network last: its statistics stay in the model for the chunk-by-chunk decoding
     for mode, s in (("full", s_full), ("stream", s_stream)):
         subnets[mode] = SubnetConfig.uniform(enc.prunable_layers(), s, enc.mask_spec)
         subnets[mode].to_yaml(out / f"subnet_{mode}.yaml")
-        report = export_asr_model(model, train_config, subnets[mode], args.format, out / f"export_{mode}")
+        calibration = {}
+        if args.calibration_dir is not None:
+            encoder_mode = "full" if mode == "full" else "streaming"
+            layers, utts = calibrate_subnet(model, train_args, subnets[mode], args.calibration_dir,
+                                            args.calibration_utts, mode=encoder_mode)
+            enc.set_active_mode("full")
+            calibration = {"data_dir": str(args.calibration_dir), "utts": utts, "layers": layers, "mode": encoder_mode}
+            logging.info("%s network: BatchNorm statistics of %d layers re-estimated on %d utts in %s mode",
+                         mode, layers, utts, encoder_mode)
+        report = export_asr_model(model, train_config, subnets[mode], args.format, out / f"export_{mode}",
+                                  bn_calibration=calibration)
         logging.info("export_%s: %s non-zero parameters, %s bytes", mode, report.nonzero_params, report.model_bytes)
     torch.set_num_threads(args.num_threads)
     for d in args.data_dir:

@@ -31,10 +31,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from espnet_omni.corpus.text import FilterConfig, PoolConfig, Sentence, is_reserved
 from espnet_omni.corpus.voices import ESPEAK_VARIANTS, FAMILIES, Voice, voices_for_split
 
-# The splits of the plan, in output order.  test_seen is spoken by train voices.
-PLAN_SPLITS: Tuple[str, ...] = ("train", "dev", "test", "test_seen")
+# The splits of the plan, in output order.  test_seen and untranscribed are spoken by train
+# voices; untranscribed (empty unless asked for) is extra audio for self-supervised pretraining.
+PLAN_SPLITS: Tuple[str, ...] = ("train", "dev", "test", "test_seen", "untranscribed")
 # Voices of each plan split come from this catalogue split.
-VOICE_SPLIT: Dict[str, str] = {"train": "train", "dev": "dev", "test": "test", "test_seen": "train"}
+VOICE_SPLIT: Dict[str, str] = {"train": "train", "dev": "dev", "test": "test", "test_seen": "train",
+                               "untranscribed": "train"}
 
 # (train, dev, test, test_seen) utterances.  tiny: for tests (~120 s of audio).
 # default: train as in shared/BASELINE.md (2600 utts, ~1.8 h), 200 each for the
@@ -94,6 +96,10 @@ class SynthConfig:
 
     Attributes:
         num_train, num_dev, num_test, num_test_seen: utterances per split.
+        num_untranscribed: utterances of the ``untranscribed`` split (training
+            voices, as train's, on sentences of no other split), audio for
+            self-supervised pretraining; 0: none.  The other splits are the
+            same utterances whatever its size.
         seed: one seed for sentences, voices and augmentation.
         family_weights: share of each family within a split, renormalized over
             the families the split has (dev has no festival voice).
@@ -125,6 +131,7 @@ class SynthConfig:
     augment: AugmentConfig = AugmentConfig()
     train_augment: AugmentConfig = TRAIN_AUGMENT
     train_voices: str = "base"
+    num_untranscribed: int = 0
 
     def __post_init__(self) -> None:
         if self.train_voices not in TRAIN_VOICES:
@@ -134,6 +141,8 @@ class SynthConfig:
         for name in ("num_train", "num_dev", "num_test", "num_test_seen"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SynthConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if self.num_untranscribed < 0:
+            raise ValueError(f"SynthConfig: num_untranscribed must be >= 0, got {self.num_untranscribed}")
         for fam, w in self.family_weights:
             if fam not in FAMILIES or w < 0:
                 raise ValueError(
@@ -160,6 +169,7 @@ class SynthConfig:
                    num_test_seen=counts[3], **kwargs)  # fmt: skip
 
     def split_sizes(self) -> Dict[str, int]:
+        """The four transcribed splits (``num_untranscribed`` comes on top of them)."""
         return {"train": self.num_train, "dev": self.num_dev, "test": self.num_test,
                 "test_seen": self.num_test_seen}  # fmt: skip
 
@@ -227,7 +237,7 @@ def is_base_voice(v: Voice) -> bool:
 def _split_voices(split: str, n: int, cfg: SynthConfig, rng: random.Random) -> List[Voice]:
     """``n`` voices for one plan split: family weights, then speakers, then voices."""
     voices = voices_for_split(VOICE_SPLIT[split])
-    if split == "test_seen" or (split == "train" and cfg.train_voices == "base"):
+    if split == "test_seen" or (split in ("train", "untranscribed") and cfg.train_voices == "base"):
         voices = [v for v in voices if is_base_voice(v)]
     weights = [(f, w) for f, w in cfg.family_weights if any(v.family == f for v in voices)]
     if not any(w > 0 for _, w in weights):
@@ -267,6 +277,17 @@ def _split_ranks(cfg: SynthConfig, pool: Sequence[Sentence]) -> Dict[str, List[i
     for split in ("test", "dev", "test_seen", "train"):  # fixed order: test first
         out[split] = ranks[start : start + sizes[split]]
         start += sizes[split]
+    if cfg.num_untranscribed:
+        # from the sentences no split reads, by a generator of its own: the four splits are
+        # the same utterances with or without it
+        taken = set(ranks)
+        rest = [i for i in range(len(pool)) if i not in taken]
+        if cfg.num_untranscribed > len(rest):
+            raise ValueError(
+                f"num_untranscribed={cfg.num_untranscribed}: only {len(rest)} pool sentences are "
+                f"left outside the other splits and the reserved slice")
+        out["untranscribed"] = random.Random(f"{cfg.seed}:sentences:untranscribed").sample(
+            rest, cfg.num_untranscribed)
     return out
 
 
@@ -278,7 +299,8 @@ def lm_pool(cfg: SynthConfig, pool: Sequence[Sentence]) -> List[Sentence]:
     slice are out.
     """
     usable = usable_pool(pool)
-    held = {i for split, idx in _split_ranks(cfg, usable).items() if split != "train" for i in idx}
+    held = {i for split, idx in _split_ranks(cfg, usable).items()
+            if split not in ("train", "untranscribed") for i in idx}
     return [s for i, s in enumerate(usable) if i not in held]
 
 

@@ -202,7 +202,8 @@ def synthesize(
     plan = build_plan(cfg, sentences)
     out = Path(out).resolve()
     wav_root = out / "wav"
-    for split in PLAN_SPLITS:
+    splits = [s for s in PLAN_SPLITS if any(u.split == s for u in plan)]
+    for split in splits:
         (wav_root / split).mkdir(parents=True, exist_ok=True)
     for leftover in wav_root.glob(".tmp*"):  # temp dirs of an interrupted run
         shutil.rmtree(leftover, ignore_errors=True)
@@ -232,7 +233,7 @@ def synthesize(
     logger.info("LM text pool: %d sentences -> %s", len(lm_text), out / LM_POOL_FILE)
 
     dirs: Dict[str, DataDir] = {}
-    for split in PLAN_SPLITS:
+    for split in splits:
         utts = [u for u in plan if u.split == split]
         d = DataDir.from_dicts(
             wav_scp={u.utt_id: str(wav_root / split / f"{u.utt_id}.wav") for u in utts},
@@ -265,6 +266,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_voices", choices=TRAIN_VOICES, default="base",
                         help="base: the recorded train voices and the plan-v1 ranges; all: + "
                         "pseudo-speakers, extra espeak variants, wider train ranges")  # fmt: skip
+    parser.add_argument("--untranscribed", type=int, default=0,
+                        help="N utterances of extra audio (training voices, sentences of no other "
+                        "split) in <out>/untranscribed, for self-supervised pretraining; the "
+                        "other splits are unchanged")
     parser.add_argument("--log_level", default="INFO")
     return parser
 
@@ -275,7 +280,8 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     try:
         pool = dataclasses.replace(SynthConfig().pool, vocab_size=args.vocab_size)
         cfg = SynthConfig.from_size(args.size, args.num_utts, seed=args.seed, pool=pool,
-                                    train_voices=args.train_voices)  # fmt: skip
+                                    train_voices=args.train_voices,
+                                    num_untranscribed=args.untranscribed)  # fmt: skip
         synthesize(cfg, args.out, nj=args.nj)
     except (MissingEngineError, SynthError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

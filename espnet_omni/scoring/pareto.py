@@ -141,12 +141,41 @@ def training_line(args) -> str:
     return "; ".join(parts)
 
 
+def stage_times(exp: Path, recipe: str = "./run.sh", stages: range = range(1, 11)) -> str:
+    """What the run's stages took, from ``exp/stage_seconds.tsv`` (each stage's last record, as
+    local/recipe_lib.sh's finish_stage wrote it); empty when a stage has no record.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "stage_seconds.tsv").write_text("./run.sh\\t1\\t60\\tt\\n./run.sh\\t2\\t9\\tt\\n./run.sh\\t1\\t50\\tt\\n")
+    >>> stage_times(d, stages=range(1, 3))
+    'stages 1-2 took 59 s (0.98 min) by their own records: 1: 50 s, 2: 9 s'
+    >>> stage_times(d, stages=range(1, 4))
+    ''
+    """
+    f = exp / "stage_seconds.tsv"
+    if not f.is_file():
+        return ""
+    last = {}
+    for line in f.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[0] == recipe:
+            last[int(parts[1])] = int(parts[2])
+    if any(s not in last for s in stages):
+        return ""
+    total = sum(last[s] for s in stages)
+    return (f"stages {stages.start}-{stages.stop - 1} took {total} s ({total / 60:.2f} min) by their own records: "
+            + ", ".join(f"{s}: {last[s]} s" for s in stages))
+
+
 def render(args, table: list[dict]) -> str:
     sets = args.sets
     now = datetime.date.today().isoformat()
     lines = [
         f"Written by `python -m espnet_omni.scoring.pareto` on {now} ({platform.machine()}, "
         f"host {platform.node() or '?'}) from the run `{rel_text(args.command)}`.",
+        *(["", rel_text(args.note)] if args.note else []),
+        *(["", f"Time: {t} (exp/stage_seconds.tsv; stage 11 writes this table)."]
+          if (t := stage_times(args.dense.parent)) else []),
         "",
         f"One training run: {training_line(args)}. The supernet `{rel(args.supernet)}` holds a dense "
         "full-context network and sparse streaming sub-networks; stage 8 searched the best streaming "
@@ -218,12 +247,17 @@ def plot(args, table: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, min(2, len(args.sets)), figsize=(10, 4), squeeze=False)
+    style = {"streaming": ("o", "C0"), "full": ("s", "C1")}
     for ax, s in zip(axes[0], args.sets[:2]):
-        for m, marker in (("streaming", "o-"), ("full", "s--")):
-            xs = [r["nonzero_params"] / 1e6 for r in table]
-            ys = [r["wer"][m, s] for r in table]
-            order = sorted(range(len(xs)), key=xs.__getitem__)
-            ax.plot([xs[i] for i in order], [ys[i] for i in order], marker, label=f"{MODE_NAMES[m]} mode")
+        for m, (marker, color) in style.items():
+            # filled and joined: the models trained for the mode (the product's front in it);
+            # hollow: the others run in that mode anyway
+            own = sorted((r for r in table if r["trained_for"] == m), key=lambda r: r["nonzero_params"])
+            other = [r for r in table if r["trained_for"] != m]
+            ax.plot([r["nonzero_params"] / 1e6 for r in own], [r["wer"][m, s] for r in own], marker + "-",
+                    color=color, label=f"{MODE_NAMES[m]} mode, trained for it")
+            ax.plot([r["nonzero_params"] / 1e6 for r in other], [r["wer"][m, s] for r in other], marker,
+                    color=color, mfc="none", alpha=0.6, label=f"{MODE_NAMES[m]} mode, not trained for it")
         for r in table:
             m = r["trained_for"]
             ax.annotate(r["name"], (r["nonzero_params"] / 1e6, r["wer"][m, s]), fontsize=8,
@@ -232,7 +266,7 @@ def plot(args, table: list[dict], path: Path) -> None:
         ax.set_ylabel(f"WER % on {s}")
         ax.set_title(f"one supernet, every size: {s}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -255,6 +289,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--results_file", type=Path, default=None)
     p.add_argument("--command", default="")
     p.add_argument("--plot", type=Path, default=None, help="a copy of the plot (e.g. the README's)")
+    p.add_argument("--note", default="", help="provenance (machine load, reruns), written under the first line")
     return p
 
 

@@ -117,3 +117,15 @@ def decode_rtf(set_dir: Path, data_dir: Path) -> float:
     wall = float(load_text(Path(set_dir) / "wall_seconds").split()[0])
     jobs = len(list((Path(set_dir) / "logdir").glob("keys.*"))) or 1
     return wall * jobs / audio_seconds(data_dir)
+
+
+def verdict_sets(sets: list[str]) -> list[str]:
+    """The sets every claim of a table is decided on: test (held-out voices) and test_seen (the
+    training voices) where scored; otherwise the second set (the first is the valid set) or the
+    only one.
+
+    >>> verdict_sets(["dev", "test", "test_seen", "real"]), verdict_sets(["dev", "x"]), verdict_sets(["test"])
+    (['test', 'test_seen'], ['x'], ['test'])
+    """
+    found = [s for s in ("test", "test_seen") if s in sets]
+    return found or [sets[1] if len(sets) > 1 else sets[0]]

@@ -182,3 +182,27 @@ def test_train_voices_base_changes_train_only():
     assert any(u.voice.is_pseudo for u in full if u.split == "train")
     assert all(P.is_base_voice(u.voice) for u in base if u.split == "train")
     assert all(abs(u.pitch_cents) <= P.AugmentConfig().pitch_cents for u in base)
+
+
+def test_untranscribed_split_is_extra_training_voice_audio_on_unused_sentences():
+    """num_untranscribed adds audio for self-supervised pretraining: training voices (base ones by
+    default), sentences of no other split and outside the reserved slice; every other split and
+    the LM text stay as they were."""
+    import hashlib
+
+    pool = _fake_pool(800)
+    kw = dict(num_train=200, num_dev=20, num_test=20, num_test_seen=20)
+    plain = P.build_plan(P.SynthConfig(**kw), pool)
+    cfg = P.SynthConfig(**kw, num_untranscribed=150)
+    extra = P.build_plan(cfg, pool)
+    assert [u for u in extra if u.split != "untranscribed"] == plain
+    untr = [u for u in extra if u.split == "untranscribed"]
+    assert len(untr) == 150 and len({u.utt_id for u in extra}) == len(extra)
+    assert {u.transcript for u in untr}.isdisjoint({u.transcript for u in plain})
+    assert not any(int(hashlib.sha1(u.transcript.encode()).hexdigest(), 16) % 10 == 0 for u in untr)
+    assert all(u.voice.split == "train" and P.is_base_voice(u.voice) for u in untr)
+    assert P.lm_pool(cfg, pool) == P.lm_pool(P.SynthConfig(**kw), pool)
+    with pytest.raises(ValueError, match="num_untranscribed=9999: only"):
+        P.build_plan(P.SynthConfig(**kw, num_untranscribed=9999), pool)
+    with pytest.raises(ValueError, match="num_untranscribed must be >= 0"):
+        P.SynthConfig(num_untranscribed=-1)

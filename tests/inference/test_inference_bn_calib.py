@@ -109,7 +109,8 @@ def test_export_carries_the_recalibrated_statistics(in_root, tmp_path):
                  str(EXP / "valid.loss.best.pth"), "--subnet", str(subnet_yaml), "--format", "dense",
                  "--out_dir", str(out), "--calibration_dir", str(TRAIN), "--calibration_utts", "6"])
     report = json.loads((out / "export.json").read_text())
-    assert report["bn_calibration"] == {"data_dir": str(TRAIN), "utts": 6, "layers": len(batchnorm_layers(model))}
+    assert report["bn_calibration"] == {"data_dir": str(TRAIN), "utts": 6, "layers": len(batchnorm_layers(model)),
+                                     "mode": "full"}
     calibrate_subnet(model, args, cfg, TRAIN, 6)
     exported = torch.load(out / "model.pth", map_location="cpu")
     for name, value in model.state_dict().items():

@@ -1,4 +1,4 @@
-"""bin/dual_mode_eval: both modes of a model, exported, decoded, streamed (run.sh stage 17)."""
+"""bin/dual_mode_eval: both modes of a model, exported, decoded, streamed (local/run_table_b.sh stage 3)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,44 @@ def test_both_modes_are_exported_decoded_and_streamed(in_root, tmp_path):
     assert (out / "stream" / VALID.name / "text").read_text() == (tmp_path / "cli/text").read_text()
     lat = json.loads((out / "stream" / VALID.name / "latency.json").read_text())
     assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
+
+
+def test_each_network_gets_batchnorm_statistics_of_its_own_mode(in_root, tmp_path):
+    """--calibration_dir: the full-context export carries statistics re-estimated in full mode, the
+    streaming one in streaming mode (Table A and the main job recalibrate alike); without it both
+    keep the checkpoint's."""
+    import torch
+
+    from espnet_omni.inference.bn_calib import batchnorm_layers
+    from espnet_omni.inference.subnet_eval import calibrate_subnet
+    from espnet_omni.sparsity.subnet import SubnetConfig
+    from espnet_omni.tasks import OmniASRTask
+
+    conf = yaml.safe_load(open("exp/supernet/config.yaml"))
+    conf["omni_conf"] = {"dual_mode": {"streaming_sparsity": 0.5}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
+    common = ["--asr_train_config", str(tmp_path / "config.yaml"), "--asr_model_file",
+              "exp/supernet/valid.loss.best.pth", "--data_dir", str(VALID), "--decode_name", "dec",
+              "--chunk_size", "4", "--inference_config", str(DECODE)]
+    dual_mode_eval.main(common + ["--out_dir", str(tmp_path / "plain")])
+    dual_mode_eval.main(common + ["--out_dir", str(tmp_path / "calib"), "--calibration_dir", "data/train",
+                                  "--calibration_utts", "4"])
+
+    def running_mean(path: Path) -> torch.Tensor:
+        state = torch.load(path, weights_only=True)
+        return torch.cat([v.flatten() for k, v in state.items() if k.endswith("running_mean")])
+
+    ckpt, args = OmniASRTask.build_model_from_file(tmp_path / "config.yaml", "exp/supernet/valid.loss.best.pth", "cpu")
+    assert batchnorm_layers(ckpt), "the tiny supernet has BatchNorm in its conv module"
+    for mode, enc_mode, s in (("full", "full", 0.0), ("stream", "streaming", 0.5)):
+        calib = json.loads((tmp_path / f"calib/export_{mode}/export.json").read_text())["bn_calibration"]
+        assert calib["mode"] == enc_mode and calib["utts"] == 4 and calib["layers"] > 0, calib
+        assert json.loads((tmp_path / f"plain/export_{mode}/export.json").read_text())["bn_calibration"] == {}
+        # the calibrated export holds what calibrating that network in its mode gives
+        model, _ = OmniASRTask.build_model_from_file(tmp_path / "config.yaml", "exp/supernet/valid.loss.best.pth", "cpu")
+        enc = model.encoder
+        calibrate_subnet(model, args, SubnetConfig.uniform(enc.prunable_layers(), s, enc.mask_spec),
+                         "data/train", 4, mode=enc_mode)
+        want = torch.cat([m.running_mean.flatten() for m in batchnorm_layers(model)])
+        torch.testing.assert_close(running_mean(tmp_path / f"calib/export_{mode}/model.pth"), want)
+        assert not torch.allclose(running_mean(tmp_path / f"plain/export_{mode}/model.pth"), want)

@@ -331,6 +331,21 @@ def test_tiny_table_b_from_the_main_job(tiny_main):
     assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
     r = recipe("local/run_table_b.sh", *common, "--table_b_rows", "1 9", "--stage", "4", "--stop_stage", "4", check=False)
     assert r.returncode == 2 and "no row '9'" in r.stderr
+    # C4 with extra untranscribed audio: synthesized (training voices, unused sentences), pretrained on
+    # with the training audio, the amount recorded beside the pretraining
+    recipe("local/run_table_b.sh", *common, *opts, "--table_b_rows", "4", "--ssl_untranscribed", "6",
+           "--stage", "1", "--stop_stage", "1")
+    extra = _kv(tmp_path / "dump/raw/untranscribed_u6/wav.scp")
+    train = _kv(tmp_path / "dump/raw/train/wav.scp")
+    assert len(extra) == 6 and not set(extra) & set(train)
+    assert _kv(tmp_path / "dump/raw/ssl_train_u6/wav.scp") == {**train, **extra}
+    assert not {_kv(tmp_path / "data/untranscribed/text")[u] for u in extra} & set(_kv(tmp_path / "dump/raw/train/text").values())
+    audio = json.loads((exp / "ssl_w2v_u6/pretrain_audio.json").read_text())["sets"]
+    assert [(a["name"], a["utts"]) for a in audio] == [("train", len(train)), ("untranscribed_u6", 6)]
+    summary = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN ssl_pretraining -->")[1].split("<!-- END")[0]
+    assert re.search(r"^\| `ssl_w2v_u6` \| dense full-context .* h `train` \(\d+ utts\) \+ [\d.]+ h `untranscribed_u6` "
+                     r"\(6 utts\) \|$", summary, re.M), summary
+    assert "ssl_train_u6/wav.scp" in (exp / "ssl_w2v_u6/train.log").read_text()
 
 
 def test_librispeech_recipe_dry_run_on_a_fake_tree(tmp_path):
