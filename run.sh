@@ -147,48 +147,13 @@ fi
 
 # ------------------------------------------------------------------ 3: tokenizer
 if run_stage 3; then
-  mkdir -p "$token_dir"
-  cut -d' ' -f2- "$dump/$train_set/text" > "$token_dir/train_text.txt"
-  bpe_opts="--token_type char"
-  if [ "$token_type" = bpe ]; then
-    $python -m espnet2.bin.spm_train --input="$token_dir/train_text.txt" \
-      --vocab_size="$nbpe" --model_type=unigram --model_prefix="$token_dir/bpe" \
-      --character_coverage=1.0 --input_sentence_size=100000000
-    bpe_opts="--token_type bpe --bpemodel $token_dir/bpe.model"
-  fi
-  $python -m espnet2.bin.tokenize_text $bpe_opts --input "$token_dir/train_text.txt" \
-    --output "$token_dir/tokens.txt" --field 1- --cleaner none --g2p none \
-    --write_vocabulary true --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1"
-  log "$(wc -l < "$token_dir/tokens.txt") tokens in $token_dir/tokens.txt"
+  make_token_list
   finish_stage 3
 fi
 
 # ------------------------------------------------------------------ 4: collect stats
 if run_stage 4; then
-  rm -rf "$stats_dir/logdir"; mkdir -p "$stats_dir/logdir"
-  n=$(( nj < $(wc -l < "$dump/$valid_set/wav.scp") ? nj : 1 ))
-  for x in "$asr_train_set" "$valid_set"; do
-    split -n "l/$n" -d -a 2 "$dump/$x/wav.scp" "$stats_dir/logdir/$x.keys."
-  done
-  pids=()
-  for i in $(seq 0 $((n - 1))); do
-    j=$(printf '%02d' "$i")
-    # Feature normalization is what we are computing: no normalize at this stage.
-    $python -m espnet_omni.bin.asr_train --collect_stats true --ngpu 0 --num_workers 1 \
-      --config "$asr_config" $token_opts --normalize none --use_preprocessor true \
-      --train_data_path_and_name_and_type "$dump/$asr_train_set/wav.scp,speech,sound" \
-      --train_data_path_and_name_and_type "$dump/$asr_train_set/text,text,text" \
-      --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \
-      --valid_data_path_and_name_and_type "$dump/$valid_set/text,text,text" \
-      --train_shape_file "$stats_dir/logdir/$asr_train_set.keys.$j" \
-      --valid_shape_file "$stats_dir/logdir/$valid_set.keys.$j" \
-      --output_dir "$stats_dir/logdir/stats.$j" > "$stats_dir/logdir/stats.$j.log" 2>&1 &
-    pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p" || { log "collect stats failed: see $stats_dir/logdir/stats.*.log"; exit 1; }; done
-  $python -m espnet2.bin.aggregate_stats_dirs \
-    $(for i in $(seq 0 $((n - 1))); do printf -- '--input_dir %s ' "$stats_dir/logdir/stats.$(printf '%02d' "$i")"; done) \
-    --output_dir "$stats_dir"
+  collect_asr_stats
   finish_stage 4
 fi
 
@@ -200,35 +165,7 @@ fi
 
 # ------------------------------------------------------------------ 6: language model
 if $use_lm && run_stage 6; then
-  lm_data=$data/lm
-  mkdir -p "$lm_data" "$lm_exp"
-  lm_src=(--plain "$data/lm_pool.txt")
-  if [ "$corpus" = embedded ]; then
-    [ -f "$data/lm_pool.txt" ] || { log "no LM text: $data/lm_pool.txt not found (stage 1 of the embedded corpus writes it)"; exit 1; }
-  else
-    lm_src=(--kaldi "$dump/$train_set/text")
-  fi
-  $python -m espnet_omni.corpus.lm_text "${lm_src[@]}" --out "$lm_data/train.txt" \
-    --exclude $(for x in $valid_set $test_sets; do printf '%s ' "$dump/$x/text"; done)
-  lm_dev=$dump/$valid_set/text
-  lm_stats=$exp/lm_stats_$(basename "$token_dir")
-  log "LM text: $(wc -l < "$lm_data/train.txt") sentences in $lm_data/train.txt; LM stats -> $lm_stats"
-  $python -m espnet2.bin.lm_train --collect_stats true --ngpu 0 --num_workers 1 --config "$lm_config" \
-    $token_opts --non_linguistic_symbols none --cleaner none --g2p none \
-    --train_data_path_and_name_and_type "$lm_data/train.txt,text,text" \
-    --valid_data_path_and_name_and_type "$lm_dev,text,text" \
-    --train_shape_file "$lm_data/train.txt" --valid_shape_file "$lm_dev" --batch_type unsorted --batch_size 64 \
-    --output_dir "$lm_stats" > "$exp/lm_stats.log" 2>&1 || { log "LM stats failed: see $exp/lm_stats.log"; exit 1; }
-  run_training espnet2.bin.lm_train "$lm_config" "$lm_exp" \
-    --non_linguistic_symbols none --cleaner none --g2p none \
-    --train_data_path_and_name_and_type "$lm_data/train.txt,text,text" \
-    --valid_data_path_and_name_and_type "$lm_dev,text,text" \
-    --train_shape_file "$lm_stats/train/text_shape" --valid_shape_file "$lm_stats/valid/text_shape" $lm_args
-  $python -m espnet2.bin.lm_calc_perplexity --ngpu 0 --batch_size 64 \
-    --data_path_and_name_and_type "$lm_dev,text,text" --train_config "$lm_exp/config.yaml" \
-    --model_file "$lm_exp/$lm_inference_model" --output_dir "$lm_exp/perplexity_$valid_set" \
-    > "$lm_exp/perplexity.log" 2>&1 || { log "perplexity failed: see $lm_exp/perplexity.log"; exit 1; }
-  log "LM perplexity on $valid_set: $(cat "$lm_exp/perplexity_$valid_set/ppl")"
+  train_lm
   finish_stage 6
 fi
 
