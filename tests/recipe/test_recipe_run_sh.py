@@ -348,9 +348,10 @@ def test_tiny_table_b_from_the_main_job(tiny_main):
     assert "ssl_train_u6/wav.scp" in (exp / "ssl_w2v_u6/train.log").read_text()
 
 
-def test_librispeech_recipe_dry_run_on_a_fake_tree(tmp_path):
-    """egs/librispeech/asr1/run.sh: data prep, format, tokens and stats (its paper-scale config) on a
-    fake LibriSpeech tree, on CPU; the GPU stages are left to users with GPUs and the data."""
+def test_librispeech_recipe_end_to_end_on_a_fake_tree(tmp_path):
+    """egs/librispeech/asr1/run.sh: every stage of the main job (data prep from a fake LibriSpeech tree,
+    format, tokens, stats, dense model, supernet, search, export, both modes decoded, Pareto table) on
+    CPU with the tiny configs; its paper-scale configs are built by test_recipe_configs."""
     import numpy as np
     import soundfile as sf
 
@@ -361,17 +362,24 @@ def test_librispeech_recipe_dry_run_on_a_fake_tree(tmp_path):
         chap = ls / subset / "84" / "121123"
         chap.mkdir(parents=True)
         lines = []
-        for i in range(3):
+        for i in range(4):
             utt = f"84-121123-{i:04d}"
             sf.write(chap / f"{utt}.flac", 0.1 * rng.standard_normal(16000), 16000, format="FLAC")
             lines.append(f"{utt} " + " ".join(rng.choice(words, 4)))
         (chap / "84-121123.trans.txt").write_text("\n".join(lines) + "\n")
-    r = subprocess.run(["egs/librispeech/asr1/run.sh", "--dir", str(tmp_path / "ls"), "--stop_stage", "4",
-                        "--token_type", "char", "--ngpu", "0", "--nj", "1"],
+    out = tmp_path / "ls"
+    r = subprocess.run(["egs/librispeech/asr1/run.sh", "--dir", str(out), "--token_type", "char", "--ngpu", "0",
+                        "--nj", "1", "--use_lm", "false", "--asr_config", "conf/train_asr_tiny.yaml",
+                        "--supernet_config", "conf/train_asr_tiny_dual_omni.yaml", "--budgets", "0.8 0.95",
+                        "--search_args", "--population 2 --generations 1"],
                        cwd=ROOT, capture_output=True, text=True, timeout=900,
-                       env={**__import__("os").environ, "LIBRISPEECH": str(ls)})
+                       env={**os.environ, "LIBRISPEECH": str(ls)})
     assert r.returncode == 0, r.stderr[-3000:]
     for s in ("train_clean_100", "dev_clean", "test_clean", "test_other"):
-        assert len((tmp_path / f"ls/dump/raw/{s}/wav.scp").read_text().splitlines()) == 3
-    stats = np.load(tmp_path / "ls/exp/asr_stats_char/train/feats_stats.npz")
-    assert stats["sum"].shape == (80,)  # the LibriSpeech config's 80 mel bins
+        assert len((out / f"dump/raw/{s}/wav.scp").read_text().splitlines()) == 4
+    table = (out / "RESULTS.md").read_text().split("<!-- BEGIN pareto -->")[1].split("<!-- END")[0]
+    for name in ("dense", "frac0.8", "frac0.95"):
+        assert re.search(rf"^\| {name} \| (full-context|streaming) \| [\d.]+ M", table, re.M), table
+    assert "streaming WER `test_clean`" in table and "full-context WER `test_other`" in table
+    assert (out / "exp/asr_tiny_dual_omni/pareto/pareto.png").is_file()
+    assert not (ROOT / "egs/librispeech/asr1/exp").exists()  # --dir wins over the wrapper's own
