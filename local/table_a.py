@@ -220,7 +220,6 @@ def render(args, table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def significance(ref: Path, a: Path, b: Path) -> str:
     """WER(a) - WER(b) with its paired bootstrap interval, from the texts of two decodes."""
     for f in (ref, a, b):

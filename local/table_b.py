@@ -18,8 +18,8 @@ Reads, per row (experiment directory E, local/run_table_b.sh stage 3's outputs i
 Writes: the `table_b` section of --results_file.
 
 With --pretrain_only DIR... (and no --rows) it writes only the pretraining
-summary of those SSL experiments, into the section `ssl_pretraining` (run.sh
-local/run_table_b.sh stage 1 does this when it finishes).
+summary of those SSL experiments, into the section `ssl_pretraining`
+(local/run_table_b.sh stage 1 does this when it finishes).
 
 Paths in the sections (the command, the configs) are relative to the repository root;
 --note (provenance) goes under the heading.
@@ -249,7 +249,6 @@ def significance(ref_file: Path, a: Path, b: Path) -> str:
         if not f.is_file():
             raise SystemExit(f"table_b: missing {f} (run local/run_table_b.sh stage 3 first)")
     return f" ({bootstrap_summary(paired_bootstrap(read_kv(ref_file), read_kv(a), read_kv(b)))})"
-
 
 
 def verdicts(table: list[dict], test: str, dump: Optional[Path] = None, decode: str = "") -> list[str]:

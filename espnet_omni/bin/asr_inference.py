@@ -35,7 +35,7 @@ from espnet_omni.inference.lm_check import (
     check_ngram_tokens,
 )
 from espnet_omni.tasks import omni_asr_inference
-from espnet_omni.tasks.speech2text import ENCODER_MODES
+from espnet_omni.tasks.speech2text import ENCODER_MODES, EncoderModeError
 
 
 def get_parser():
@@ -124,9 +124,7 @@ def main(cmd=None):
     try:
         with omni_asr_inference(encoder_mode):
             espnet2.bin.asr_inference.main(cmd)
-    except (BadAudioError, ValueError) as e:
-        if not isinstance(e, BadAudioError) and "--encoder_mode" not in str(e):
-            raise
+    except (BadAudioError, EncoderModeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

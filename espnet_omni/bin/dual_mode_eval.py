@@ -51,7 +51,7 @@ from espnet_omni.export import FORMATS, export_asr_model
 from espnet_omni.inference.bn_calib import add_calibration_arguments
 from espnet_omni.inference.decode_data_dir import decode_data_dir
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
-from espnet_omni.inference.subnet_eval import calibrate_subnet
+from espnet_omni.inference.subnet_eval import calibrate_for_export
 from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text, as_omni_config
@@ -135,13 +135,10 @@ def main(cmd=None) -> None:
         subnets[mode].to_yaml(out / f"subnet_{mode}.yaml")
         calibration = {}
         if args.calibration_dir is not None:
-            encoder_mode = "full" if mode == "full" else "streaming"
-            layers, utts = calibrate_subnet(model, train_args, subnets[mode], args.calibration_dir,
-                                            args.calibration_utts, mode=encoder_mode)
-            enc.set_active_mode("full")
-            calibration = {"data_dir": str(args.calibration_dir), "utts": utts, "layers": layers, "mode": encoder_mode}
+            calibration = calibrate_for_export(model, train_args, subnets[mode], args.calibration_dir,
+                                               args.calibration_utts, "full" if mode == "full" else "streaming")
             logging.info("%s network: BatchNorm statistics of %d layers re-estimated on %d utts in %s mode",
-                         mode, layers, utts, encoder_mode)
+                         mode, calibration["layers"], calibration["utts"], calibration["mode"])
         report = export_asr_model(model, train_config, subnets[mode], args.format, out / f"export_{mode}",
                                   bn_calibration=calibration)
         logging.info("export_%s: %s non-zero parameters, %s bytes", mode, report.nonzero_params, report.model_bytes)

@@ -20,7 +20,7 @@ import yaml
 
 from espnet_omni.export import DTYPES, FORMATS, export_asr_model
 from espnet_omni.inference.bn_calib import add_calibration_arguments
-from espnet_omni.inference.subnet_eval import calibrate_subnet
+from espnet_omni.inference.subnet_eval import calibrate_for_export
 from espnet_omni.nets.packed_state import CODECS
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask, as_omni_config
@@ -61,13 +61,10 @@ def main(cmd=None):
     subnet = SubnetConfig.from_yaml(args.subnet)
     calibration = {}
     if args.calibration_dir is not None:
-        layers, utts = calibrate_subnet(model, train_args, subnet, args.calibration_dir,
-                                        args.calibration_utts, mode=args.calibration_mode)
-        model.encoder.set_active_mode("full")  # the exporter's own checks run in full mode
-        calibration = {"data_dir": args.calibration_dir, "utts": utts, "layers": layers,
-                       "mode": args.calibration_mode}
+        calibration = calibrate_for_export(model, train_args, subnet, args.calibration_dir,
+                                           args.calibration_utts, mode=args.calibration_mode)
         logging.info("BatchNorm statistics of %d layers re-estimated on %d utts of %s",
-                     layers, utts, args.calibration_dir)
+                     calibration["layers"], calibration["utts"], args.calibration_dir)
     report = export_asr_model(model, train_config, subnet, args.format, args.out_dir, args.dtype,
                               args.codec, bn_calibration=calibration)
     if args.dense_copy is not None:

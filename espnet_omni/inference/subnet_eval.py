@@ -383,3 +383,13 @@ def calibrate_subnet(model: torch.nn.Module, train_args: argparse.Namespace, cfg
     with torch.inference_mode():
         layers = recalibrate_batchnorm(model, batches, lambda b: model.encode(b.speech, b.speech_lengths))
     return layers, len(utts)
+
+
+def calibrate_for_export(model: torch.nn.Module, train_args: argparse.Namespace, cfg: SubnetConfig,
+                         data_dir: str | Path, max_utts: int, mode: str = "full") -> dict:
+    """:func:`calibrate_subnet` in ``mode`` before an export, then the encoder back in full
+    mode (the exporter's checks run there); returns the record ``export.json`` keeps
+    (``bn_calibration``: data dir, utterances, layers, mode)."""
+    layers, utts = calibrate_subnet(model, train_args, cfg, data_dir, max_utts, mode=mode)
+    model.encoder.set_active_mode("full")
+    return {"data_dir": str(data_dir), "utts": utts, "layers": layers, "mode": mode}

@@ -31,6 +31,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from espnet_omni.evolutionary_search.pareto import pareto_front
 from espnet_omni.evolutionary_search.report import budget_label
 from espnet_omni.scoring.results_file import replace_section
 from espnet_omni.scoring.score import read_kv
@@ -77,17 +78,18 @@ def model_name(budget: float) -> str:
     return f"frac{budget_label(budget)}"
 
 
-def search_models(search_json: Path, budgets: list[float]) -> list[tuple[str, Path, str]]:
-    """``(name, subnet yaml, mode)`` per budget, from ``search.json``; every budget must be there."""
+def search_models(search_json: Path, budgets: list[float]) -> list[tuple[str, Path, str, dict]]:
+    """``(name, subnet yaml, mode, search result)`` per budget, from ``search.json``; every
+    budget must be there."""
     summary = load_json(search_json, "pareto")
-    found = {float(r["budget"]): r["file"] for r in summary["results"]}
+    found = {float(r["budget"]): r for r in summary["results"]}
     missing = [b for b in budgets if b not in found]
     if missing:
         raise SystemExit(f"pareto: {search_json} has no sub-network for budget(s) "
                          f"{' '.join(f'{b:g}' for b in missing)} (it was searched for "
                          f"{' '.join(f'{b:g}' for b in sorted(found))}): redo run.sh stage 8")
     mode = summary.get("mode", "full")
-    return [(model_name(b), search_json.parent / found[b], mode) for b in budgets]
+    return [(model_name(b), search_json.parent / found[b]["file"], mode, found[b]) for b in budgets]
 
 
 def _wer(exp: Path, decode: str, s: str) -> float:
@@ -97,37 +99,31 @@ def _wer(exp: Path, decode: str, s: str) -> float:
 def rows(args) -> list[dict]:
     """One dict per model: name, sizes, WER per mode and set, chunk-by-chunk latency."""
     pareto = args.supernet / "pareto"
-    search = load_json(args.supernet / "search" / "search.json", "pareto")
-    models = [("dense", None, "full")] + search_models(args.supernet / "search" / "search.json", args.budgets)
+    models = [("dense", None, "full", {"fraction": 1.0})]
+    models += search_models(args.supernet / "search" / "search.json", args.budgets)
     out = []
-    for name, _, mode in models:
+    for name, _, mode, result in models:
         d = pareto / name
         export = load_json(d / "export.json", "pareto")
-        dense_copy = load_json(d / "dense" / "export.json", "pareto")
-        row = {"name": name, "trained_for": mode, "dir": d,
-               "nonzero_params": export["nonzero_params"], "model_bytes": export["model_bytes"],
-               "dense_model_bytes": dense_copy["model_bytes"], "format": export["format"],
-               "encoder_fraction": None, "wer": {}}
-        result = next((r for r in search["results"] if name != "dense" and model_name(r["budget"]) == name), None)
-        row["encoder_fraction"] = 1.0 if name == "dense" else result["fraction"]
-        row["search_score"] = None if result is None else result["score"]
-        for m in MODES:
-            for s in args.sets:
-                row["wer"][m, s] = _wer(d, f"{args.decode}_{m}", s)
-        lat = load_json(d / "chunk_by_chunk" / args.latency_set / "latency.json", "pareto")
-        row["latency"] = lat
-        out.append(row)
+        out.append({
+            "name": name, "trained_for": mode, "dir": d, "format": export["format"],
+            "nonzero_params": export["nonzero_params"], "model_bytes": export["model_bytes"],
+            "encoder_fraction": result["fraction"],
+            "wer": {(m, s): _wer(d, f"{args.decode}_{m}", s) for m in MODES for s in args.sets},
+            "latency": load_json(d / "chunk_by_chunk" / args.latency_set / "latency.json", "pareto"),
+        })
     return out
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
-    """Which (size, error) points no other point beats in both (smaller or equal size and
-    lower error, or smaller size and equal error).
+def on_front(points: list[tuple[float, float]]) -> list[bool]:
+    """Which (size, error) points lie on the Pareto front (:func:`..evolutionary_search.pareto.pareto_front`);
+    a point equal to one on it is on it too.
 
-    >>> pareto_front([(1, 30), (2, 25), (3, 28), (4, 20)])
-    [True, True, False, True]
+    >>> on_front([(1, 30), (2, 25), (3, 28), (4, 20), (2, 25)])
+    [True, True, False, True, True]
     """
-    return [not any((s2 <= s and e2 < e) or (s2 < s and e2 <= e) for s2, e2 in points) for s, e in points]
+    front = {(p.cost, p.score) for p in pareto_front((c, e, None) for c, e in points)}
+    return [(float(c), float(e)) in front for c, e in points]
 
 
 def training_line(args) -> str:
@@ -210,9 +206,9 @@ def render(args, table: list[dict]) -> str:
     # the front of the models trained to stream, and each step down in size with its interval
     main = sets[0]
     stream = [r for r in table if r["trained_for"] == "streaming"]
-    front = pareto_front([(r["nonzero_params"], r["wer"]["streaming", main]) for r in stream])
+    on = on_front([(r["nonzero_params"], r["wer"]["streaming", main]) for r in stream])
     lines.append(f"Streaming Pareto front on `{main}` (size vs streaming WER): "
-                 + ", ".join(f"{r['name']}{'' if f else ' (dominated)'}" for r, f in zip(stream, front)) + ".")
+                 + ", ".join(f"{r['name']}{'' if f else ' (dominated)'}" for r, f in zip(stream, on)) + ".")
     ref_dir = args.dump
     for s in sets[:2]:
         ref = read_kv(ref_dir / s / "text")
@@ -305,7 +301,7 @@ def main(cmd=None) -> None:
         sys.exit(2)
     args.budgets = budgets
     if args.search_json is not None:
-        for name, subnet, mode in search_models(args.search_json, budgets):
+        for name, subnet, mode, _ in search_models(args.search_json, budgets):
             print(name, subnet, mode)
         return
     for need in ("supernet", "dense", "decode", "dump"):

@@ -28,6 +28,10 @@ from espnet_omni.tasks.scoped import swapped_attributes
 ENCODER_MODES = ("full", "streaming")
 
 
+class EncoderModeError(ValueError):
+    """The model cannot run in the asked encoder mode (a stock encoder asked to stream)."""
+
+
 def _task_in_mode(encoder_mode: str) -> type:
     """OmniASRTask, or a subclass whose built models have their encoder in ``encoder_mode``."""
     if encoder_mode not in ENCODER_MODES:
@@ -40,7 +44,7 @@ def _task_in_mode(encoder_mode: str) -> type:
         def build_model_from_file(cls, config_file=None, model_file=None, device="cpu"):
             model, args = super().build_model_from_file(config_file, model_file, device)
             if not hasattr(model.encoder, "set_active_mode"):
-                raise ValueError(
+                raise EncoderModeError(
                     f"--encoder_mode streaming needs a streaming-capable encoder (encoder: omni_conformer); "
                     f"{config_file} has {type(model.encoder).__name__}")
             model.encoder.set_active_mode("streaming")
