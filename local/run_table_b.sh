@@ -5,8 +5,9 @@
 # data, the dense model of row 1, LM) in the same --dir.
 #
 # Usage:
-#   local/run_table_b.sh                                  # all five rows (~3 h on 2 CPU cores)
-#   local/run_table_b.sh --stage 2 --stop_stage 4 --table_b_rows "1 2 3"   # fine-tuning rows only
+#   local/run_table_b.sh                                  # all five rows (~1.8 h on 2 CPU cores)
+#   local/run_table_b.sh --table_b_rows "1 2 3"           # C3 only: no pretraining (~40 min)
+#   local/run_table_b.sh --ssl_untranscribed 0            # pretraining on the training audio alone
 #   local/run_table_b.sh --help                           # options and stages
 # Resumable: finished stages are skipped, an interrupted training resumes from its last
 # checkpoint.
@@ -38,8 +39,9 @@ dual_config=conf/train_asr_dual.yaml      # rows 3-5: the dual-mode supernet (fi
 ssl_config=conf/pretrain_w2v.yaml         # row 4's pretraining: plain wav2vec 2.0
 ssl_dual_config=conf/pretrain_w2v_dual.yaml  # row 5's pretraining: dual-mode wav2vec 2.0
 ssl_args=""                             # extra ssl_train arguments (both pretrainings)
-ssl_untranscribed=0                     # extra untranscribed utterances for the pretraining (embedded
-                                        # corpus: training voices on unused sentences; 0: train audio only)
+ssl_untranscribed=1300                  # extra untranscribed utterances for the pretraining (embedded
+                                        # corpus: training voices on unused sentences, half the train
+                                        # set again; 0: train audio only)
 stream_args=""                          # streaming options of espnet_omni.bin.dual_mode_eval (e.g.
                                         # "--chunk_size 8"; default: each encoder's streaming config)
 # ------------------------------------------------------------------ end of options
@@ -132,7 +134,7 @@ if run_stage 1; then
   done
   ssl_dirs=$(for r in $table_b_rows; do ssl_exp "$r"; done)
   if [ -n "$ssl_dirs" ]; then  # does pretraining learn? (accuracy vs chance, code perplexity)
-    $python local/table_b.py --pretrain_only $ssl_dirs --results_file "$results_file" --command "$command_line"
+    $python -m espnet_omni.scoring.ssl_summary $ssl_dirs --results_file "$results_file" --command "$command_line"
   fi
   finish_stage 1
 fi
@@ -156,6 +158,14 @@ if run_stage 3; then
   for r in $table_b_rows; do
     d=$(row_exp "$r"); t=$d/table_b; mkdir -p "$t"
     require_file "$d/$inference_model" "row $r's model" "$recipe_name --dir $dir --stage 2 --stop_stage 2 --table_b_rows $r"
+    # a row evaluated with these options and this model is not redone (another --table_b_rows
+    # selection reuses it); anything else re-evaluates it
+    eval_key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "inference_config=$inference_config" \
+      "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_args=$stream_args" "export_format=$export_format")
+    if [ -f "$t/.eval.done" ] && [ "$(cat "$t/.eval.done")" = "$eval_key" ]; then
+      log "row $r: both modes of $d evaluated already with these options ($t/.eval.done); kept"; continue
+    fi
+    rm -f "$t/.eval.done"
     log "row $r: both modes of $d (log: $t/eval.log)"
     $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
       --asr_model_file "$d/$inference_model" --inference_config "$inference_config" \
@@ -165,6 +175,7 @@ if run_stage 3; then
     grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
     score_decode "$t/export_full" "decode_$inference_tag" "$t/export_full/config.yaml" none
     score_decode "$t" stream "$d/config.yaml" none
+    printf '%s\n' "$eval_key" > "$t/.eval.done"
   done
   finish_stage 3
 fi

@@ -303,7 +303,8 @@ def test_tiny_table_b_from_the_main_job(tiny_main):
     common = ["--dir", str(tmp_path), "--asr_config", "conf/train_asr_tiny.yaml", "--lm_config",
               "conf/train_lm_tiny.yaml", "--test_sets", "test", "--nj", "1", "--use_lm", "false"]
     opts = ["--stream_config", "conf/train_asr_tiny_stream.yaml", "--dual_config", "conf/train_asr_tiny_dual.yaml",
-            "--ssl_config", "conf/pretrain_tiny_w2v.yaml", "--ssl_dual_config", "conf/pretrain_tiny_w2v_dual.yaml"]
+            "--ssl_config", "conf/pretrain_tiny_w2v.yaml", "--ssl_dual_config", "conf/pretrain_tiny_w2v_dual.yaml",
+            "--ssl_untranscribed", "0"]
     recipe("local/run_table_b.sh", *common, *opts)
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_b -->")[1].split("<!-- END")[0]
     for name in ("dense full-context model alone", "sparse streaming model alone", "dual-mode supernet, random init",
@@ -331,6 +332,11 @@ def test_tiny_table_b_from_the_main_job(tiny_main):
     assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
     r = recipe("local/run_table_b.sh", *common, "--table_b_rows", "1 9", "--stage", "4", "--stop_stage", "4", check=False)
     assert r.returncode == 2 and "no row '9'" in r.stderr
+    # another selection of rows keeps the rows already evaluated with the same options and model
+    before = (exp / "asr_tiny_dual/table_b/export_full/model.pth").stat().st_mtime_ns
+    r = recipe("local/run_table_b.sh", *common, "--table_b_rows", "1 3", "--stage", "3", "--stop_stage", "3")
+    assert "row 3: both modes of" in r.stderr and "evaluated already with these options" in r.stderr, r.stderr
+    assert (exp / "asr_tiny_dual/table_b/export_full/model.pth").stat().st_mtime_ns == before
     # C4 with extra untranscribed audio: synthesized (training voices, unused sentences), pretrained on
     # with the training audio, the amount recorded beside the pretraining
     recipe("local/run_table_b.sh", *common, *opts, "--table_b_rows", "4", "--ssl_untranscribed", "6",

@@ -10,4 +10,5 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 exec local/run_table_b.sh "${ls_common[@]}" \
   --stream_config "$ls_conf/train_asr_stream.yaml" --dual_config "$ls_conf/train_asr_dual.yaml" \
-  --ssl_config "$ls_conf/pretrain_w2v.yaml" --ssl_dual_config "$ls_conf/pretrain_w2v_dual.yaml" "$@"
+  --ssl_config "$ls_conf/pretrain_w2v.yaml" --ssl_dual_config "$ls_conf/pretrain_w2v_dual.yaml" \
+  --ssl_untranscribed 0 "$@"   # the extra audio is synthesized for the embedded corpus only
