@@ -13,9 +13,18 @@ State, per stage:
   feature frame ``s*i + rf - 1`` is there (convs on a slice that starts at a
   multiple of ``s`` give exactly the whole-utterance outputs);
 * each block: keys/values of its attention (the last ``L`` chunks when
-  ``L >= 0``, everything otherwise), the ``P`` last GLU outputs of its
-  causal depthwise conv, and its input frames waiting for their chunk
-  (a chunk runs once its ``R`` look-ahead frames are there, or at the end).
+  ``L >= 0``, everything otherwise) in a preallocated buffer
+  (:class:`_KVCache`: appending a chunk copies only the chunk), its relative
+  positions already projected by ``linear_pos`` (:class:`_RelPosCache`:
+  computed once per doubling of the span, not per chunk), the ``P`` last GLU
+  outputs of its causal depthwise conv, and its input frames waiting for
+  their chunk (a chunk runs once its ``R`` look-ahead frames are there, or at
+  the end).
+
+Per chunk, a block therefore costs its projections of the chunk's frames and
+attention over the keys it sees: constant with a bounded left context
+(``left_chunks >= 0``), growing like the attention over the history itself
+with an unbounded one (``bench/streaming_cost.py`` measures both).
 
 Supported (anything else raises ``NotImplementedError`` naming the option):
 ``rel_pos`` with ``rel_pos_type: latest`` (``RelPositionalEncoding`` +
@@ -91,6 +100,100 @@ def _cat(old: Optional[torch.Tensor], new: torch.Tensor, dim: int) -> torch.Tens
     return new if old is None else torch.cat([old, new], dim)
 
 
+class _KVCache:
+    """Keys and values of one attention, by absolute frame index, preallocated.
+
+    ``append`` writes the new frames after the live ones; ``drop_before``
+    forgets frames (the bounded left context). The live frames move to the
+    front of the buffer only when the end is reached, and the buffer doubles
+    only when they fill half of it: each frame is copied O(1) times on
+    average, and a bounded window keeps a bounded buffer.
+    """
+
+    def __init__(self, capacity: int = 64):
+        self.k = self.v = None  # (1, H, capacity, d_k)
+        self.capacity = capacity
+        self.offset = 0  # buffer index of the first live frame
+        self.size = 0  # live frames
+        self.first = 0  # absolute index of the first live frame
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """(1, H, n, d_k) keys and values of the next frames."""
+        n = k.size(2)
+        if self.k is None:
+            cap = max(self.capacity, 2 * n)
+            self.k, self.v = k.new_empty(*k.shape[:2], cap, k.size(3)), v.new_empty(*v.shape[:2], cap, v.size(3))
+        if self.offset + self.size + n > self.k.size(2):
+            live = slice(self.offset, self.offset + self.size)
+            cap = self.k.size(2)
+            if 2 * (self.size + n) > cap:  # more than half full: double
+                cap = 2 * (self.size + n)
+                k_new, v_new = self.k.new_empty(*self.k.shape[:2], cap, self.k.size(3)), self.v.new_empty(
+                    *self.v.shape[:2], cap, self.v.size(3))
+            else:  # room enough: move the live frames to the front
+                k_new, v_new = self.k, self.v
+            k_new[:, :, : self.size] = self.k[:, :, live].clone()
+            v_new[:, :, : self.size] = self.v[:, :, live].clone()
+            self.k, self.v, self.offset = k_new, v_new, 0
+        end = self.offset + self.size
+        self.k[:, :, end : end + n] = k
+        self.v[:, :, end : end + n] = v
+        self.size += n
+
+    def window(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of absolute frames [lo, hi) (views, no copy)."""
+        a, b = self.offset + lo - self.first, self.offset + hi - self.first
+        return self.k[:, :, a:b], self.v[:, :, a:b]
+
+    def drop_before(self, index: int) -> None:
+        """Forget the frames before absolute ``index``."""
+        gone = min(max(0, index - self.first), self.size)
+        self.offset, self.size, self.first = self.offset + gone, self.size - gone, self.first + gone
+
+
+class _RelPosCache:
+    """``linear_pos`` of the relative positional encodings, per relative position.
+
+    Rows ``r_hi - r`` hold position ``r`` for ``r_lo <= r <= r_hi``, as
+    ``(H, P, d_k)``; a request outside the span recomputes it at twice the
+    largest position asked (the encodings of a position do not depend on the
+    span: ``RelPositionalEncoding`` computes each from its index).
+    """
+
+    def __init__(self, attn: RelPositionMultiHeadedAttention, pos_enc: RelPositionalEncoding):
+        self.attn, self.pos_enc = attn, pos_enc
+        self.p = None
+        self.r_lo = self.r_hi = 0
+        self.computations = 0  # linear_pos calls so far (tests, benchmarks)
+        self._index: dict[int, torch.Tensor] = {}  # shift_index per chunk length
+
+    def rows(self, r_min: int, r_max: int, like: torch.Tensor) -> torch.Tensor:
+        """``(H, r_max - r_min + 1, d_k)``: positions r_max down to r_min."""
+        if self.p is None or r_min < self.r_lo or r_max > self.r_hi:
+            lo = min(r_min, self.r_lo) if self.p is not None else r_min
+            hi = max(r_max, 2 * self.r_hi) if self.p is not None else max(r_max, 1)
+            self.pos_enc.extend_pe(torch.zeros(1, max(hi, -lo) + 1))
+            pe = self.pos_enc.pe  # (1, 2M-1, D), index center - r holds position r
+            center = pe.size(1) // 2
+            pos = pe[0, center - hi : center - lo + 1].to(like)  # (P, D): hi..lo
+            attn = self.attn
+            self.p = attn.linear_pos(pos).view(-1, attn.h, attn.d_k).transpose(0, 1)  # (H, P, d_k)
+            self.r_lo, self.r_hi = lo, hi
+            self.computations += 1
+        return self.p[:, self.r_hi - r_max : self.r_hi - r_min + 1]
+
+    def shift_index(self, n: int, nk: int) -> torch.Tensor:
+        """``(1, 1, n, nk)``: where query ``i``'s score for key ``j`` is among the rows of
+        :meth:`rows` (position ``r_max - (n - 1 - i + j)``): ``n - 1 - i + j``, the same for
+        every chunk of ``n`` queries; kept, grown by doubling like the rows."""
+        idx = self._index.get(n)
+        if idx is None or idx.size(-1) < nk:
+            cols = max(nk, 2 * idx.size(-1)) if idx is not None else max(nk, 64)
+            idx = (n - 1 - torch.arange(n)[:, None] + torch.arange(cols)[None, :])[None, None]
+            self._index[n] = idx
+        return idx[..., :nk]
+
+
 def _heads(attn: MultiHeadedAttention, linear: nn.Module, x: torch.Tensor):
     """(T, D) -> (1, H, T, d_k)."""
     return linear(x).view(1, -1, attn.h, attn.d_k).transpose(1, 2)
@@ -107,8 +210,8 @@ class _Block:
         self.h = None  # (n, D) residual stream of frames waiting for their chunk
         self.a = None  # (n, D) their normalised attention inputs (queries)
         self.first = 0  # absolute index of self.h[0]
-        self.k = self.v = None  # (1, H, n_kv, d_k) cached keys / values
-        self.kv_first = 0  # absolute index of self.k[:, :, 0]
+        self.kv = _KVCache()  # cached keys / values, by absolute frame index
+        self.pos = _RelPosCache(self.attn, pos_enc) if self.rel else None
         self.chunk = 0  # next chunk to compute
         conv = layer.conv_module
         self.conv_cache = None if conv is None else torch.zeros(
@@ -123,7 +226,7 @@ class _Block:
         k = self.attn.k_norm(_heads(self.attn, self.attn.linear_k, a))  # (1, H, n, d_k)
         v = _heads(self.attn, self.attn.linear_v, a)
         self.h, self.a = _cat(self.h, x, 0), _cat(self.a, a, 0)
-        self.k, self.v = _cat(self.k, k, 2), _cat(self.v, v, 2)
+        self.kv.append(k, v)
 
     def step(self, x: torch.Tensor, final: bool) -> torch.Tensor:
         """(n, D) new inputs -> (m, D) outputs of the chunks now complete."""
@@ -144,11 +247,10 @@ class _Block:
         layer, attn = self.layer, self.attn
         n = end - start
         h, a = self.h[:n], self.a[:n]  # (n, D)
-        left = self.kv_first
+        left = self.kv.first
         if self.cfg.left_chunks >= 0:
             left = max(left, start - self.cfg.left_chunks * self.cfg.chunk_size)
-        k = self.k[:, :, left - self.kv_first : key_end - self.kv_first]  # (1, H, nk, d_k)
-        v = self.v[:, :, left - self.kv_first : key_end - self.kv_first]
+        k, v = self.kv.window(left, key_end)  # (1, H, nk, d_k)
         q = attn.q_norm(_heads(attn, attn.linear_q, a))  # (1, H, n, d_k)
         if self.rel:
             scores = self._rel_scores(q, k, start, left)
@@ -168,10 +270,7 @@ class _Block:
         self.h, self.a, self.first = self.h[n:], self.a[n:], end
         self.chunk += 1
         if self.cfg.left_chunks >= 0:
-            keep = max(self.kv_first, (self.chunk - self.cfg.left_chunks) * self.cfg.chunk_size)
-            self.k = self.k[:, :, keep - self.kv_first :]
-            self.v = self.v[:, :, keep - self.kv_first :]
-            self.kv_first = keep
+            self.kv.drop_before((self.chunk - self.cfg.left_chunks) * self.cfg.chunk_size)
         return x
 
     def _rel_scores(self, q, k, q_first: int, k_first: int) -> torch.Tensor:
@@ -182,20 +281,12 @@ class _Block:
         """
         attn = self.attn
         n, nk = q.size(2), k.size(2)
-        q_pos = torch.arange(q_first, q_first + n)
-        k_pos = torch.arange(k_first, k_first + nk)
-        rel = q_pos[:, None] - k_pos[None, :]  # (n, nk)
-        r_max, r_min = int(rel.max()), int(rel.min())
-        self.pos_enc.extend_pe(torch.zeros(1, max(r_max, -r_min) + 1))
-        pe = self.pos_enc.pe  # (1, 2M-1, D), index center - r holds position r
-        center = pe.size(1) // 2
-        pos = pe[0, center - r_max : center - r_min + 1].to(q)  # (P, D): r_max..r_min
-        p = attn.linear_pos(pos).view(-1, attn.h, attn.d_k).transpose(0, 1)  # (H, P, d_k)
+        r_max, r_min = q_first + n - 1 - k_first, q_first - (k_first + nk - 1)
+        p = self.pos.rows(r_min, r_max, q)  # (H, P, d_k): r_max..r_min
         qt = q.transpose(1, 2)  # (1, n, H, d_k)
         ac = torch.matmul((qt + attn.pos_bias_u).transpose(1, 2), k.transpose(-2, -1))
         bd = torch.matmul((qt + attn.pos_bias_v).transpose(1, 2), p.transpose(-2, -1))
-        index = (r_max - rel)[None, None].expand(1, attn.h, n, nk)  # (1, H, n, nk)
-        bd = torch.gather(bd, -1, index)
+        bd = torch.gather(bd, -1, self.pos.shift_index(n, nk).expand(1, attn.h, n, nk))
         return (ac + bd) / math.sqrt(attn.d_k)
 
 

@@ -105,3 +105,45 @@ def test_unsupported_encoders_raise():
     linear = OmniConformerEncoder(**{**BASE, **POS["rel"]}, input_layer="linear")
     with pytest.raises(NotImplementedError, match="conv2d"):
         EncoderStream(linear)
+
+
+@pytest.mark.parametrize("cfg", [StreamingConfig(4), StreamingConfig(4, 1, 2), StreamingConfig(3, 0, 3, 1)], ids=str)
+def test_long_input_equals_simulated_across_cache_moves_and_growth(cfg):
+    """~150 encoder frames: the key/value buffer (64 frames at first) moves its live frames to
+    the front (bounded left context) or doubles (unbounded) several times, and the projected
+    relative positions are recomputed at larger spans; the output stays the simulated one."""
+    enc = _encoder()
+    x = torch.randn(600, 20)
+    torch.testing.assert_close(_streamed(enc, x, cfg, (37, 5, 90)), _simulated(enc, x, cfg), atol=1e-4, rtol=0)
+
+
+def test_relative_positions_are_projected_once_per_doubling_not_per_chunk():
+    enc = _encoder()
+    calls = []
+    hooks = [layer.self_attn.linear_pos.register_forward_hook(lambda *a: calls.append(1)) for layer in enc.encoders]
+    stream = EncoderStream(enc, StreamingConfig(4))
+    x = torch.randn(800, 20)  # ~200 encoder frames = ~50 chunks
+    for i in range(0, x.size(0), 16):
+        stream.feed(x[i : i + 16])
+    stream.finish()
+    for h in hooks:
+        h.remove()
+    assert stream.chunks_done >= 45
+    # per block: the first span, then one per doubling of the history (<= log2(200) + 1)
+    assert len(calls) <= len(enc.encoders) * 9, len(calls)
+
+
+def test_bounded_left_context_keeps_a_bounded_key_value_buffer():
+    enc = _encoder()
+
+    def capacities(frames):
+        stream = EncoderStream(enc, StreamingConfig(8, 1))
+        x = torch.randn(frames, 20)
+        for i in range(0, frames, 64):
+            stream.feed(x[i : i + 64])
+        return [b.kv.k.size(2) for b in stream.blocks], [b.kv.size for b in stream.blocks]
+
+    cap_short, live_short = capacities(400)
+    cap_long, live_long = capacities(2400)
+    assert cap_long == cap_short  # 6x the audio, the same buffers
+    assert max(live_short + live_long) <= 2 * 8 + 16  # the left chunk, the current one, frames fed ahead
