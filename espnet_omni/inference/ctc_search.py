@@ -7,7 +7,7 @@ so far would give. Token ``blank`` (0 in ESPnet) separates repeats.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 
@@ -65,37 +65,69 @@ class CTCPrefixBeam:
         self.reset()
 
     def reset(self) -> None:
-        # prefix -> (log P(ends in blank), log P(ends in a token))
-        self.beams: Dict[Tuple[int, ...], Tuple[float, float]] = {(): (0.0, NEG_INF)}
+        self.prefixes: List[Tuple[int, ...]] = [()]
+        self.pb = np.zeros(1)  # log P(prefix, ends in blank)
+        self.pt = np.full(1, NEG_INF)  # log P(prefix, ends in its last token)
+        self.last = np.full(1, -1)  # last token of each prefix (-1: empty)
 
     def step(self, logp: np.ndarray) -> None:
-        """Consume ``(T, V)`` log-posteriors."""
+        """Consume ``(T, V)`` log-posteriors.
+
+        Per frame, every beam's three moves are arrays: stay on blank, continue its last token
+        (when that token is a candidate), extend by each candidate (after a blank for its own
+        last token). Only an extension that is already in the beam (``prefix + (c,)`` another
+        beam's prefix) is merged one by one (at most one per beam), then the best ``beam_size``
+        of all beams' stays and extensions survive (ties: stays first, then extensions in beam
+        order).
+        """
+        logp = np.asarray(logp, dtype=np.float64)
         k = min(self.beam_size, logp.shape[-1])
         for frame in logp:
-            cands = [int(c) for c in np.argpartition(-frame, k - 1)[:k] if c != self.blank]
-            nxt: Dict[Tuple[int, ...], List[float]] = {}
-
-            def add(prefix, blank_p, tok_p):
-                b, t = nxt.get(prefix, (NEG_INF, NEG_INF))
-                nxt[prefix] = [np.logaddexp(b, blank_p), np.logaddexp(t, tok_p)]
-
-            for prefix, (pb, pt) in self.beams.items():
-                total = np.logaddexp(pb, pt)
-                add(prefix, total + frame[self.blank], NEG_INF)
-                for c in cands:
-                    lp = frame[c]
-                    if prefix and prefix[-1] == c:
-                        add(prefix + (c,), NEG_INF, pb + lp)  # repeat after a blank
-                        add(prefix, NEG_INF, pt + lp)  # the same token continues
-                    else:
-                        add(prefix + (c,), NEG_INF, total + lp)
-            ranked = sorted(nxt.items(), key=lambda kv: -np.logaddexp(*kv[1]))
-            self.beams = {p: (float(b), float(t)) for p, (b, t) in ranked[: self.beam_size]}
+            cands = np.argpartition(-frame, k - 1)[:k]
+            cands = np.sort(cands[cands != self.blank])  # (K,) candidate tokens
+            pb, pt, last = self.pb, self.pt, self.last
+            total = np.logaddexp(pb, pt)  # (B,)
+            stay_b = total + frame[self.blank]
+            cont = np.isin(last, cands)  # the last token is a candidate: it may continue
+            stay_t = np.where(cont, pt + frame[np.maximum(last, 0)], NEG_INF)
+            same = last[:, None] == cands[None, :]  # (B, K): a repeat needs a blank between
+            ext = np.where(same, pb[:, None], total[:, None]) + frame[cands][None, :]
+            merged = np.zeros(ext.shape, dtype=bool)
+            if len(self.prefixes) > 1:  # an extension already in the beam joins that beam
+                index = {p: i for i, p in enumerate(self.prefixes)}
+                col = {int(c): j for j, c in enumerate(cands.tolist())}
+                for q, prefix in enumerate(self.prefixes):
+                    if prefix:
+                        parent, j = index.get(prefix[:-1]), col.get(prefix[-1])
+                        if parent is not None and j is not None:
+                            stay_t[q] = np.logaddexp(stay_t[q], ext[parent, j])
+                            merged[parent, j] = True
+            b = len(self.prefixes)
+            scores = np.concatenate([np.logaddexp(stay_b, stay_t), ext.ravel()])
+            scores[b:][merged.ravel()] = np.nan  # merged into a stay: no candidate of their own
+            live = np.flatnonzero(~np.isnan(scores))
+            n = min(self.beam_size, live.size)
+            top = live[np.argpartition(-scores[live], n - 1)[:n]] if n < live.size else live
+            top = top[np.lexsort((top, -scores[top]))]  # best first, ties in beam order
+            prefixes, new_b, new_t, new_last = [], [], [], []
+            kk = cands.size
+            for i in top.tolist():
+                if i < b:
+                    prefixes.append(self.prefixes[i])
+                    new_b.append(stay_b[i]), new_t.append(stay_t[i]), new_last.append(last[i])
+                else:
+                    parent, j = divmod(i - b, kk)
+                    c = int(cands[j])
+                    prefixes.append(self.prefixes[parent] + (c,))
+                    new_b.append(NEG_INF), new_t.append(ext[parent, j]), new_last.append(c)
+            self.prefixes = prefixes
+            self.pb, self.pt, self.last = np.array(new_b), np.array(new_t), np.array(new_last, dtype=np.int64)
 
     def nbest(self) -> List[Tuple[List[int], float]]:
         """Prefixes with their log-probabilities, best first."""
-        ranked = sorted(self.beams.items(), key=lambda kv: -np.logaddexp(*kv[1]))
-        return [(list(p), float(np.logaddexp(*s))) for p, s in ranked]
+        scores = np.logaddexp(self.pb, self.pt)
+        order = sorted(range(len(self.prefixes)), key=lambda i: -scores[i])
+        return [(list(self.prefixes[i]), float(scores[i])) for i in order]
 
     def best(self) -> List[int]:
         return self.nbest()[0][0]
