@@ -35,8 +35,6 @@ sys.path.insert(0, str(ROOT))
 
 from espnet_omni.scoring import tables  # noqa: E402
 from espnet_omni.scoring.results_file import replace_section  # noqa: E402
-from espnet_omni.scoring.score import read_kv  # noqa: E402
-from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap  # noqa: E402
 
 
 def load_text(path: Path) -> str:
@@ -213,19 +211,12 @@ def render(args, table: list[dict]) -> str:
                 lines.append("WER of (b) minus (a) per size, paired bootstrap over the utterances "
                              "(1000 resamples, `espnet_omni.scoring.wer.paired_bootstrap`):")
                 for r, prune in zip(table, args.prune):
-                    diff = significance(args.dump / test / "text", Path(d) / f"export_{r['target']}" / args.decode
-                                        / test / "text", Path(prune) / "export" / args.decode / test / "text")
+                    diff = tables.significance(
+                        args.dump / test / "text", Path(d) / f"export_{r['target']}" / args.decode / test / "text",
+                        Path(prune) / "export" / args.decode / test / "text", "table_a")
                     lines.append(f"- {r['target']}: {diff}")
                 lines.append("")
     return "\n".join(lines) + "\n"
-
-
-def significance(ref: Path, a: Path, b: Path) -> str:
-    """WER(a) - WER(b) with its paired bootstrap interval, from the texts of two decodes."""
-    for f in (ref, a, b):
-        if not f.is_file():
-            raise SystemExit(f"table_a: missing {f} (run the stage that writes it first)")
-    return bootstrap_summary(paired_bootstrap(read_kv(ref), read_kv(a), read_kv(b)))
 
 
 def plot(args, table: list[dict]) -> None:

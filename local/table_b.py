@@ -17,9 +17,8 @@ Reads, per row (experiment directory E, local/run_table_b.sh stage 3's outputs i
                                                                valid accuracy, code perplexity
 Writes: the `table_b` section of --results_file.
 
-With --pretrain_only DIR... (and no --rows) it writes only the pretraining
-summary of those SSL experiments, into the section `ssl_pretraining`
-(local/run_table_b.sh stage 1 does this when it finishes).
+The pretraining summary under the table is espnet_omni.scoring.ssl_summary's (which
+local/run_table_b.sh stage 1 also runs alone, into the section `ssl_pretraining`).
 
 Paths in the sections (the command, the configs) are relative to the repository root;
 --note (provenance) goes under the heading.
@@ -28,7 +27,6 @@ Paths in the sections (the command, the configs) are relative to the repository 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -39,9 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from espnet_omni.scoring import tables  # noqa: E402
+from espnet_omni.scoring.ssl_summary import pretraining_summary  # noqa: E402
 from espnet_omni.scoring.results_file import replace_section  # noqa: E402
-from espnet_omni.scoring.score import read_kv  # noqa: E402
-from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap  # noqa: E402
 
 ROW_NAMES = {
     "1": "(1) dense full-context model alone",
@@ -50,7 +47,6 @@ ROW_NAMES = {
     "4": "(4) dual-mode supernet, fine-tuned from plain wav2vec 2.0",
     "5": "(5) dual-mode supernet, fine-tuned from dual-mode wav2vec 2.0",
 }
-EPOCH_RE = re.compile(r"(\d+)epoch results: \[train\] (.*?), \[valid\] (.*?)(?:, \[att_plot\]|$)", re.M)
 
 
 def load(path: Path) -> dict:
@@ -75,20 +71,6 @@ def row(args, r: str, exp: Path) -> dict:
     }
 
 
-def _ngpu(exp: Path) -> int:
-    """GPUs ``exp`` trained on (``ngpu`` in its config.yaml)."""
-    return int(load_yaml(exp / "config.yaml").get("ngpu") or 0)
-
-
-def compute_str(exp: Path) -> str:
-    """Training compute of ``exp``: CPU core-seconds, or GPU wall seconds when it trained on GPUs."""
-    comp = load(exp / "compute.json")
-    ngpu = _ngpu(exp)
-    if ngpu > 0:
-        return f"{comp['train_wall_seconds_epochs']:.0f} GPU-s ({ngpu} GPU)"
-    return f"{comp['train_cpu_seconds']:.0f} CPU-s"
-
-
 TORCH_RE = re.compile(r"pytorch\.version=([^,\s]+), cuda\.available=(\w+)")
 CONFIG_RE = re.compile(r"--config (\S+)")
 
@@ -99,7 +81,7 @@ def provenance(exp: Path) -> str:
     log = (exp / "train.log").read_text(errors="replace") if (exp / "train.log").is_file() else ""
     config = CONFIG_RE.search(log)
     torch_ = TORCH_RE.search(log)
-    return (f"`{exp.name}`: config `{tables.rel_text(config.group(1)) if config else '?'}`, ngpu {_ngpu(exp)}"
+    return (f"`{exp.name}`: config `{tables.rel_text(config.group(1)) if config else '?'}`, ngpu {tables.ngpu(exp)}"
             + (f", PyTorch {torch_.group(1)} (CUDA available: {torch_.group(2)})" if torch_ else ""))
 
 
@@ -135,8 +117,8 @@ def render(args, table: list[dict]) -> str:
             + " / ".join(f"{wer(t['stream_scores'], s):.1f}" for s in sets) + " | "
             + " / ".join(f"{wer(t['full_scores'], s):.1f}" for s in sets) + " | "
             + f"{_size(t['stream'])} | {_size(t['full'])} | {lat['rtf']:.3f} | "
-            + compute_str(t["exp"])
-            + (f" + {compute_str(t['pretrain'])} pretraining" if t["pretrain"] else "") + " |"
+            + tables.compute_str(t["exp"])
+            + (f" + {tables.compute_str(t['pretrain'])} pretraining" if t["pretrain"] else "") + " |"
         )
     lat = table[0]["latency"]
     lines += [
@@ -155,100 +137,15 @@ def render(args, table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def epochs(log: Path) -> list[dict]:
-    """``[{"epoch": n, "train": {key: value}, "valid": {key: value}}]`` from ESPnet's "Nepoch
-    results" log lines."""
-    if not log.is_file():
-        raise SystemExit(f"table_b: missing {log} (run local/run_table_b.sh stage 1 first)")
-    out = []
-    for m in EPOCH_RE.finditer(log.read_text(errors="replace")):
-        parts = []
-        for group in (m.group(2), m.group(3)):
-            values = {}
-            for kv in group.split(", "):
-                k, _, v = kv.partition("=")
-                try:
-                    values[k] = float(v)
-                except ValueError:
-                    pass
-            parts.append(values)
-        out.append({"epoch": int(m.group(1)), "train": parts[0], "valid": parts[1]})
-    return out
-
-
 def pretraining(table: list[dict]) -> list[str]:
     """The pretraining summary of the rows fine-tuned from wav2vec 2.0."""
     dirs = [t["pretrain"] for t in table if t["pretrain"]]
     return ["", *pretraining_summary(dirs)] if dirs else []
 
 
-def _pair(a: dict, b: dict, key: str, fmt: str) -> str:
-    """``a[key] -> b[key]`` (first -> last epoch), or n/a where the log lacks the key."""
-    return f"{a[key]:{fmt}} -> {b[key]:{fmt}}" if key in a and key in b else "n/a"
-
-
-def pretraining_summary(dirs: list[Path]) -> list[str]:
-    """Does pretraining learn? Train and valid contrastive accuracy vs chance, code perplexity (per mode)."""
-    lines = ["wav2vec 2.0 pretraining (first and last epoch; accuracy = the true target scores above all "
-             "distractors on the masked frames, chance = 1 / (1 + distractors); code perplexity of the hard "
-             "codes, summed over the codebook groups: from groups (one code per group: collapse) to "
-             "groups x entries):", "",
-             "| pretraining | mode | epochs | train accuracy first -> last | valid accuracy first -> last | chance "
-             "| train code perplexity first -> last | valid code perplexity first -> last | compute "
-             "| pretraining audio |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for p in dirs:
-        conf = load_yaml(p / "config.yaml")
-        w2v = next(x for x in conf["loss"] if x["name"] == "wav2vec2").get("conf", {})
-        k, g, v = w2v.get("num_negatives", 100), w2v.get("codebook_groups", 2), w2v.get("codebook_entries", 320)
-        ep = epochs(p / "train.log")
-        if not ep:
-            raise SystemExit(f"table_b: no epoch results in {p / 'train.log'}")
-        first, last = ep[0]["valid"], ep[-1]["valid"]
-        tfirst, tlast = ep[0]["train"], ep[-1]["train"]
-        suffixes = sorted({key[len("w2v_acc"):] for key in last if key.startswith("w2v_acc")})
-        for suf in [x for x in suffixes if x] or [""]:
-            mode = {"": "dense full-context", "_full": "dense full-context"}.get(
-                suf, f"streaming, sparsity {suf.rsplit('_s', 1)[-1]}%" if "_s" in suf else suf.lstrip("_"))
-            tsuf = "_stream" if suf.startswith("_stream") else suf  # train keys carry no sparsity
-            lines.append(
-                f"| `{p.name}` | {mode} | {ep[-1]['epoch']} | {_pair(tfirst, tlast, 'w2v_acc' + tsuf, '.3f')} | "
-                f"{_pair(first, last, 'w2v_acc' + suf, '.3f')} | {1 / (1 + k):.3f} | "
-                f"{_pair(tfirst, tlast, 'w2v_code_ppl' + tsuf, '.1f')} | "
-                f"{_pair(first, last, 'w2v_code_ppl' + suf, '.1f')} (range {g}..{g * v}) | {compute_str(p)} | "
-                f"{pretraining_audio(p)} |")
-    return lines
-
-
-def pretraining_audio(exp: Path) -> str:
-    """The audio a pretraining saw, from its ``pretrain_audio.json`` (local/run_table_b.sh stage 1
-    writes it: hours and utterances per data set); runs made before it: not recorded."""
-    f = exp / "pretrain_audio.json"
-    if not f.is_file():
-        return "not recorded"
-    sets = json.loads(f.read_text())["sets"]
-    return " + ".join(f"{x['hours']:.2f} h `{x['name']}` ({x['utts']} utts)" for x in sets)
-
-
-def load_yaml(path: Path) -> dict:
-    import yaml
-
-    if not path.is_file():
-        raise SystemExit(f"table_b: missing {path}")
-    return yaml.safe_load(path.read_text())
-
-
 def hyp_file(r: dict, mode: str, decode: str, test: str) -> Path:
     t = r["exp"] / "table_b"
     return (t / "export_full" / decode / test / "text") if mode == "full" else (t / "stream" / test / "text")
-
-
-def significance(ref_file: Path, a: Path, b: Path) -> str:
-    """`; difference ... 95% CI ...` of WER(a) - WER(b), paired bootstrap over utterances."""
-    for f in (ref_file, a, b):
-        if not f.is_file():
-            raise SystemExit(f"table_b: missing {f} (run local/run_table_b.sh stage 3 first)")
-    return f" ({bootstrap_summary(paired_bootstrap(read_kv(ref_file), read_kv(a), read_kv(b)))})"
 
 
 def verdicts(table: list[dict], test: str, dump: Optional[Path] = None, decode: str = "") -> list[str]:
@@ -274,8 +171,8 @@ def verdicts(table: list[dict], test: str, dump: Optional[Path] = None, decode: 
         name = "full-context" if mode == "full" else "sparse streaming"
         sig = ""
         if dump is not None:
-            sig = significance(dump / test / "text", hyp_file(by[ra], mode, decode, test),
-                               hyp_file(by[rb], mode, decode, test))
+            sig = " (" + tables.significance(dump / test / "text", hyp_file(by[ra], mode, decode, test),
+                                             hyp_file(by[rb], mode, decode, test), "table_b") + ")"
         out.append(f"- {claim}, {name} mode on `{test}`: {what_a} {a:.1f}% vs {what_b} {b:.1f}%: {verdict}{sig}.")
     if out and dump is not None:
         out.append("")
@@ -291,8 +188,6 @@ def main(cmd=None) -> None:
     p.add_argument("--exps", nargs="+", default=[], type=Path)
     p.add_argument("--decode")
     p.add_argument("--sets", nargs="+")
-    p.add_argument("--pretrain_only", nargs="+", default=[], type=Path, metavar="DIR",
-                   help="write only the pretraining summary of these SSL experiments (section ssl_pretraining)")
     p.add_argument("--rtf_set", default="test", help="the set whose streaming RTF is shown")
     p.add_argument("--dump", type=Path, default=None,
                    help="dump dir with <set>/text references: adds a paired bootstrap interval to each claim")
@@ -303,20 +198,8 @@ def main(cmd=None) -> None:
     p.add_argument("--note", default="",
                    help="provenance (machine load, what ran where, what was moved), written under the heading")
     args = p.parse_args(cmd)
-    if args.pretrain_only:
-        if args.rows:
-            raise SystemExit("table_b: give either --rows or --pretrain_only, not both")
-        body = "\n".join([
-            "### wav2vec 2.0 pretraining", "",
-            *([tables.rel_text(args.note), ""] if args.note else []),
-            f"Written by `local/table_b.py` from the pretraining logs; command: `{tables.rel_text(args.command)}`.",
-            "",
-            *pretraining_summary(args.pretrain_only)]) + "\n"
-        replace_section(args.results_file, "ssl_pretraining", body)
-        print(f"table_b: wrote {args.results_file} (section ssl_pretraining)")
-        return
     if not args.rows or not args.decode or not args.sets:
-        raise SystemExit("table_b: --rows, --exps, --decode and --sets are required (or --pretrain_only)")
+        raise SystemExit("table_b: --rows, --exps, --decode and --sets are required")
     pre = {}
     for item in args.pretrain:
         row_, sep, d = item.partition("=")

@@ -1,8 +1,10 @@
 """What the table scripts read from an experiment directory, in one place.
 
-``local/table_a.py``, ``local/table_b.py`` and ``local/ablation.py`` read the
-same files: ``scores.json`` of a decode (``espnet_omni.scoring.score``),
-ESPnet's ``train.log`` (epoch wall times) and the decode's ``wall_seconds``.
+``local/table_a.py``, ``local/table_b.py``, ``local/ablation.py`` and
+:mod:`espnet_omni.scoring.ssl_summary` read the same files: ``scores.json`` of a
+decode (``espnet_omni.scoring.score``), ESPnet's ``train.log`` (epoch wall
+times), ``compute.json`` and ``config.yaml`` of a training, the decode's
+``wall_seconds``, and the decoded texts of two systems (their paired bootstrap).
 A missing file stops the script with the file named and the stage to run.
 
 What they (and ``espnet_omni.scoring.score``, ``bench/*.py``) write names paths
@@ -71,6 +73,37 @@ def load_text(path: Path, who: str = "table") -> str:
 
 def load_json(path: Path, who: str = "table") -> dict:
     return json.loads(load_text(path, who))
+
+
+def load_yaml(path: Path, who: str = "table") -> dict:
+    import yaml
+
+    return yaml.safe_load(load_text(path, who))
+
+
+def ngpu(exp: Path, who: str = "table") -> int:
+    """GPUs ``exp`` trained on (``ngpu`` in its config.yaml)."""
+    return int(load_yaml(Path(exp) / "config.yaml", who).get("ngpu") or 0)
+
+
+def compute_str(exp: Path, who: str = "table") -> str:
+    """Training compute of ``exp``: CPU core-seconds, or GPU wall seconds when it trained on GPUs."""
+    comp = load_json(Path(exp) / "compute.json", who)
+    gpus = ngpu(exp, who)
+    if gpus > 0:
+        return f"{comp['train_wall_seconds_epochs']:.0f} GPU-s ({gpus} GPU)"
+    return f"{comp['train_cpu_seconds']:.0f} CPU-s"
+
+
+def significance(ref: Path, a: Path, b: Path, who: str = "table") -> str:
+    """``difference ... 95% CI ...: (not) significant`` of WER(a) - WER(b), paired bootstrap over the
+    utterances of the texts of two decodes against the references ``ref``."""
+    from espnet_omni.scoring.score import read_kv
+    from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap
+
+    for f in (ref, a, b):
+        load_text(f, who)  # a missing file: stop, naming it
+    return bootstrap_summary(paired_bootstrap(read_kv(ref), read_kv(a), read_kv(b)))
 
 
 def timespan(text: str) -> float:

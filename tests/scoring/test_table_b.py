@@ -1,4 +1,5 @@
-"""local/table_b.py: the wav2vec 2.0 pretraining summary and the training compute, from made-up logs."""
+"""local/table_b.py and espnet_omni.scoring.ssl_summary: the wav2vec 2.0 pretraining summary and the
+training compute, from made-up logs."""
 
 import importlib.util
 import json
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("table_b", ROOT / "local" / "table_b.py")
 table_b = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(table_b)
+from espnet_omni.scoring import ssl_summary  # noqa: E402
 
 
 def _epoch(n, tr_acc, va_acc, tr_ppl, va_ppl):
@@ -34,7 +36,7 @@ def _ssl_exp(tmp_path, name, ngpu):
 def test_pretraining_summary_reads_train_and_valid(tmp_path):
     cpu, gpu = _ssl_exp(tmp_path, "ssl_cpu", 0), _ssl_exp(tmp_path, "ssl_gpu", 1)
     out = tmp_path / "RESULTS.md"
-    table_b.main(["--pretrain_only", str(cpu), str(gpu), "--results_file", str(out), "--command", "./run.sh x"])
+    ssl_summary.main([str(cpu), str(gpu), "--results_file", str(out), "--command", "./run.sh x"])
     text = out.read_text()
     assert "<!-- BEGIN ssl_pretraining -->" in text and "`./run.sh x`" in text
     row = "| 2 | 0.060 -> 0.250 | 0.080 -> 0.310 | 0.048 | 40.5 -> 22.0 | 41.0 -> 19.5 (range 2..128) |"
@@ -44,13 +46,13 @@ def test_pretraining_summary_reads_train_and_valid(tmp_path):
 
 def test_bad_invocations(tmp_path):
     d = _ssl_exp(tmp_path, "ssl", 0)
-    with pytest.raises(SystemExit, match="not both"):
-        table_b.main(["--pretrain_only", str(d), "--rows", "1", "--results_file", str(tmp_path / "R.md")])
+    with pytest.raises(SystemExit, match="ssl_summary: missing .*config.yaml"):
+        ssl_summary.main([str(tmp_path / "nowhere"), "--results_file", str(tmp_path / "R.md")])
     with pytest.raises(SystemExit, match="required"):
         table_b.main(["--rows", "1", "--results_file", str(tmp_path / "R.md")])
     (d / "train.log").write_text("no epochs yet\n")
     with pytest.raises(SystemExit, match="no epoch results"):
-        table_b.main(["--pretrain_only", str(d), "--results_file", str(tmp_path / "R.md")])
+        ssl_summary.main([str(d), "--results_file", str(tmp_path / "R.md")])
 
 
 def test_provenance_names_config_gpus_and_torch(tmp_path):
@@ -70,12 +72,12 @@ def test_sections_from_absolute_paths_name_none(tmp_path, monkeypatch):
     d = _ssl_exp(tmp_path, "ssl_w2v", 0)
     out = root / "RESULTS.md"
     root.mkdir()
-    table_b.main(["--pretrain_only", str(d), "--results_file", str(out), "--command",
+    ssl_summary.main([str(d), "--results_file", str(out), "--command",
                   f"./run.sh --dir {root} --stage 14 --results_file {out}",
                   "--note", f"Provenance: in {tmp_path}/gpu."])
     text = out.read_text()
     assert str(tmp_path) not in text
-    assert ("### wav2vec 2.0 pretraining\n\nProvenance: in ../gpu.\n\nWritten by `local/table_b.py` from the "
-            "pretraining logs; command: `./run.sh --dir . --stage 14 --results_file RESULTS.md`.") in text
+    assert ("### wav2vec 2.0 pretraining\n\nProvenance: in ../gpu.\n\nWritten by `python -m "
+            "espnet_omni.scoring.ssl_summary` from the pretraining logs; command: `./run.sh --dir . --stage 14 --results_file RESULTS.md`.") in text
     (d / "train.log").write_text(f"python asr_train.py --config {root}/conf/train_asr_dual.yaml --ngpu 0\n")
     assert table_b.provenance(d) == "`ssl_w2v`: config `conf/train_asr_dual.yaml`, ngpu 0"
