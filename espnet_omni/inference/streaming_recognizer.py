@@ -33,6 +33,7 @@ from espnet2.layers.global_mvn import GlobalMVN
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 from espnet_omni.inference.ctc_search import make_ctc_search
+from espnet_omni.inference.transducer_search import TransducerGreedy
 from espnet_omni.nets.chunk_config import (
     StreamingConfig,
     StreamingLatency,
@@ -134,13 +135,14 @@ def _tokenizer_and_converter(args, token_list):
 
 
 class StreamingRecognizer:
-    """Chunk-by-chunk CTC recognizer over an ``ESPnetASRModel``.
+    """Chunk-by-chunk recognizer over an ``ESPnetASRModel``: CTC, or RNN-T (greedy) for a
+    transducer model (``model: transducer_torchaudio``).
 
     Args:
         model: an ``ESPnetASRModel`` with an ``omni_conformer`` encoder, the
             default frontend and (optionally) global MVN; put in eval mode.
         streaming: chunk config (default: the encoder's ``streaming_config``).
-        beam_size: 1 = CTC greedy; > 1 = CTC prefix beam search.
+        beam_size: 1 = CTC greedy (a transducer: RNN-T greedy); > 1 = CTC prefix beam search.
         train_args: the model's training args (token type, bpe model) for
             detokenisation; without them tokens are joined as they are.
     """
@@ -154,12 +156,13 @@ class StreamingRecognizer:
                 "streaming supports global_mvn or none")
         if model.preencoder is not None or model.postencoder is not None:
             raise NotImplementedError("streaming supports no pre/post-encoder")
-        if getattr(model, "use_transducer_decoder", False) or getattr(model, "joint_network", None) is not None:
+        self.transducer = bool(getattr(model, "use_transducer_decoder", False))
+        if self.transducer and beam_size != 1:
             raise NotImplementedError(
-                "this is a transducer model (model: transducer_torchaudio): the streaming recognizer "
-                "decodes CTC only; decode it with python -m espnet_omni.bin.asr_inference (ESPnet's "
-                "transducer beam search, full context)")
-        if getattr(model, "ctc", None) is None:
+                f"beam_size={beam_size}: a transducer model (model: transducer_torchaudio) streams with "
+                "greedy RNN-T search only: use beam_size 1 (--beam_size 1), or decode it full-context "
+                "with python -m espnet_omni.bin.asr_inference (ESPnet's transducer beam search)")
+        if not self.transducer and getattr(model, "ctc", None) is None:
             raise NotImplementedError("the model has no CTC head (model_conf.ctc_weight: 0): the streaming "
                                       "recognizer decodes CTC")
         self.model = model
@@ -168,7 +171,8 @@ class StreamingRecognizer:
         self.train_args = train_args
         self.encoder = EncoderStream(model.encoder, streaming)
         self.cfg = self.encoder.cfg
-        self.search = make_ctc_search(beam_size, blank=model.blank_id)
+        self.search = (TransducerGreedy(model.decoder, model.joint_network, model.blank_id) if self.transducer
+                       else make_ctc_search(beam_size, blank=model.blank_id))
         self.beam_size = beam_size
         self.tokenizer, self.converter = _tokenizer_and_converter(train_args, model.token_list)
         self.reset()
@@ -284,8 +288,10 @@ class StreamingRecognizer:
             enc = torch.cat([enc, self.encoder.finish()])
         if enc.size(0):
             self.encoder_frames.append(enc)  # (m, D)
-            logp = self.model.ctc.log_softmax(enc[None])[0]  # (m, V)
-            self.search.step(logp.numpy())
+            if self.transducer:  # the prediction network's state goes on across chunks
+                self.search.step(enc)
+            else:
+                self.search.step(self.model.ctc.log_softmax(enc[None])[0].numpy())  # (m, V)
         self._pending_ms += (time.perf_counter() - tic) * 1000.0
         done = self.encoder.chunks_done - chunks_before
         if done:

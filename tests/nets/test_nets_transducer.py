@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 import torch
@@ -132,7 +133,7 @@ def test_transducer_model_without_transducer_decoder_is_refused(tmp_path):
 
 
 def test_ctc_only_paths_refuse_a_transducer_or_a_model_without_ctc(tmp_path, monkeypatch):
-    """The CTC-only decoder names the entry that decodes a transducer; the CTC fitness of the
+    """The streaming decoder names what it can do with a transducer (greedy); the CTC fitness of the
     search and CTC distillation refuse a model without a CTC head (ctc_weight 0), before any
     data is read, instead of crashing on ``ctc=None``."""
     from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
@@ -143,8 +144,8 @@ def test_ctc_only_paths_refuse_a_transducer_or_a_model_without_ctc(tmp_path, mon
     tiny_asr.write_corpus(tmp_path)
     args = _transducer_args(tmp_path)
     model = OmniASRTask.build_model(args).eval()
-    with pytest.raises(NotImplementedError, match="espnet_omni.bin.asr_inference"):
-        StreamingRecognizer(model)
+    with pytest.raises(NotImplementedError, match=r"beam_size=2: .*greedy RNN-T search only: use beam_size 1"):
+        StreamingRecognizer(model, beam_size=2)
     args.model_conf = {**args.model_conf, "ctc_weight": 0.0}
     no_ctc = OmniASRTask.build_model(args).eval()
     assert no_ctc.ctc is None
@@ -154,3 +155,67 @@ def test_ctc_only_paths_refuse_a_transducer_or_a_model_without_ctc(tmp_path, mon
         else SupernetConfig(distill_weight=0.5)
     with pytest.raises(ValueError, match="distill_weight=0.5.*no CTC head"):
         TaggedModel(no_ctc, SupernetState(cfg, no_ctc.encoder, accum_grad=1))
+
+
+def _random_transducer(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny_asr.write_corpus(tmp_path)
+    torch.manual_seed(0)
+    model = OmniASRTask.build_model(_transducer_args(tmp_path)).eval()
+    with torch.no_grad():  # an untrained joint network says blank everywhere: spread its outputs
+        torch.nn.init.normal_(model.joint_network.lin_out.weight, std=2.0)
+        model.joint_network.lin_out.bias[model.blank_id] += BLANK_BIAS  # and blank about every other frame
+    return model
+
+
+BLANK_BIAS = 3.0
+
+
+def _wav():
+    wav, _ = soundfile.read(tiny_asr.VALID.parent / "wav" / "valid_utt0.wav", dtype="float32")
+    return np.concatenate([wav] * 4)  # ~50 encoder frames
+
+
+def test_transducer_greedy_equals_espnets_greedy_search(tmp_path, monkeypatch):
+    """TransducerGreedy fed 1, 5, 2, ... frames at a time gives the tokens of ESPnet's
+    BeamSearchTransducer.greedy_search over the whole encoder output (an independent reference)."""
+    from espnet_omni.inference.transducer_search import TransducerGreedy
+
+    model = _random_transducer(tmp_path, monkeypatch)
+    wav = _wav()
+    with torch.no_grad():
+        enc = model.encode(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))[0][0]  # (T, D)
+    ref = BeamSearchTransducer(model.decoder, model.joint_network, beam_size=1).greedy_search(enc)[0].yseq[1:]
+    assert 0 < len(ref) < enc.size(0)  # it emits tokens and blanks: both branches run
+    search, i = TransducerGreedy(model.decoder, model.joint_network, model.blank_id), 0
+    for n in (1, 5, 2, 0, 7) * 40:
+        search.step(enc[i : i + n])
+        i += n
+    assert i >= enc.size(0) and search.best() == ref
+    search.reset()
+    assert search.best() == []
+
+
+def test_streaming_transducer_chunk_by_chunk_equals_simulated(tmp_path, monkeypatch):
+    """StreamingRecognizer on a transducer: the prediction network's state carried across chunks,
+    the text after every feed a prefix of the final one, the final tokens those of greedy RNN-T
+    over the simulated streaming encoder output of the whole utterance."""
+    from espnet_omni.inference.streaming_recognizer import StreamingRecognizer, simulated_streaming_encode
+    from espnet_omni.inference.transducer_search import TransducerGreedy
+    from espnet_omni.nets.chunk_config import StreamingConfig
+
+    model = _random_transducer(tmp_path, monkeypatch)
+    cfg = StreamingConfig(4, left_chunks=1)
+    rec = StreamingRecognizer(model, cfg)
+    wav = _wav()
+    partials, i = [], 0
+    for n in (1600, 300, 4000, 0, 2500) * 10:
+        if i >= len(wav):
+            break
+        partials.append(rec.feed(wav[i : i + n]))
+        i += n
+    final = rec.finish()
+    ref = TransducerGreedy(model.decoder, model.joint_network, model.blank_id)
+    ref.step(simulated_streaming_encode(model, np.asarray(wav), cfg))
+    assert rec.token_ids() == ref.best() and len(ref.best()) > 0
+    assert all(final.startswith(p) for p in partials) and len(set(partials)) > 2  # it grew chunk by chunk
