@@ -21,7 +21,7 @@ import yaml
 
 from espnet_omni.evolutionary_search import EvolutionConfig
 from espnet_omni.inference.bn_calib import add_calibration_arguments
-from espnet_omni.inference.subnet_eval import DEFAULT_BATCH_SECONDS, METRICS
+from espnet_omni.inference.subnet_eval import DEFAULT_BATCH_SECONDS, HEADS, METRICS
 from espnet_omni.inference.subnet_search import (
     BUDGET_UNITS,
     SubnetSearchConfig,
@@ -60,7 +60,11 @@ def get_parser() -> argparse.ArgumentParser:
                    help="fraction of the dense encoder's params, non-zero params, bytes, or ms of "
                         "encoder + CTC compute per second of audio on this machine (a structured "
                         "'group' supernet; latency table measured once into OUT_DIR/latency_table.json)")
-    p.add_argument("--metric", default="wer", choices=METRICS)
+    p.add_argument("--metric", default="wer", choices=METRICS,
+                   help="dev-set WER / CER of greedy decoding, or the mean loss, through --head")
+    p.add_argument("--head", default="auto", choices=("auto", *HEADS),
+                   help="what scores a candidate: ctc (CTC greedy, CTC loss) or transducer (greedy RNN-T, "
+                        "transducer loss of a transducer model); auto: the transducer when the model has one")
     p.add_argument("--choices", type=float, nargs="+", default=None,
                    help="sparsities a group may take; default: the supernet's own training choices "
                         f"(omni_conf.choices of --asr_train_config), else {list(DEFAULT_CHOICES)}")
@@ -105,7 +109,7 @@ def main(cmd=None):
                                   seed=args.seed, progress=not args.no_progress),
         max_utts=args.max_utts, batch_seconds=args.batch_seconds,
         calibration_utts=args.calibration_utts, latency_threads=args.latency_threads,
-        latency_seconds=args.latency_seconds, mode=args.mode,
+        latency_seconds=args.latency_seconds, mode=args.mode, head=args.head,
     )
     summary = search_from_files(args.asr_train_config, args.asr_model_file, args.data_dir,
                                 args.out_dir, config, device=args.device,

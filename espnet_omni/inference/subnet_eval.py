@@ -51,6 +51,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShort
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 
+from espnet_omni.inference.transducer_search import TransducerGreedy
 from espnet_omni.inference.bn_calib import (
     DEFAULT_CALIBRATION_UTTS,
     batchnorm_layers,
@@ -187,6 +188,30 @@ def _load_batches(data_dir: str | Path, train_args: argparse.Namespace, max_utts
     return utts, [b.to(device) for b in make_batches(utts, batch_seconds, _frontend_fs(train_args))]
 
 
+HEADS = ("ctc", "transducer")
+
+
+def check_head(model: torch.nn.Module, head: str) -> None:
+    """Raise ``ValueError`` naming the option when ``model`` has no ``head`` to score with."""
+    if head not in HEADS:
+        raise ValueError(f"head={head!r} is not one of {HEADS}")
+    transducer = bool(getattr(model, "use_transducer_decoder", False))
+    if head == "transducer" and not transducer:
+        raise ValueError("fitness head 'transducer' (greedy RNN-T) needs a transducer model (model: "
+                         "transducer_torchaudio, decoder: transducer); this one decodes with CTC: use --head ctc")
+    if head == "ctc" and getattr(model, "ctc", None) is None:
+        raise ValueError(
+            "sub-network evaluation scores CTC greedy decoding (wer, cer) or the CTC loss, and this "
+            "model has no CTC head (model_conf.ctc_weight: 0): "
+            + ("score it through its transducer (--head transducer) or " if transducer else "")
+            + "train it with an auxiliary CTC (ctc_weight > 0)")
+
+
+def default_head(model: torch.nn.Module) -> str:
+    """``transducer`` for a transducer model (the papers' RNN-T), else ``ctc``."""
+    return "transducer" if getattr(model, "use_transducer_decoder", False) else "ctc"
+
+
 class SubnetEvaluator:
     """Dev-set score of any sub-network of a supernet ASR model.
 
@@ -209,6 +234,9 @@ class SubnetEvaluator:
         mode: the encoder mode every sub-network is scored (and recalibrated)
             in: ``full`` or ``streaming`` (its config's chunked attention and
             causal convolutions: the sparse networks of a dual-mode supernet).
+        head: what decodes and scores the encoder output: ``ctc`` (CTC greedy,
+            the CTC loss) or ``transducer`` (greedy RNN-T over the prediction
+            and joint networks, the transducer loss) of a transducer model.
     """
 
     def __init__(
@@ -225,14 +253,12 @@ class SubnetEvaluator:
         calibration_dir: str | Path | None = None,
         calibration_utts: int = DEFAULT_CALIBRATION_UTTS,
         mode: str = "full",
+        head: str = "ctc",
     ) -> None:
         encoder = supernet_encoder(model, "sub-network evaluation")
         encoder.set_active_mode(mode)
-        if getattr(model, "ctc", None) is None:
-            raise ValueError(
-                "sub-network evaluation scores CTC greedy decoding (wer, cer) or the CTC loss, and this "
-                "model has no CTC head (model_conf.ctc_weight: 0): train it with an auxiliary CTC "
-                "(ctc_weight > 0)")
+        check_head(model, head)
+        self.head = head
         self.model, self.encoder = model.eval(), encoder
         self.text = TokenText(model.token_list, train_args.token_type,
                               getattr(train_args, "bpemodel", None))
@@ -317,6 +343,12 @@ class SubnetEvaluator:
         with self._active(cfg):
             for i, b in enumerate(self.batches):
                 enc, lens = self._encode(i)
+                if self.head == "transducer":
+                    for j, uid in enumerate(b.uids):
+                        search = TransducerGreedy(self.model.decoder, self.model.joint_network, self.model.blank_id)
+                        search.step(enc[j, : int(lens[j])])
+                        hyps[uid] = self.text(search.best())
+                    continue
                 best = self.model.ctc.argmax(enc)  # (B, T')
                 for uid, ids in zip(b.uids, ctc_greedy_ids(best, lens, self.model.blank_id)):
                     hyps[uid] = self.text(ids)
@@ -332,8 +364,8 @@ class SubnetEvaluator:
 
     @torch.inference_mode()
     def mean_loss(self, cfg: SubnetConfig) -> float:
-        """CTC loss per utterance, averaged over the dev set (ESPnet's
-        ``loss_ctc``: summed over frames, not length-normalised)."""
+        """CTC (or transducer) loss per utterance, averaged over the dev set (ESPnet's
+        ``loss_ctc``, ``loss_transducer``: summed over frames, not length-normalised)."""
         if any(b.text_ids is None for b in self.batches):
             raise ValueError("metric 'loss' needs token ids of the references: the "
                              "training config has use_preprocessor: false")
@@ -341,8 +373,11 @@ class SubnetEvaluator:
         with self._active(cfg):
             for i, b in enumerate(self.batches):
                 enc, lens = self._encode(i)
-                # ESPnet's CTC returns the batch mean: undo it to sum utterances.
-                loss = self.model.ctc(enc, lens, b.text_ids, b.text_lengths)
+                # ESPnet's CTC and transducer losses are batch means: undo it to sum utterances.
+                if self.head == "transducer":
+                    loss = self.model._calc_transducer_loss(enc, lens, b.text_ids)[0]
+                else:
+                    loss = self.model.ctc(enc, lens, b.text_ids, b.text_lengths)
                 total += float(loss) * len(b.uids)
         return total / self.n_utts
 

@@ -44,8 +44,11 @@ from espnet_omni.evolutionary_search.report import budget_label, write_front_csv
 from espnet_omni.inference.bn_calib import DEFAULT_CALIBRATION_UTTS
 from espnet_omni.inference.subnet_eval import (
     DEFAULT_BATCH_SECONDS,
+    HEADS,
     METRICS,
     SubnetEvaluator,
+    check_head,
+    default_head,
 )
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder
 from espnet_omni.sparsity.storage import STORAGES
@@ -166,7 +169,7 @@ class SubnetSearchConfig:
             machine, ``latency_threads`` threads, predicted by a latency
             table measured once: :mod:`..latency_table`; needs a ``group``
             supernet, whose sub-networks export physically smaller).
-        metric: ``wer``, ``cer`` (CTC greedy) or ``loss`` (CTC loss).
+        metric: ``wer``, ``cer`` (greedy decoding by ``head``) or ``loss`` (its loss).
         choices: sparsities each group may take.
         tie: ``per_layer``, ``per_block`` or ``global``.
         storage, dtype_bytes: byte cost model (``bytes`` only).
@@ -178,6 +181,9 @@ class SubnetSearchConfig:
             a calibration dir is given; see :mod:`..bn_calib`).
         mode: encoder mode of the scoring: ``full``, or ``streaming`` (the
             sparse networks of a dual-mode supernet run streaming).
+        head: ``ctc`` (CTC greedy / CTC loss), ``transducer`` (greedy RNN-T /
+            transducer loss of a transducer model) or ``auto`` (the
+            transducer when the model has one).
     """
 
     budgets: list[float]
@@ -194,6 +200,7 @@ class SubnetSearchConfig:
     latency_threads: int = 1
     latency_seconds: float = 4.0
     mode: str = "full"
+    head: str = "auto"
 
     def __post_init__(self) -> None:
         if self.calibration_utts < 1:
@@ -204,7 +211,8 @@ class SubnetSearchConfig:
                                    ("metric", self.metric, METRICS),
                                    ("tie", self.tie, TIES),
                                    ("storage", self.storage, STORAGES),
-                                   ("mode", self.mode, ("full", "streaming"))):
+                                   ("mode", self.mode, ("full", "streaming")),
+                                   ("head", self.head, ("auto", *HEADS))):
             if value not in valid:
                 raise ValueError(f"{name}={value!r} is not one of {valid}")
         if self.budget_unit == "fraction" and any(not 0 < b <= 1 for b in self.budgets):
@@ -366,6 +374,8 @@ def search_subnets(
     params = (build_cost_table(encoder, cost_space, "params")
               if config.budget_unit in ("bytes", "ms") else costs)
 
+    head = default_head(model) if config.head == "auto" else config.head
+    check_head(model, head)  # before reading any audio
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_cache_key(out_dir, {
         "model_sha256": _model_digest(model),
@@ -379,6 +389,7 @@ def search_subnets(
         "spec": encoder.mask_spec.to_dict(),
         # (full mode adds no key: caches made before modes existed stay valid)
         **({} if config.mode == "full" else {"mode": config.mode}),
+        **({} if head == "ctc" else {"head": head}),  # (caches made before heads stay valid)
     })
     evaluator = SubnetEvaluator(model, data_dir, train_args=train_args,
                                 max_utts=config.max_utts, device=device,
@@ -386,7 +397,7 @@ def search_subnets(
                                 progress=config.evolution.progress,
                                 calibration_dir=calibration_dir,
                                 calibration_utts=config.calibration_utts,
-                                mode=config.mode)
+                                mode=config.mode, head=head)
 
     def score(candidate: Sequence[float]) -> float:
         return evaluator.score(candidate_subnet(space, candidate), config.metric)

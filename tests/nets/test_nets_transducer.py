@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ import torchaudio
 from espnet2.asr.transducer.beam_search_transducer import BeamSearchTransducer
 from espnet2.asr.transducer.beam_search_transducer import Hypothesis as TransducerHypothesis
 
+from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.nets.transducer import TorchaudioRNNTLoss, TransducerASRModel
 from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text
 from espnet_omni.testing import tiny_asr
@@ -67,6 +69,47 @@ def test_supernet_transducer_trains_and_decodes(tmp_path, monkeypatch):
     assert token_ids == hyp.yseq[1:] and tokens == [model.token_list[i] for i in token_ids]
     assert text == "".join(tokens)
     assert os.path.exists("exp/compute.json")
+    # searched with the transducer fitness (greedy RNN-T WER on dev), exported, decoded both ways
+    from espnet_omni.bin import export, search
+    from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
+    from espnet_omni.inference.subnet_eval import SubnetEvaluator
+    from espnet_omni.sparsity.subnet import SubnetConfig
+
+    dev = str(tiny_asr.VALID)
+    search.main(["--asr_train_config", "exp/config.yaml", "--asr_model_file", "exp/valid.loss.best.pth",
+                 "--data_dir", dev, "--out_dir", "search", "--budgets", "0.8", "--population", "2",
+                 "--generations", "1", "--no_progress"])
+    assert json.loads(open("search/scores.key.json").read())["head"] == "transducer"  # auto: the transducer
+    summary = json.loads(open("search/search.json").read())
+    assert summary["results"][0]["score"] is not None
+    ev = SubnetEvaluator(model, dev, train_args=OmniASRTask.build_model_from_file(
+        "exp/config.yaml", "exp/valid.loss.best.pth", "cpu")[1], head="transducer", batch_seconds=0.01)
+    cfg = SubnetConfig.from_yaml("search/subnet_0.8.yaml")
+    hyps = ev.decode_all(cfg)
+    s2t_hyps = {}
+    model.encoder.set_active_subnet(cfg)
+    greedy = BeamSearchTransducer(model.decoder, model.joint_network, beam_size=1)
+    for uid, wav_path in (line.split() for line in open(f"{dev}/wav.scp")):
+        wav, _ = soundfile.read(wav_path, dtype="float32")
+        with torch.no_grad():
+            enc = model.encode(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))[0][0]
+        s2t_hyps[uid] = "".join(model.token_list[i] for i in greedy.greedy_search(enc)[0].yseq[1:])
+    assert hyps == s2t_hyps  # the fitness decodes what ESPnet's greedy transducer search decodes
+    export.main(["--asr_train_config", "exp/config.yaml", "--asr_model_file", "exp/valid.loss.best.pth",
+                 "--subnet", "search/subnet_0.8.yaml", "--format", "dense", "--out_dir", "export"])
+    s2t = OmniSpeech2Text(asr_train_config="export/config.yaml", asr_model_file="export/model.pth",
+                          beam_size=1, device="cpu")
+    assert isinstance(s2t(torch.from_numpy(wav))[0][0], str)  # offline: ESPnet's transducer search
+    from espnet_omni.inference.streaming_recognizer import simulated_streaming_encode
+    from espnet_omni.inference.transducer_search import TransducerGreedy
+
+    cfg = StreamingConfig(4)
+    rec = StreamingRecognizer.from_files("export/config.yaml", "export/model.pth", streaming=cfg)
+    rec.feed(wav)
+    rec.finish()
+    ref = TransducerGreedy(rec.model.decoder, rec.model.joint_network, rec.model.blank_id)
+    ref.step(simulated_streaming_encode(rec.model, wav, cfg))
+    assert rec.token_ids() == ref.best()  # streaming: the export's prediction and joint networks, chunk by chunk
 
 
 def _transducer_args(tmp_path):
@@ -149,8 +192,15 @@ def test_ctc_only_paths_refuse_a_transducer_or_a_model_without_ctc(tmp_path, mon
     args.model_conf = {**args.model_conf, "ctc_weight": 0.0}
     no_ctc = OmniASRTask.build_model(args).eval()
     assert no_ctc.ctc is None
-    with pytest.raises(ValueError, match=r"no CTC head \(model_conf.ctc_weight: 0\)"):
+    with pytest.raises(ValueError, match=r"no CTC head \(model_conf.ctc_weight: 0\): score it through its "
+                                         r"transducer \(--head transducer\)"):
         SubnetEvaluator(no_ctc, tmp_path / "no_data_read", train_args=args)
+    ctc_args = OmniASRTask.get_parser().parse_args(
+        tiny_asr.train_flags(Path("stats"), Path("exp"), "omni_conformer") + ["--normalize", "none"])
+    ctc_args.token_list = args.token_list
+    with pytest.raises(ValueError, match="fitness head 'transducer' .*needs a transducer model.*use --head ctc"):
+        SubnetEvaluator(OmniASRTask.build_model(ctc_args).eval(), tmp_path / "no_data_read", train_args=ctc_args,
+                        head="transducer")
     cfg = SupernetConfig.from_dict({"distill_weight": 0.5}) if hasattr(SupernetConfig, "from_dict") \
         else SupernetConfig(distill_weight=0.5)
     with pytest.raises(ValueError, match="distill_weight=0.5.*no CTC head"):
