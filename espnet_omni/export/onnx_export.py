@@ -32,6 +32,20 @@ config, geometry, the cache shapes) next to them; :func:`quantize_int8` makes
 the dynamic int8 copies (weights int8, activations quantised at run time).
 The exporter is torch's TorchScript-based one (``dynamo=False``): torch.export
 cannot trace ESPnet's data-dependent padding masks.
+
+A transducer model (``model: transducer_torchaudio``) exports the same two
+encoder graphs with ``encoder_out`` (``(B, T', D)``, resp. ``(1, n, D)``) in
+place of the CTC log-posteriors, plus its prediction and joint networks:
+
+* ``decoder.onnx`` (:class:`PredictionStepGraph`): one step of the
+  prediction network: ``token (1, 1)`` int64, ``h``, ``c`` ``(L, 1, H)``
+  (``c`` unused by a GRU) -> ``dec_out (1, D_dec)``, ``new_h``, ``new_c``;
+* ``joiner.onnx`` (:class:`JointGraph`): ``encoder_out (N, D)``,
+  ``dec_out (N, D_dec)`` -> ``logits (N, V)``.
+
+``onnx.json`` says ``"head": "transducer"`` and the prediction network's
+shape; :class:`~espnet_omni.inference.onnx_recognizer.OnnxStreamingRecognizer`
+decodes it with greedy RNN-T, chunk by chunk.
 """
 
 from __future__ import annotations
@@ -70,8 +84,11 @@ def _check_exportable(model: nn.Module, streaming: bool) -> None:
                                   "ONNX export covers normalize + encoder + CTC")
     if model.normalize is not None and not isinstance(model.normalize, GlobalMVN):
         raise OnnxExportError(f"normalize {type(model.normalize).__name__}: only global_mvn (or none) is exported")
-    if getattr(model, "ctc", None) is None:
+    if getattr(model, "ctc", None) is None and not is_transducer(model):
         raise OnnxExportError("the model has no CTC head (ctc_weight 0): the ONNX graphs output CTC posteriors")
+    if is_transducer(model) and getattr(model.decoder, "dtype", None) not in ("lstm", "gru"):
+        raise OnnxExportError(f"decoder {type(model.decoder).__name__}: the transducer export supports ESPnet's "
+                              "TransducerDecoder (rnn_type lstm or gru)")
     if not hasattr(enc, "encoders") or not hasattr(enc, "embed"):
         raise OnnxExportError(f"encoder {type(enc).__name__}: not a Conformer encoder")
     if not streaming:
@@ -104,6 +121,49 @@ def _check_exportable(model: nn.Module, streaming: bool) -> None:
             raise OnnxExportError(f"encoders.{i}.conv_module {type(conv).__name__}: not supported")
 
 
+def is_transducer(model: nn.Module) -> bool:
+    """An RNN-T model (ESPnet's transducer decoder and joint network)."""
+    return bool(getattr(model, "use_transducer_decoder", False))
+
+
+def _ctc(model: nn.Module) -> Optional[nn.Module]:
+    """The CTC head the encoder graphs end with (None: a transducer's graphs output encoder frames)."""
+    return None if is_transducer(model) else model.ctc
+
+
+class PredictionStepGraph(nn.Module):
+    """One step of a transducer's prediction network (ESPnet's ``TransducerDecoder``)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, token: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        dec = self.decoder
+        x = dec.embed(token)  # (1, 1, D_emb)
+        hs, cs = [], []
+        for layer in range(dec.dlayers):
+            if dec.dtype == "lstm":
+                x, (h_i, c_i) = dec.decoder[layer](x, (h[layer: layer + 1], c[layer: layer + 1]))
+            else:
+                x, h_i = dec.decoder[layer](x, h[layer: layer + 1])
+                c_i = c[layer: layer + 1]
+            hs.append(h_i)
+            cs.append(c_i)
+        return x[:, 0], torch.cat(hs), torch.cat(cs)
+
+
+class JointGraph(nn.Module):
+    """A transducer's joint network on pairs of encoder and prediction frames."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.joint = model.joint_network
+
+    def forward(self, enc: torch.Tensor, dec: torch.Tensor):
+        return self.joint(enc, dec)
+
+
 def _weight(layer: nn.Module) -> torch.Tensor:
     """A layer's weight as it computes (masked for a supernet layer)."""
     return layer.masked_weight() if hasattr(layer, "masked_weight") else layer.weight
@@ -115,13 +175,13 @@ class FullContextGraph(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         _check_exportable(model, streaming=False)
-        self.normalize, self.encoder, self.ctc = model.normalize, model.encoder, model.ctc
+        self.normalize, self.encoder, self.ctc = model.normalize, model.encoder, _ctc(model)
 
     def forward(self, feats: torch.Tensor, feats_lengths: torch.Tensor):
         if self.normalize is not None:  # ESPnet's GlobalMVN works in place without grad: a copy
             feats, feats_lengths = self.normalize(feats.clone(), feats_lengths)
         out, olens, _ = self.encoder(feats, feats_lengths)
-        return self.ctc.log_softmax(out), olens
+        return (out if self.ctc is None else self.ctc.log_softmax(out)), olens
 
 
 class StreamingChunkGraph(nn.Module):
@@ -134,7 +194,8 @@ class StreamingChunkGraph(nn.Module):
             raise OnnxExportError(f"StreamingConfig.lookahead={cfg.lookahead}: the streaming export "
                                   "supports lookahead 0")
         enc = model.encoder
-        self.normalize, self.enc, self.ctc, self.cfg = model.normalize, enc, model.ctc, cfg
+        self.normalize, self.enc, self.ctc, self.cfg = model.normalize, enc, _ctc(model), cfg
+        self.out_name = "encoder_out" if is_transducer(model) else "log_probs"
         self.stride, self.field = subsampling_geometry(enc.embed)
         self.keep = cfg.left_chunks * cfg.chunk_size if cfg.left_chunks >= 0 else -1
         # positions r = c + i - j reach keep + chunk - 1 (max_len with unlimited left context):
@@ -223,11 +284,11 @@ class StreamingChunkGraph(nn.Module):
                 x = block.norm_final(x)
             new += [k, v, conv_cache]
         x = self.enc.after_norm(x)
-        return (self.ctc.log_softmax(x), *new)
+        return (x if self.ctc is None else self.ctc.log_softmax(x), *new)
 
     def names(self) -> tuple[list[str], list[str]]:
         """ONNX input and output names."""
-        ins, outs = ["feats"], ["log_probs"]
+        ins, outs = ["feats"], [self.out_name]
         for i in range(len(self.enc.encoders)):
             ins += [f"k_cache_{i}", f"v_cache_{i}", f"conv_cache_{i}"]
             outs += [f"new_k_cache_{i}", f"new_v_cache_{i}", f"new_conv_cache_{i}"]
@@ -284,7 +345,9 @@ def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[Strea
     meta: dict[str, Any] = {"token_list": list(token_list or getattr(model, "token_list", [])),
                             "blank_id": int(getattr(model, "blank_id", 0)), "input_size": d_in,
                             "token_type": token_type, "bpemodel": None,
-                            **frontend_meta(model.frontend), "opset": OPSET, "graphs": {}}
+                            **frontend_meta(model.frontend), "opset": OPSET, "graphs": {},
+                            "head": "transducer" if is_transducer(model) else "ctc"}
+    out_name = "encoder_out" if is_transducer(model) else "log_probs"
     if bpemodel is not None:  # the recognizer detokenises with it
         shutil.copyfile(bpemodel, out / Path(bpemodel).name)
         meta["bpemodel"] = Path(bpemodel).name
@@ -293,9 +356,9 @@ def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[Strea
         feats = torch.randn(2, 120, d_in)
         lens = torch.tensor([120, 90])
         _export(graph, (feats, lens), out / "full.onnx", ["feats", "feats_lengths"],
-                ["log_probs", "log_probs_lengths"],
-                {"feats": {0: "B", 1: "T"}, "feats_lengths": {0: "B"}, "log_probs": {0: "B", 1: "T_out"},
-                 "log_probs_lengths": {0: "B"}})
+                [out_name, f"{out_name}_lengths"],
+                {"feats": {0: "B", 1: "T"}, "feats_lengths": {0: "B"}, out_name: {0: "B", 1: "T_out"},
+                 f"{out_name}_lengths": {0: "B"}})
         meta["graphs"]["full"] = "full.onnx"
     if "streaming" in modes:
         cfg = streaming or getattr(enc, "streaming_config", None) or StreamingConfig(chunk_size=16)
@@ -303,7 +366,7 @@ def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[Strea
         window = (cfg.chunk_size - 1) * graph.stride + graph.field
         caches = graph.initial_caches(cache_frames=cfg.chunk_size)
         ins, outs = graph.names()
-        dynamic = {"feats": {1: "W"}, "log_probs": {1: "n"}}
+        dynamic = {"feats": {1: "W"}, out_name: {1: "n"}}
         for i in range(len(enc.encoders)):
             for kind in ("k", "v"):
                 dynamic[f"{kind}_cache_{i}"] = {2: "C"}
@@ -315,8 +378,21 @@ def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[Strea
                              "cache_frames": graph.keep, "blocks": graph.cache_shapes(),
                              # unlimited left context: positions reach this many frames at most
                              "max_frames": None if graph.keep >= 0 else graph.pe.size(0) // 2}
+    if is_transducer(model):
+        dec = model.decoder
+        h = torch.zeros(dec.dlayers, 1, dec.dunits)
+        _export(PredictionStepGraph(model).eval(), (torch.zeros(1, 1, dtype=torch.long), h, h.clone()),
+                out / "decoder.onnx", ["token", "h", "c"], ["dec_out", "new_h", "new_c"], None)
+        d_enc = enc.output_size()
+        _export(JointGraph(model).eval(), (torch.randn(3, d_enc), torch.randn(3, dec.dunits)), out / "joiner.onnx",
+                ["encoder_out", "dec_out"], ["logits"],
+                {"encoder_out": {0: "N"}, "dec_out": {0: "N"}, "logits": {0: "N"}})
+        meta["graphs"].update(decoder="decoder.onnx", joiner="joiner.onnx")
+        meta["transducer"] = {"rnn_type": dec.dtype, "layers": dec.dlayers, "hidden": dec.dunits}
     if int8:
         for mode, name in list(meta["graphs"].items()):
+            if mode in ("decoder", "joiner"):
+                continue  # small: kept in float
             q = name.replace(".onnx", ".int8.onnx")
             quantize_int8(out / name, out / q)
             meta["graphs"][f"{mode}_int8"] = q

@@ -12,7 +12,8 @@ Per ``feed``: incremental fbank (the training frontend, :class:`~espnet_omni.
 inference.streaming_recognizer.FbankStream`, built from ``onnx.json``), then
 ``streaming.onnx`` once per complete encoder chunk (a window of ``window``
 feature frames, advancing ``advance`` frames; the caches go back in), CTC
-greedy or prefix beam search on its log-posteriors. ``finish`` runs the last,
+greedy or prefix beam search on its log-posteriors (a transducer export:
+greedy RNN-T over ``decoder.onnx`` and ``joiner.onnx``, :class:`OnnxTransducerGreedy`). ``finish`` runs the last,
 shorter chunk. No PyTorch model is loaded: torch only computes the fbank.
 """
 
@@ -33,6 +34,41 @@ from espnet_omni.export.onnx_export import initial_caches
 from espnet_omni.inference.ctc_search import make_ctc_search
 from espnet_omni.inference.streaming_recognizer import FbankStream, check_audio
 from espnet_omni.nets.chunk_config import StreamingConfig, StreamingLatency, algorithmic_latency
+
+
+class OnnxTransducerGreedy:
+    """Greedy RNN-T over ``decoder.onnx`` and ``joiner.onnx`` (the API of
+    :class:`~espnet_omni.inference.transducer_search.TransducerGreedy`): the prediction
+    network's output and state carried across chunks."""
+
+    def __init__(self, decoder, joiner, meta: dict):
+        self.decoder, self.joiner = decoder, joiner
+        t = meta["transducer"]
+        self.shape = (t["layers"], 1, t["hidden"])
+        self.blank = int(meta["blank_id"])
+        self.reset()
+
+    def _predict(self, token: int) -> None:
+        self.dec_out, self.h, self.c = self.decoder.run(
+            None, {"token": np.array([[token]], np.int64), "h": self.h, "c": self.c})
+
+    def reset(self) -> None:
+        self.tokens: List[int] = []
+        self.h = np.zeros(self.shape, np.float32)
+        self.c = np.zeros(self.shape, np.float32)
+        self._predict(self.blank)
+
+    def step(self, enc: np.ndarray) -> None:
+        """Consume ``(T, D_enc)`` encoder frames."""
+        for frame in enc:
+            logits = self.joiner.run(None, {"encoder_out": frame[None], "dec_out": self.dec_out})[0]
+            token = int(np.argmax(logits[0]))
+            if token != self.blank:
+                self.tokens.append(token)
+                self._predict(token)
+
+    def best(self) -> List[int]:
+        return list(self.tokens)
 
 
 class OnnxStreamingRecognizer:
@@ -69,7 +105,16 @@ class OnnxStreamingRecognizer:
         self.blocks = st["blocks"]
         self.fs = int(self.meta["fs"])
         self.fbank = FbankStream(DefaultFrontend(fs=self.fs, **self.meta["frontend_conf"]))
-        self.search = make_ctc_search(beam_size, blank=self.meta["blank_id"])
+        self.transducer = self.meta.get("head", "ctc") == "transducer"
+        if self.transducer:  # greedy RNN-T over the prediction and joint networks' graphs
+            if beam_size != 1:
+                raise ValueError(f"beam_size={beam_size}: {self.dir} is a transducer export, decoded with "
+                                 "greedy RNN-T only: use beam_size 1")
+            graph = {n: ort.InferenceSession(str(self.dir / self.meta["graphs"][n]), opts,
+                                             providers=["CPUExecutionProvider"]) for n in ("decoder", "joiner")}
+            self.search = OnnxTransducerGreedy(graph["decoder"], graph["joiner"], self.meta)
+        else:
+            self.search = make_ctc_search(beam_size, blank=self.meta["blank_id"])
         self.beam_size = beam_size
         self.cfg = StreamingConfig.from_dict(st["config"])
         token_type = self.meta.get("token_type")
@@ -115,7 +160,7 @@ class OnnxStreamingRecognizer:
         tic = time.perf_counter()
         out = self.session.run(None, dict(zip(self.inputs, [window[None], *self.caches])))
         self.caches = out[1:]
-        logp = out[0][0]  # (n, V)
+        logp = out[0][0]  # (n, V) CTC log-posteriors, or (n, D) encoder frames of a transducer
         self.log_probs.append(logp)
         self.search.step(logp)
         self.chunk_ms.append((time.perf_counter() - tic) * 1000.0)
@@ -156,7 +201,7 @@ class OnnxStreamingRecognizer:
         return self.search.best()
 
     def posteriors(self) -> np.ndarray:
-        """(T', V) CTC log-posteriors emitted so far."""
+        """(T', V) CTC log-posteriors emitted so far (a transducer export: its (T', D) encoder frames)."""
         if not self.log_probs:
             return np.zeros((0, len(self.meta["token_list"])), np.float32)
         return np.concatenate(self.log_probs)

@@ -269,3 +269,34 @@ def test_streaming_transducer_chunk_by_chunk_equals_simulated(tmp_path, monkeypa
     ref.step(simulated_streaming_encode(model, np.asarray(wav), cfg))
     assert rec.token_ids() == ref.best() and len(ref.best()) > 0
     assert all(final.startswith(p) for p in partials) and len(set(partials)) > 2  # it grew chunk by chunk
+
+
+def test_transducer_onnx_export_streams_like_pytorch(tmp_path, monkeypatch):
+    """A transducer's ONNX export (encoder graphs with encoder frames, decoder.onnx, joiner.onnx):
+    the full-context graph's encoder frames are PyTorch's, and OnnxStreamingRecognizer's greedy
+    RNN-T chunk by chunk gives the PyTorch StreamingRecognizer's tokens and partial texts."""
+    pytest.importorskip("onnxruntime")
+    from espnet_omni.export.onnx_export import export_onnx
+    from espnet_omni.inference.onnx_recognizer import OnnxStreamingRecognizer
+    from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
+
+    model = _random_transducer(tmp_path, monkeypatch)
+    cfg = StreamingConfig(4, left_chunks=2)
+    meta = export_onnx(model, tmp_path / "onnx", cfg)
+    assert meta["head"] == "transducer" and {"decoder", "joiner"} <= set(meta["graphs"])
+    wav = _wav()
+    import onnxruntime as ort
+
+    with torch.no_grad():
+        feats, flens = model._extract_feats(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))
+        enc = model.encode(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))[0][0]
+    full = ort.InferenceSession(str(tmp_path / "onnx" / "full.onnx"), providers=["CPUExecutionProvider"])
+    got = full.run(None, {"feats": feats.numpy(), "feats_lengths": flens.numpy()})[0][0]
+    np.testing.assert_allclose(got, enc.numpy(), atol=1e-4, rtol=0)
+    ref, onnx_rec = StreamingRecognizer(model, cfg), OnnxStreamingRecognizer(tmp_path / "onnx")
+    for rec in (ref, onnx_rec):
+        rec.partials = [rec.feed(wav[s : s + 1000]) for s in range(0, len(wav), 1000)] + [rec.finish()]
+    assert onnx_rec.token_ids() == ref.token_ids() and len(ref.token_ids()) > 3
+    assert onnx_rec.partials == ref.partials
+    with pytest.raises(ValueError, match="transducer export, decoded with greedy RNN-T only: use beam_size 1"):
+        OnnxStreamingRecognizer(tmp_path / "onnx", beam_size=4)
