@@ -94,8 +94,11 @@ class SupernetConfig:
         tie: How layers share a sparsity: ``global``, ``per_block`` or
             ``per_layer``.
         distill_weight: Weight of the in-place distillation loss (KL from the
-            densest sub-network's CTC posteriors, detached) added to every
+            densest sub-network's posteriors, detached) added to every
             other sub-network's loss; 0 switches it off.
+        distill_head: Whose posteriors: ``ctc`` (the CTC head's, per frame)
+            or ``transducer`` (a transducer model's joint network, per frame
+            and label position: the papers' RNN-T distillation).
         mask_update_interval: Optimizer steps between mask refreshes (the
             masks are re-ranked from the live weights; one sort per layer).
         schedule: Optional :class:`CubicSchedule` mapping: caps the sampled
@@ -122,6 +125,7 @@ class SupernetConfig:
     choices: tuple[float, ...] = DEFAULT_CHOICES
     tie: str = "per_layer"
     distill_weight: float = 0.0
+    distill_head: str = "ctc"
     mask_update_interval: int = 50
     schedule: Optional[CubicSchedule] = None
     valid_sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)
@@ -151,6 +155,8 @@ class SupernetConfig:
             raise ValueError("omni_conf.valid_sparsities must not be empty")
         if not isinstance(self.split_batch, bool):
             raise ValueError(f"omni_conf.split_batch={self.split_batch!r} must be true or false")
+        if self.distill_head not in ("ctc", "transducer"):
+            raise ValueError(f"omni_conf.distill_head={self.distill_head!r}: expected ctc or transducer")
         if self.split_batch and self.distill_weight > 0:
             raise ValueError(
                 f"omni_conf.split_batch: true and distill_weight={self.distill_weight}: in-place distillation "
@@ -289,14 +295,19 @@ def reset(encoder) -> None:
         encoder.set_active_mode("full")
 
 
-def _masked_kl(teacher: torch.Tensor, student_logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+def _masked_kl(teacher: torch.Tensor, student_logits: torch.Tensor, lens: torch.Tensor,
+               label_lens: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean over valid frames of KL(teacher || student); teacher are log-probs.
 
-    teacher, student_logits: (B, T, V); lens: (B,).
+    teacher, student_logits: (B, T, V), or a joint network's (B, T, U + 1, V) with
+    ``label_lens`` (B,): then the valid cells are t < lens and u <= label_lens.
     """
-    logp = F.log_softmax(student_logits, dim=-1)  # (B, T, V)
-    kl = (teacher.exp() * (teacher - logp)).sum(-1)  # (B, T)
+    logp = F.log_softmax(student_logits, dim=-1)
+    kl = (teacher.exp() * (teacher - logp)).sum(-1)  # (B, T) or (B, T, U + 1)
     valid = torch.arange(kl.size(1), device=kl.device)[None, :] < lens[:, None]  # (B, T)
+    if label_lens is not None:
+        u = torch.arange(kl.size(2), device=kl.device)[None, :] <= label_lens.to(kl.device)[:, None]  # (B, U + 1)
+        valid = valid[:, :, None] & u[:, None, :]
     return (kl * valid).sum() / valid.sum().clamp(min=1)
 
 
@@ -318,17 +329,29 @@ class TaggedModel(torch.nn.Module):
         self._lens: Optional[torch.Tensor] = None
         core = getattr(model, "module", model)
         self._hooks = []
-        if state.cfg.distill_weight > 0 and getattr(core, "ctc", None) is None:
+        self.transducer_kd = state.cfg.distill_weight > 0 and state.cfg.distill_head == "transducer"
+        if self.transducer_kd and not getattr(core, "use_transducer_decoder", False):
+            raise ValueError(
+                f"omni_conf.distill_head: transducer (distill_weight={state.cfg.distill_weight}) matches the "
+                "joint network's posteriors, and this model has none (model: transducer_torchaudio, decoder: "
+                "transducer); use distill_head: ctc")
+        if state.cfg.distill_weight > 0 and not self.transducer_kd and getattr(core, "ctc", None) is None:
             raise ValueError(
                 f"omni_conf.distill_weight={state.cfg.distill_weight}: in-place distillation matches the "
                 "sub-networks' CTC posteriors, and this model has no CTC head (model_conf.ctc_weight: 0); "
-                "give it an auxiliary CTC (ctc_weight > 0) or set distill_weight: 0")
+                "give it an auxiliary CTC (ctc_weight > 0)"
+                + (", distill through its joint network (distill_head: transducer)"
+                   if getattr(core, "use_transducer_decoder", False) else "")
+                + " or set distill_weight: 0")
         if state.cfg.distill_weight > 0:
-            self._hooks.append(core.ctc.ctc_lo.register_forward_hook(self._keep_logits))
+            head = core.joint_network.lin_out if self.transducer_kd else core.ctc.ctc_lo
+            self._hooks.append(head.register_forward_hook(self._keep_logits))
             self._hooks.append(core.encoder.register_forward_hook(self._keep_lens))
 
     def _keep_logits(self, module, inputs, output) -> None:
-        self._logits = output  # (B, T, V)
+        if self.transducer_kd and output.dim() != 4:
+            return  # a joint call of a search (per frame), not the loss's (B, T, U + 1, V) lattice
+        self._logits = output  # (B, T, V); a joint network's (B, T, U + 1, V)
 
     def _keep_lens(self, module, inputs, output) -> None:
         self._lens = output[1]  # (B,)
@@ -351,7 +374,8 @@ class TaggedModel(torch.nn.Module):
             if tag in ("max", "full"):
                 self.state.teacher = F.log_softmax(self._logits.detach(), dim=-1)
             elif self.state.teacher is not None and self.state.teacher.shape == self._logits.shape:
-                kd = _masked_kl(self.state.teacher, self._logits, self._lens)
+                label_lens = batch.get("text_lengths") if self.transducer_kd else None
+                kd = _masked_kl(self.state.teacher, self._logits, self._lens, label_lens)
                 loss = loss + self.state.cfg.distill_weight * kd
                 out[f"distill_{tag}"] = kd.detach()
             self._logits = self._lens = None

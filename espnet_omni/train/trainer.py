@@ -259,7 +259,7 @@ class OmniTrainer(Trainer):
             default=dict(),
             help="Supernet training (espnet_omni.train.supernet.SupernetConfig): "
             "sampler {rule: sandwich|uniform|fixed|dense, num_subnets, fixed}, choices, tie, "
-            "distill_weight, mask_update_interval, schedule {final_sparsity, begin_step, "
+            "distill_weight, distill_head, mask_update_interval, schedule {final_sparsity, begin_step, "
             "end_step}, valid_sparsities, seed, dual_mode, split_batch. Empty = plain ESPnet training.",
         )
 

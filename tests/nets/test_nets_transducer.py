@@ -300,3 +300,54 @@ def test_transducer_onnx_export_streams_like_pytorch(tmp_path, monkeypatch):
     assert onnx_rec.partials == ref.partials
     with pytest.raises(ValueError, match="transducer export, decoded with greedy RNN-T only: use beam_size 1"):
         OnnxStreamingRecognizer(tmp_path / "onnx", beam_size=4)
+
+
+def test_transducer_distillation_changes_the_sparse_subnetworks_gradients(tmp_path, monkeypatch):
+    """omni_conf.distill_head: transducer: the dense sub-network's joint-network posteriors (per
+    frame and label position) teach the sparse one: its KL is > 0 and its gradients differ from
+    those without distillation and from CTC distillation; distilling through a missing joint
+    network is refused, naming distill_head."""
+    from espnet_omni.train.supernet import SupernetConfig, SupernetState, TaggedModel, activate
+
+    model = _random_transducer(tmp_path, monkeypatch)  # eval: no dropout, the same forward each run
+    args = _transducer_args(tmp_path)
+    wavs = [torch.from_numpy(soundfile.read(f"data/wav/train_utt{i}.wav", dtype="float32")[0]) for i in (0, 3)]
+    ids = [torch.tensor([args.token_list.index(c) for c in tiny_asr.TEXTS[i]]) for i in (0, 3)]
+    batch = dict(speech=torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True),
+                 speech_lengths=torch.tensor([len(w) for w in wavs]),
+                 text=torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=-1),
+                 text_lengths=torch.tensor([len(t) for t in ids]))
+
+    def student(weight, head):
+        cfg = SupernetConfig.from_dict({"sampler": {"rule": "sandwich", "num_subnets": 2},
+                                        "distill_weight": weight, "distill_head": head})
+        state = SupernetState(cfg, model.encoder, accum_grad=1)
+        tagged = TaggedModel(model, state)
+        for ms in state.plan(0):  # the dense teacher (max), then the sparsest student (min)
+            activate(model.encoder, ms)
+            state.micro = ms
+            model.zero_grad()
+            loss, stats, _ = tagged(**batch)
+        loss.backward()
+        tagged.remove_hooks()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, stats
+
+    plain, _ = student(0.0, "ctc")
+    rnnt, stats = student(1.0, "transducer")
+    ctc, ctc_stats = student(1.0, "ctc")
+    assert float(stats["distill_min"]) > 1e-6 and float(ctc_stats["distill_min"]) > 1e-6
+    changed = lambda a, b: max(float((a[n] - b[n]).abs().max()) for n in a)  # noqa: E731
+    assert changed(rnnt, plain) > 1e-6 and changed(rnnt, ctc) > 1e-6
+    # the joint network gets the transducer distillation's gradient, not the CTC one's
+    joint = [n for n in plain if n.startswith("joint_network.")]
+    assert max(float((rnnt[n] - plain[n]).abs().max()) for n in joint) > 1e-6
+    assert max(float((ctc[n] - plain[n]).abs().max()) for n in joint) < 1e-7
+    ctc_args = OmniASRTask.get_parser().parse_args(
+        tiny_asr.train_flags(Path("stats"), Path("exp"), "omni_conformer") + ["--normalize", "none"])
+    ctc_args.token_list = args.token_list
+    ctc_model = OmniASRTask.build_model(ctc_args)
+    cfg = SupernetConfig.from_dict({"distill_weight": 0.5, "distill_head": "transducer"})
+    with pytest.raises(ValueError, match="distill_head: transducer .*has none.*use distill_head: ctc"):
+        TaggedModel(ctc_model, SupernetState(cfg, ctc_model.encoder, accum_grad=1))
+    with pytest.raises(ValueError, match="distill_head='joint': expected ctc or transducer"):
+        SupernetConfig.from_dict({"distill_weight": 0.5, "distill_head": "joint"})
