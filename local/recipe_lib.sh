@@ -217,19 +217,25 @@ train_asr() {
     --valid_shape_file "$stats_dir/valid/text_shape" "$@"
 }
 
+# set_lm_opts: lm_opts=(--lm_train_config ... --lm_file ...) of the default run's LM when
+# decoding with it (--use_lm true), else empty; a missing LM stops naming the stage that makes it.
+set_lm_opts() {
+  lm_opts=()
+  $use_lm || return 0
+  require_file "$lm_exp/$lm_inference_model" "the language model" "./run.sh --dir $dir --stage 6 --stop_stage 6 (or --use_lm false)"
+  lm_opts=(--lm_train_config "$lm_exp/config.yaml" --lm_file "$lm_exp/$lm_inference_model")
+}
+
 # decode_model TRAIN_CONFIG MODEL_FILE DECODE_DIR [SETS [asr_inference args...]]: decode every
 # set of SETS (default: the test sets) into DECODE_DIR/<set>/text. A set whose text is
 # complete, newer than the model and both configs, and made with the same inference options
 # is kept (make-style), so a re-run of an interrupted stage decodes only what is missing.
 decode_model() {
   local config=$1 model=$2 ddir=$3 want=${4:-$test_sets}; shift 3; [ $# -eq 0 ] || shift
-  local extra=("$@") x out n i j pids opts lm_opts=() lm_model sets=() args wall
+  local extra=("$@") x out n i j pids opts lm_model sets=() args wall
   lm_model=$model
-  if $use_lm; then
-    lm_model=$lm_exp/$lm_inference_model
-    require_file "$lm_model" "the language model" "./run.sh --dir $dir --stage 6 --stop_stage 6 (or --use_lm false)"
-    lm_opts=(--lm_train_config "$lm_exp/config.yaml" --lm_file "$lm_model")
-  fi
+  set_lm_opts
+  $use_lm && lm_model=$lm_exp/$lm_inference_model
   opts="inference_config=$inference_config inference_args=$inference_args ${extra[*]} ${lm_opts[*]}"
   opts=${opts//  / }
   for x in $want; do

@@ -25,7 +25,7 @@
 #      (4), (5) the same fine-tuned from exp/ssl_w2v/, exp/ssl_w2v_dual/ (--init_param
 #      maps the pre-encoder to encoder.embed) -> exp/asr_<tag>_dual_w2v[_u<N>]/, ..._dual_w2vdual[_u<N>]/
 #   3  both modes of every row (espnet_omni.bin.dual_mode_eval): the full-context network
-#      exported and decoded (ESPnet's Speech2Text, --inference_config), the streaming one
+#      exported and decoded (ESPnet's Speech2Text, --inference_config, with the LM), the streaming one
 #      decoded chunk by chunk on one thread (RTF, per-chunk latency) -> <row exp>/table_b/
 #   4  Table B -> the table_b section of --results_file
 set -euo pipefail
@@ -155,13 +155,15 @@ if run_stage 2; then
 fi
 
 if run_stage 3; then
+  set_lm_opts  # the full-context decoding fuses the LM as every other decoding of the recipes does
   for r in $table_b_rows; do
     d=$(row_exp "$r"); t=$d/table_b; mkdir -p "$t"
     require_file "$d/$inference_model" "row $r's model" "$recipe_name --dir $dir --stage 2 --stop_stage 2 --table_b_rows $r"
     # a row evaluated with these options and this model is not redone (another --table_b_rows
     # selection reuses it); anything else re-evaluates it
     eval_key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "inference_config=$inference_config" \
-      "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_args=$stream_args" "export_format=$export_format")
+      "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_args=$stream_args" "export_format=$export_format" \
+      "lm=${lm_opts[*]}")
     if [ -f "$t/.eval.done" ] && [ "$(cat "$t/.eval.done")" = "$eval_key" ]; then
       log "row $r: both modes of $d evaluated already with these options ($t/.eval.done); kept"; continue
     fi
@@ -170,7 +172,7 @@ if run_stage 3; then
     $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
       --asr_model_file "$d/$inference_model" --inference_config "$inference_config" \
       --decode_name "decode_$inference_tag" --format "$export_format" --out_dir "$t" \
-      $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) "${calibration_opts[@]}" $stream_args \
+      $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) "${calibration_opts[@]}" "${lm_opts[@]}" $stream_args \
       > "$t/eval.log" 2>&1 || { log "evaluation failed: see $t/eval.log"; exit 1; }
     grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
     score_decode "$t/export_full" "decode_$inference_tag" "$t/export_full/config.yaml" none

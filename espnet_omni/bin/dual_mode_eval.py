@@ -93,6 +93,29 @@ def decode_full(export_dir: Path, data_dir: Path, out: Path, decode_conf: Mappin
     return time.perf_counter() - start
 
 
+def full_decode_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Speech2Text options of the full-context decoding: ``--inference_config`` plus the LM.
+
+    An inference config that fuses an LM (``lm_weight > 0``) without ``--lm_file`` is refused:
+    ESPnet would decode without the LM but keep the config's length penalty, tuned with it.
+    """
+    conf = yaml.safe_load(args.inference_config.read_text()) if args.inference_config else {}
+    conf = dict(conf or {})
+    if (args.lm_train_config is None) != (args.lm_file is None):
+        raise SystemExit("dual_mode_eval: give both --lm_train_config and --lm_file, or neither")
+    if args.lm_file is not None:
+        for f in (args.lm_train_config, args.lm_file):
+            if not f.is_file():
+                raise SystemExit(f"dual_mode_eval: {f} not found (the language model)")
+        conf.update(lm_train_config=str(args.lm_train_config), lm_file=str(args.lm_file))
+    elif float(conf.get("lm_weight", 0) or 0) > 0:
+        raise SystemExit(
+            f"dual_mode_eval: {args.inference_config} fuses a language model (lm_weight "
+            f"{conf['lm_weight']}) but no --lm_train_config/--lm_file is given: ESPnet would decode without "
+            "it and keep the penalty tuned with it; pass the LM, or a config without lm_weight")
+    return conf
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--asr_train_config", type=Path, required=True)
@@ -101,6 +124,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", type=Path, required=True)
     p.add_argument("--inference_config", type=Path, default=None,
                    help="Speech2Text options (YAML) of the full-context decoding, e.g. conf/decode_ctc.yaml")
+    p.add_argument("--lm_train_config", type=Path, default=None,
+                   help="language model of the full-context decoding (shallow fusion, lm_weight of "
+                        "--inference_config): its config.yaml")
+    p.add_argument("--lm_file", type=Path, default=None, help="its model file")
     p.add_argument("--decode_name", default="decode", help="full-context decode dir name in export_full/")
     p.add_argument("--format", default="sparse", choices=FORMATS, help="export format of both networks")
     p.add_argument("--num_threads", type=int, default=1, help="torch threads of the full-context decoding")
@@ -120,7 +147,7 @@ def main(cmd=None) -> None:
         raise SystemExit(f"dual_mode_eval: no wav.scp in {missing}")
     config_path = as_omni_config(args.asr_train_config)
     train_config = yaml.safe_load(config_path.read_text())
-    decode_conf = yaml.safe_load(args.inference_config.read_text()) if args.inference_config else {}
+    decode_conf = full_decode_options(args)
     s_full, s_stream = mode_sparsities(train_config)
     logging.info("%s: full-context sparsity %s, streaming sparsity %s", args.asr_train_config, s_full, s_stream)
     model, train_args = OmniASRTask.build_model_from_file(config_path, args.asr_model_file, "cpu")

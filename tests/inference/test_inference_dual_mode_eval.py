@@ -77,3 +77,26 @@ def test_each_network_gets_batchnorm_statistics_of_its_own_mode(in_root, tmp_pat
         want = torch.cat([m.running_mean.flatten() for m in batchnorm_layers(model)])
         torch.testing.assert_close(running_mean(tmp_path / f"calib/export_{mode}/model.pth"), want)
         assert not torch.allclose(running_mean(tmp_path / f"plain/export_{mode}/model.pth"), want)
+
+
+def test_full_context_decoding_fuses_the_lm_or_refuses_an_lm_config_without_one(tmp_path):
+    """An inference config tuned with the LM (lm_weight > 0, its length penalty) decodes with the LM
+    given, and without one is refused: ESPnet would silently drop the LM and keep the penalty (the
+    cause of Table B's full-context column being decoded without the LM before)."""
+    import pytest
+
+    lm_conf = Path(__file__).resolve().parents[2] / "conf" / "decode_ctc_lm.yaml"
+    assert yaml.safe_load(lm_conf.read_text())["lm_weight"] > 0
+    parse = dual_mode_eval.get_parser().parse_args
+    base = ["--asr_train_config", "c.yaml", "--asr_model_file", "m.pth", "--data_dir", "d", "--out_dir", "o",
+            "--inference_config", str(lm_conf)]
+    with pytest.raises(SystemExit, match="fuses a language model .* no --lm_train_config/--lm_file"):
+        dual_mode_eval.full_decode_options(parse(base))
+    (tmp_path / "lm.yaml").write_text("{}\n")
+    (tmp_path / "lm.pth").write_bytes(b"")
+    conf = dual_mode_eval.full_decode_options(parse(base + ["--lm_train_config", str(tmp_path / "lm.yaml"),
+                                                            "--lm_file", str(tmp_path / "lm.pth")]))
+    assert conf["lm_file"] == str(tmp_path / "lm.pth") and conf["lm_weight"] > 0
+    with pytest.raises(SystemExit, match="both --lm_train_config and --lm_file"):
+        dual_mode_eval.full_decode_options(parse(base + ["--lm_file", str(tmp_path / "lm.pth")]))
+    assert "lm_file" not in dual_mode_eval.full_decode_options(parse(base[:-2] + ["--inference_config", str(DECODE)]))

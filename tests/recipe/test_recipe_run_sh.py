@@ -337,6 +337,11 @@ def test_tiny_table_b_from_the_main_job(tiny_main):
     r = recipe("local/run_table_b.sh", *common, "--table_b_rows", "1 3", "--stage", "3", "--stop_stage", "3")
     assert "row 3: both modes of" in r.stderr and "evaluated already with these options" in r.stderr, r.stderr
     assert (exp / "asr_tiny_dual/table_b/export_full/model.pth").stat().st_mtime_ns == before
+    # with the LM (the recipes' default): the full-context decoding fuses it, and the row is re-evaluated
+    lm_common = [x for x in common if x not in ("--use_lm", "false")]
+    recipe("local/run_table_b.sh", *lm_common, "--table_b_rows", "1", "--stage", "3", "--stop_stage", "3")
+    assert "lm_tiny/valid.loss.ave.pth" in (exp / "asr_tiny/table_b/.eval.done").read_text()
+    assert "(lm): SequentialRNNLM" in (exp / "asr_tiny/table_b/eval.log").read_text()
     # C4 with extra untranscribed audio: synthesized (training voices, unused sentences), pretrained on
     # with the training audio, the amount recorded beside the pretraining
     recipe("local/run_table_b.sh", *common, *opts, "--table_b_rows", "4", "--ssl_untranscribed", "6",
