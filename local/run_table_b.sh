@@ -8,6 +8,7 @@
 #   local/run_table_b.sh                                  # all five rows (~1.8 h on 2 CPU cores)
 #   local/run_table_b.sh --table_b_rows "1 2 3"           # C3 only: no pretraining (~40 min)
 #   local/run_table_b.sh --ssl_untranscribed 0            # pretraining on the training audio alone
+#   local/run_table_b.sh --table_b_rows "1 2 3" --dual_config conf/train_asr_dual_nosplit.yaml --dual_tag dual_nosplit
 #   local/run_table_b.sh --help                           # options and stages
 # Resumable: finished stages are skipped, an interrupted training resumes from its last
 # checkpoint.
@@ -27,7 +28,7 @@
 #   3  both modes of every row (espnet_omni.bin.dual_mode_eval): the full-context network
 #      exported and decoded (ESPnet's Speech2Text, --inference_config, with the LM), the streaming one
 #      decoded chunk by chunk on one thread (RTF, per-chunk latency) -> <row exp>/table_b/
-#   4  Table B -> the table_b section of --results_file
+#   4  Table B -> the table_b section of --results_file (table_b_<x> for --dual_tag dual_<x>)
 set -euo pipefail
 
 # ------------------------------------------------------------------ options
@@ -36,6 +37,8 @@ stop_stage=4
 table_b_rows="1 2 3 4 5"                # rows to pretrain, train, decode and tabulate
 stream_config=conf/train_asr_stream.yaml  # row 2: a sparse streaming model trained alone
 dual_config=conf/train_asr_dual.yaml      # rows 3-5: the dual-mode supernet (fine-tuning)
+dual_tag=dual                           # rows 3-5's experiments: exp/asr_<tag>_<dual_tag>[_w2v|_w2vdual]
+                                        # (another --dual_config beside the first: another tag)
 ssl_config=conf/pretrain_w2v.yaml         # row 4's pretraining: plain wav2vec 2.0
 ssl_dual_config=conf/pretrain_w2v_dual.yaml  # row 5's pretraining: dual-mode wav2vec 2.0
 ssl_args=""                             # extra ssl_train arguments (both pretrainings)
@@ -53,16 +56,16 @@ stage_options() {
     2) print_options stream_config dual_config ;;
   esac
 }
-done_marker() { echo "$exp/table_b/.table_b_stage$1.rows${table_b_rows// /}$ssl_sfx.done"; }
+done_marker() { echo "$exp/table_b/.table_b_stage$1.rows${table_b_rows// /}$ssl_sfx${dual_tag#dual}.done"; }
 . "$(dirname "$0")/recipe_lib.sh"
 # row_exp N: the experiment directory of Table B row N.
 row_exp() {
   case $1 in
     1) echo "$asr_exp" ;;
     2) echo "${asr_exp}_stream" ;;
-    3) echo "${asr_exp}_dual" ;;
-    4) echo "${asr_exp}_dual_w2v$ssl_sfx" ;;
-    5) echo "${asr_exp}_dual_w2vdual$ssl_sfx" ;;
+    3) echo "${asr_exp}_$dual_tag" ;;
+    4) echo "${asr_exp}_${dual_tag}_w2v$ssl_sfx" ;;
+    5) echo "${asr_exp}_${dual_tag}_w2vdual$ssl_sfx" ;;
     *) echo "$recipe_name: --table_b_rows: no row '$1' (rows: 1 2 3 4 5)" >&2; exit 2 ;;
   esac
 }
@@ -186,7 +189,7 @@ if run_stage 4; then
   $python local/table_b.py --rows $table_b_rows \
     --exps $(for r in $table_b_rows; do printf '%s ' "$(row_exp "$r")"; done) \
     --pretrain $(for r in $table_b_rows; do [ -z "$(ssl_exp "$r")" ] || printf '%s=%s ' "$r" "$(ssl_exp "$r")"; done) \
-    --decode "decode_$inference_tag" --sets $test_sets --dump "$dump" \
+    --decode "decode_$inference_tag" --sets $test_sets --dump "$dump" --section "table_b${dual_tag#dual}" \
     --results_file "$results_file" --command "$command_line"
   finish_stage 4
 fi

@@ -96,7 +96,7 @@ def render(args, table: list[dict]) -> str:
             + ") | streaming model: non-zero params / file | full-context model: non-zero params / file"
             + f" | streaming RTF ({rtf_set}, 1 thread) | training compute |")
     lines = [
-        "### Table B: dual mode (fine-tuning rows)",
+        "### Table B: dual mode (fine-tuning rows)" + ("" if args.section == "table_b" else f" ({args.section})"),
         "",
         *([tables.rel_text(args.note), ""] if args.note else []),
         f"Written by `local/table_b.py` from the recipe's outputs; command: `{tables.rel_text(args.command)}`.",
@@ -194,6 +194,8 @@ def main(cmd=None) -> None:
     p.add_argument("--pretrain", nargs="*", default=[], metavar="ROW=DIR",
                    help="the wav2vec 2.0 pretraining experiment of a row (rows 4, 5)")
     p.add_argument("--results_file", type=Path, required=True)
+    p.add_argument("--section", default="table_b",
+                   help="the section written (another dual-mode config beside the first: table_b_<its tag>)")
     p.add_argument("--command", default="")
     p.add_argument("--note", default="",
                    help="provenance (machine load, what ran where, what was moved), written under the heading")
@@ -210,8 +212,8 @@ def main(cmd=None) -> None:
     if len(args.rows) != len(args.exps):
         raise SystemExit(f"table_b: {len(args.rows)} --rows but {len(args.exps)} --exps")
     table = [row(args, r, e) for r, e in zip(args.rows, args.exps)]
-    replace_section(args.results_file, "table_b", render(args, table))
-    print(f"table_b: wrote {args.results_file} (section table_b)")
+    replace_section(args.results_file, args.section, render(args, table))
+    print(f"table_b: wrote {args.results_file} (section {args.section})")
 
 
 if __name__ == "__main__":
