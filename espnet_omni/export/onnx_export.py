@@ -68,6 +68,7 @@ from espnet2.layers.global_mvn import GlobalMVN
 from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.nets.incremental_encoder import subsampling_geometry
 from espnet_omni.nets.pruned_conv_module import PrunedConvolutionModule
+from espnet_omni.nets.transducer import is_transducer
 
 OPSET = 17
 
@@ -121,14 +122,14 @@ def _check_exportable(model: nn.Module, streaming: bool) -> None:
             raise OnnxExportError(f"encoders.{i}.conv_module {type(conv).__name__}: not supported")
 
 
-def is_transducer(model: nn.Module) -> bool:
-    """An RNN-T model (ESPnet's transducer decoder and joint network)."""
-    return bool(getattr(model, "use_transducer_decoder", False))
-
-
 def _ctc(model: nn.Module) -> Optional[nn.Module]:
     """The CTC head the encoder graphs end with (None: a transducer's graphs output encoder frames)."""
     return None if is_transducer(model) else model.ctc
+
+
+def _output_name(model: nn.Module) -> str:
+    """The encoder graphs' output: ``encoder_out`` (a transducer's) or ``log_probs`` (CTC)."""
+    return "encoder_out" if is_transducer(model) else "log_probs"
 
 
 class PredictionStepGraph(nn.Module):
@@ -195,7 +196,7 @@ class StreamingChunkGraph(nn.Module):
                                   "supports lookahead 0")
         enc = model.encoder
         self.normalize, self.enc, self.ctc, self.cfg = model.normalize, enc, _ctc(model), cfg
-        self.out_name = "encoder_out" if is_transducer(model) else "log_probs"
+        self.out_name = _output_name(model)
         self.stride, self.field = subsampling_geometry(enc.embed)
         self.keep = cfg.left_chunks * cfg.chunk_size if cfg.left_chunks >= 0 else -1
         # positions r = c + i - j reach keep + chunk - 1 (max_len with unlimited left context):
@@ -347,7 +348,7 @@ def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[Strea
                             "token_type": token_type, "bpemodel": None,
                             **frontend_meta(model.frontend), "opset": OPSET, "graphs": {},
                             "head": "transducer" if is_transducer(model) else "ctc"}
-    out_name = "encoder_out" if is_transducer(model) else "log_probs"
+    out_name = _output_name(model)
     if bpemodel is not None:  # the recognizer detokenises with it
         shutil.copyfile(bpemodel, out / Path(bpemodel).name)
         meta["bpemodel"] = Path(bpemodel).name

@@ -33,11 +33,12 @@ from espnet2.text.token_id_converter import TokenIDConverter
 from espnet_omni.export.onnx_export import initial_caches
 from espnet_omni.inference.ctc_search import make_ctc_search
 from espnet_omni.inference.streaming_recognizer import FbankStream, check_audio
+from espnet_omni.inference.transducer_search import GreedyTransducerLoop
 from espnet_omni.nets.chunk_config import StreamingConfig, StreamingLatency, algorithmic_latency
 
 
-class OnnxTransducerGreedy:
-    """Greedy RNN-T over ``decoder.onnx`` and ``joiner.onnx`` (the API of
+class OnnxTransducerGreedy(GreedyTransducerLoop):
+    """Greedy RNN-T over ``decoder.onnx`` and ``joiner.onnx`` (the loop of
     :class:`~espnet_omni.inference.transducer_search.TransducerGreedy`): the prediction
     network's output and state carried across chunks."""
 
@@ -48,27 +49,18 @@ class OnnxTransducerGreedy:
         self.blank = int(meta["blank_id"])
         self.reset()
 
-    def _predict(self, token: int) -> None:
-        self.dec_out, self.h, self.c = self.decoder.run(
-            None, {"token": np.array([[token]], np.int64), "h": self.h, "c": self.c})
-
-    def reset(self) -> None:
-        self.tokens: List[int] = []
+    def _start(self) -> None:
         self.h = np.zeros(self.shape, np.float32)
         self.c = np.zeros(self.shape, np.float32)
         self._predict(self.blank)
 
-    def step(self, enc: np.ndarray) -> None:
-        """Consume ``(T, D_enc)`` encoder frames."""
-        for frame in enc:
-            logits = self.joiner.run(None, {"encoder_out": frame[None], "dec_out": self.dec_out})[0]
-            token = int(np.argmax(logits[0]))
-            if token != self.blank:
-                self.tokens.append(token)
-                self._predict(token)
+    def _predict(self, token: int) -> None:
+        self.dec_out, self.h, self.c = self.decoder.run(
+            None, {"token": np.array([[token]], np.int64), "h": self.h, "c": self.c})
 
-    def best(self) -> List[int]:
-        return list(self.tokens)
+    def _best(self, frame: np.ndarray) -> int:
+        logits = self.joiner.run(None, {"encoder_out": frame[None], "dec_out": self.dec_out})[0]
+        return int(np.argmax(logits[0]))
 
 
 class OnnxStreamingRecognizer:

@@ -34,6 +34,7 @@ from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 from espnet_omni.inference.ctc_search import make_ctc_search
 from espnet_omni.inference.transducer_search import TransducerGreedy
+from espnet_omni.nets.transducer import is_transducer
 from espnet_omni.nets.chunk_config import (
     StreamingConfig,
     StreamingLatency,
@@ -156,7 +157,7 @@ class StreamingRecognizer:
                 "streaming supports global_mvn or none")
         if model.preencoder is not None or model.postencoder is not None:
             raise NotImplementedError("streaming supports no pre/post-encoder")
-        self.transducer = bool(getattr(model, "use_transducer_decoder", False))
+        self.transducer = is_transducer(model)
         if self.transducer and beam_size != 1:
             raise NotImplementedError(
                 f"beam_size={beam_size}: a transducer model (model: transducer_torchaudio) streams with "

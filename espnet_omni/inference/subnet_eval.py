@@ -52,6 +52,7 @@ from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 
 from espnet_omni.inference.transducer_search import TransducerGreedy
+from espnet_omni.nets.transducer import is_transducer
 from espnet_omni.inference.bn_calib import (
     DEFAULT_CALIBRATION_UTTS,
     batchnorm_layers,
@@ -195,7 +196,7 @@ def check_head(model: torch.nn.Module, head: str) -> None:
     """Raise ``ValueError`` naming the option when ``model`` has no ``head`` to score with."""
     if head not in HEADS:
         raise ValueError(f"head={head!r} is not one of {HEADS}")
-    transducer = bool(getattr(model, "use_transducer_decoder", False))
+    transducer = is_transducer(model)
     if head == "transducer" and not transducer:
         raise ValueError("fitness head 'transducer' (greedy RNN-T) needs a transducer model (model: "
                          "transducer_torchaudio, decoder: transducer); this one decodes with CTC: use --head ctc")
@@ -209,7 +210,7 @@ def check_head(model: torch.nn.Module, head: str) -> None:
 
 def default_head(model: torch.nn.Module) -> str:
     """``transducer`` for a transducer model (the papers' RNN-T), else ``ctc``."""
-    return "transducer" if getattr(model, "use_transducer_decoder", False) else "ctc"
+    return "transducer" if is_transducer(model) else "ctc"
 
 
 class SubnetEvaluator:

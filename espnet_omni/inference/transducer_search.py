@@ -15,7 +15,46 @@ from typing import List
 import torch
 
 
-class TransducerGreedy:
+class GreedyTransducerLoop:
+    """The frame-synchronous greedy RNN-T loop, whatever runs the networks.
+
+    A subclass gives ``_start()`` (the prediction network's state and output for
+    the start symbol, blank), ``_best(frame)`` (the joint network's best token for
+    one encoder frame and the current prediction output) and ``_predict(token)``
+    (the prediction network advanced by ``token``). At most one token per frame,
+    as ESPnet's ``BeamSearchTransducer.greedy_search``.
+    """
+
+    blank: int
+
+    def reset(self) -> None:
+        """Start a new utterance."""
+        self.tokens: List[int] = []
+        self._start()
+
+    def step(self, enc) -> None:
+        """Consume ``(T, D_enc)`` encoder frames."""
+        for frame in enc:
+            token = self._best(frame)
+            if token != self.blank:
+                self.tokens.append(token)
+                self._predict(token)
+
+    def best(self) -> List[int]:
+        """Token ids so far (no blanks)."""
+        return list(self.tokens)
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _best(self, frame) -> int:
+        raise NotImplementedError
+
+    def _predict(self, token: int) -> None:
+        raise NotImplementedError
+
+
+class TransducerGreedy(GreedyTransducerLoop):
     """Greedy RNN-T search over ESPnet's ``TransducerDecoder`` and ``JointNetwork``.
 
     Args:
@@ -31,28 +70,16 @@ class TransducerGreedy:
         self.decoder, self.joint, self.blank = decoder, joint_network, blank
         self.reset()
 
-    @torch.no_grad()
-    def _predict(self, token: int) -> None:
-        """Run the prediction network on ``token``: its output and state for the next frames."""
-        label = torch.full((1, 1), token, dtype=torch.long, device=self.decoder.device)
-        out, self.state = self.decoder.rnn_forward(self.decoder.embed(label), self.state)
-        self.dec_out = out[0][0]  # (D_dec,)
-
-    def reset(self) -> None:
-        """Start a new utterance."""
-        self.tokens: List[int] = []
+    def _start(self) -> None:
         self.state = self.decoder.init_state(1)
         self._predict(self.blank)
 
     @torch.no_grad()
-    def step(self, enc: torch.Tensor) -> None:
-        """Consume ``(T, D_enc)`` encoder frames."""
-        for frame in enc:
-            token = int(torch.argmax(self.joint(frame, self.dec_out), dim=-1))
-            if token != self.blank:
-                self.tokens.append(token)
-                self._predict(token)
+    def _predict(self, token: int) -> None:
+        label = torch.full((1, 1), token, dtype=torch.long, device=self.decoder.device)
+        out, self.state = self.decoder.rnn_forward(self.decoder.embed(label), self.state)
+        self.dec_out = out[0][0]  # (D_dec,)
 
-    def best(self) -> List[int]:
-        """Token ids so far (no blanks)."""
-        return list(self.tokens)
+    @torch.no_grad()
+    def _best(self, frame: torch.Tensor) -> int:
+        return int(torch.argmax(self.joint(frame, self.dec_out), dim=-1))

@@ -68,6 +68,13 @@ def _warprnnt_on_torchaudio() -> Iterator[None]:
             sys.modules["warprnnt_pytorch"] = saved
 
 
+def is_transducer(model: torch.nn.Module) -> bool:
+    """An RNN-T model: ESPnet's transducer decoder and joint network (``decoder: transducer``)
+    rather than CTC (and attention) alone. The one test the decoders, the search, the
+    distillation and the exports make."""
+    return bool(getattr(model, "use_transducer_decoder", False))
+
+
 class TransducerASRModel(ESPnetASRModel):
     """``ESPnetASRModel`` whose transducer loss is torchaudio's (same arguments)."""
 

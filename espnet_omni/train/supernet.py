@@ -32,6 +32,7 @@ from typing import Iterable, Iterator, Optional
 import torch
 import torch.nn.functional as F
 
+from espnet_omni.nets.transducer import is_transducer
 from espnet_omni.sparsity.masks import check_sparsity
 from espnet_omni.sparsity.schedule import CubicSchedule
 from espnet_omni.sparsity.subnet import DEFAULT_CHOICES, TIES, SearchSpace, SubnetConfig
@@ -330,7 +331,7 @@ class TaggedModel(torch.nn.Module):
         core = getattr(model, "module", model)
         self._hooks = []
         self.transducer_kd = state.cfg.distill_weight > 0 and state.cfg.distill_head == "transducer"
-        if self.transducer_kd and not getattr(core, "use_transducer_decoder", False):
+        if self.transducer_kd and not is_transducer(core):
             raise ValueError(
                 f"omni_conf.distill_head: transducer (distill_weight={state.cfg.distill_weight}) matches the "
                 "joint network's posteriors, and this model has none (model: transducer_torchaudio, decoder: "
@@ -341,7 +342,7 @@ class TaggedModel(torch.nn.Module):
                 "sub-networks' CTC posteriors, and this model has no CTC head (model_conf.ctc_weight: 0); "
                 "give it an auxiliary CTC (ctc_weight > 0)"
                 + (", distill through its joint network (distill_head: transducer)"
-                   if getattr(core, "use_transducer_decoder", False) else "")
+                   if is_transducer(core) else "")
                 + " or set distill_weight: 0")
         if state.cfg.distill_weight > 0:
             head = core.joint_network.lin_out if self.transducer_kd else core.ctc.ctc_lo
