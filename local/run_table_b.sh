@@ -22,9 +22,9 @@
 #      the pretraining summary (with the audio each saw) -> the ssl_pretraining section
 #   2  training of the rows (--table_b_rows) that need it: (1) is the dense model of
 #      run.sh stage 5; (2) a sparse streaming model alone (stream_config) -> exp/asr_<tag>_stream/;
-#      (3) the dual-mode supernet from random init (dual_config) -> exp/asr_<tag>_dual/;
+#      (3) the dual-mode supernet from random init (dual_config) -> exp/asr_<tag>_<dual_tag>/;
 #      (4), (5) the same fine-tuned from exp/ssl_w2v/, exp/ssl_w2v_dual/ (--init_param
-#      maps the pre-encoder to encoder.embed) -> exp/asr_<tag>_dual_w2v[_u<N>]/, ..._dual_w2vdual[_u<N>]/
+#      maps the pre-encoder to encoder.embed) -> exp/asr_<tag>_<dual_tag>_w2v[_u<N>]/, ..._w2vdual[_u<N>]/
 #   3  both modes of every row (espnet_omni.bin.dual_mode_eval): the full-context network
 #      exported and decoded (ESPnet's Speech2Text, --inference_config, with the LM), the streaming one
 #      decoded chunk by chunk on one thread (RTF, per-chunk latency) -> <row exp>/table_b/

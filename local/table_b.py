@@ -131,8 +131,13 @@ def render(args, table: list[dict]) -> str:
     ]
     lines += ["", "Trained as (from each run's train.log and config.yaml): "
               + "; ".join(provenance(t["exp"]) for t in table) + "."]
-    for test in tables.verdict_sets(sets):
-        lines += verdicts(table, test, args.dump, args.decode)
+    claims = [line for test in tables.verdict_sets(sets) for line in verdicts(table, test, args.dump, args.decode)]
+    if claims:
+        lines += ["", *claims]
+        if args.dump is not None:  # once, under the claims of every set
+            lines += ["", "Differences: WER points of the first system minus the second on the same utterances; "
+                      "95% interval from 1000 paired bootstrap resamples of the utterances (Bisani & Ney, 2004). "
+                      "A claim whose interval contains 0 is not shown either way by this test set."]
     lines += pretraining(table)
     return "\n".join(lines) + "\n"
 
@@ -149,7 +154,8 @@ def hyp_file(r: dict, mode: str, decode: str, test: str) -> Path:
 
 
 def verdicts(table: list[dict], test: str, dump: Optional[Path] = None, decode: str = "") -> list[str]:
-    """Claims C3 and C4 on ``test`` for the rows present: (claim, mode, row a, row b, what a, what b, rule)."""
+    """The lines of claims C3 and C4 on ``test`` for the rows present (with their paired bootstrap
+    interval when ``dump`` has the references)."""
     by = {t["row"]: t for t in table}
     checks = [
         ("C3", "full", "3", "1", "dual-mode supernet", "dense model alone", "<="),
@@ -174,12 +180,7 @@ def verdicts(table: list[dict], test: str, dump: Optional[Path] = None, decode: 
             sig = " (" + tables.significance(dump / test / "text", hyp_file(by[ra], mode, decode, test),
                                              hyp_file(by[rb], mode, decode, test), "table_b") + ")"
         out.append(f"- {claim}, {name} mode on `{test}`: {what_a} {a:.1f}% vs {what_b} {b:.1f}%: {verdict}{sig}.")
-    if out and dump is not None:
-        out.append("")
-        out.append("Differences: WER points of the first system minus the second on the same utterances; "
-                   "95% interval from 1000 paired bootstrap resamples of the utterances (Bisani & Ney, 2004). "
-                   "A claim whose interval contains 0 is not shown either way by this test set.")
-    return [""] + out if out else []
+    return out
 
 
 def main(cmd=None) -> None:

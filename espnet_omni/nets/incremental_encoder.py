@@ -120,21 +120,24 @@ class _KVCache:
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """(1, H, n, d_k) keys and values of the next frames."""
         n = k.size(2)
+
+        def empty(like: torch.Tensor, frames: int) -> torch.Tensor:
+            return like.new_empty(like.size(0), like.size(1), frames, like.size(3))
+
         if self.k is None:
             cap = max(self.capacity, 2 * n)
-            self.k, self.v = k.new_empty(*k.shape[:2], cap, k.size(3)), v.new_empty(*v.shape[:2], cap, v.size(3))
+            self.k, self.v = empty(k, cap), empty(v, cap)
         if self.offset + self.size + n > self.k.size(2):
-            live = slice(self.offset, self.offset + self.size)
-            cap = self.k.size(2)
-            if 2 * (self.size + n) > cap:  # more than half full: double
+            live_k = self.k[:, :, self.offset : self.offset + self.size]
+            live_v = self.v[:, :, self.offset : self.offset + self.size]
+            if 2 * (self.size + n) > self.k.size(2):  # more than half full: double
                 cap = 2 * (self.size + n)
-                k_new, v_new = self.k.new_empty(*self.k.shape[:2], cap, self.k.size(3)), self.v.new_empty(
-                    *self.v.shape[:2], cap, self.v.size(3))
-            else:  # room enough: move the live frames to the front
-                k_new, v_new = self.k, self.v
-            k_new[:, :, : self.size] = self.k[:, :, live].clone()
-            v_new[:, :, : self.size] = self.v[:, :, live].clone()
-            self.k, self.v, self.offset = k_new, v_new, 0
+                self.k, self.v = empty(self.k, cap), empty(self.v, cap)
+            else:  # room enough: move the live frames to the front (a copy: the ranges may overlap)
+                live_k, live_v = live_k.clone(), live_v.clone()
+            self.k[:, :, : self.size] = live_k
+            self.v[:, :, : self.size] = live_v
+            self.offset = 0
         end = self.offset + self.size
         self.k[:, :, end : end + n] = k
         self.v[:, :, end : end + n] = v
