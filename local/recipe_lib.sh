@@ -1,4 +1,4 @@
-# Shared by run.sh, local/run_table_a.sh, local/run_table_b.sh and local/score_dense.sh
+# Shared by run.sh, local/run_table_a.sh, local/run_table_b.sh, local/run_rnnt.sh and local/score_dense.sh
 # (sourced, not run): the options every recipe shares, option parsing, stage markers (with
 # the options they were made with, and each stage's seconds in exp/stage_seconds.tsv),
 # the token list, feature statistics, LM, training, decoding, scoring and export.

@@ -8,7 +8,8 @@
 #   local/run_table_b.sh                                  # all five rows (~1.8 h on 2 CPU cores)
 #   local/run_table_b.sh --table_b_rows "1 2 3"           # C3 only: no pretraining (~40 min)
 #   local/run_table_b.sh --ssl_untranscribed 0            # pretraining on the training audio alone
-#   local/run_table_b.sh --table_b_rows "1 2 3" --dual_config conf/train_asr_dual_nosplit.yaml --dual_tag dual_nosplit
+#   local/run_table_b.sh --table_b_rows "1 2 3" --dual_config conf/train_asr_dual.yaml --dual_tag dual
+#                                                         # rows 3-5 with each mode on half of every batch
 #   local/run_table_b.sh --help                           # options and stages
 # Resumable: finished stages are skipped, an interrupted training resumes from its last
 # checkpoint.
@@ -26,8 +27,9 @@
 #      (4), (5) the same fine-tuned from exp/ssl_w2v/, exp/ssl_w2v_dual/ (--init_param
 #      maps the pre-encoder to encoder.embed) -> exp/asr_<tag>_<dual_tag>_w2v[_u<N>]/, ..._w2vdual[_u<N>]/
 #   3  both modes of every row (espnet_omni.bin.dual_mode_eval): the full-context network
-#      exported and decoded (ESPnet's Speech2Text, --inference_config, with the LM), the streaming one
-#      decoded chunk by chunk on one thread (RTF, per-chunk latency) -> <row exp>/table_b/
+#      exported and decoded (ESPnet's Speech2Text, --inference_config, with the LM); the streaming one
+#      decoded alike (its encoder in streaming mode, as the main job's streaming WER) and chunk by
+#      chunk on one thread (CTC greedy: RTF, per-chunk latency) -> <row exp>/table_b/
 #   4  Table B -> the table_b section of --results_file (table_b_<x> for --dual_tag dual_<x>)
 set -euo pipefail
 
@@ -36,8 +38,11 @@ stage=1
 stop_stage=4
 table_b_rows="1 2 3 4 5"                # rows to pretrain, train, decode and tabulate
 stream_config=conf/train_asr_stream.yaml  # row 2: a sparse streaming model trained alone
-dual_config=conf/train_asr_dual.yaml      # rows 3-5: the dual-mode supernet (fine-tuning)
-dual_tag=dual                           # rows 3-5's experiments: exp/asr_<tag>_<dual_tag>[_w2v|_w2vdual]
+dual_config=conf/train_asr_dual_nosplit.yaml  # rows 3-5: the dual-mode supernet (fine-tuning): both
+                                        # modes on every mini-batch (the papers' setting; C3 holds with
+                                        # it, not with conf/train_asr_dual.yaml's split batches)
+dual_tag=dual_nosplit                   # rows 3-5's experiments: exp/asr_<tag>_<dual_tag>[_w2v|_w2vdual];
+                                        # the section: table_b<dual_tag without "dual">
                                         # (another --dual_config beside the first: another tag)
 ssl_config=conf/pretrain_w2v.yaml         # row 4's pretraining: plain wav2vec 2.0
 ssl_dual_config=conf/pretrain_w2v_dual.yaml  # row 5's pretraining: dual-mode wav2vec 2.0
@@ -166,7 +171,7 @@ if run_stage 3; then
     # selection reuses it); anything else re-evaluates it
     eval_key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "inference_config=$inference_config" \
       "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_args=$stream_args" "export_format=$export_format" \
-      "lm=${lm_opts[*]}")
+      "lm=${lm_opts[*]}" "stream_search=true")
     if [ -f "$t/.eval.done" ] && [ "$(cat "$t/.eval.done")" = "$eval_key" ]; then
       log "row $r: both modes of $d evaluated already with these options ($t/.eval.done); kept"; continue
     fi
@@ -179,6 +184,7 @@ if run_stage 3; then
       > "$t/eval.log" 2>&1 || { log "evaluation failed: see $t/eval.log"; exit 1; }
     grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
     score_decode "$t/export_full" "decode_$inference_tag" "$t/export_full/config.yaml" none
+    score_decode "$t/export_stream" "decode_$inference_tag" "$d/config.yaml" none
     score_decode "$t" stream "$d/config.yaml" none
     printf '%s\n' "$eval_key" > "$t/.eval.done"
   done
@@ -189,7 +195,7 @@ if run_stage 4; then
   $python local/table_b.py --rows $table_b_rows \
     --exps $(for r in $table_b_rows; do printf '%s ' "$(row_exp "$r")"; done) \
     --pretrain $(for r in $table_b_rows; do [ -z "$(ssl_exp "$r")" ] || printf '%s=%s ' "$r" "$(ssl_exp "$r")"; done) \
-    --decode "decode_$inference_tag" --sets $test_sets --dump "$dump" --section "table_b${dual_tag#dual}" \
+    --decode "decode_$inference_tag" --decode_config "$inference_config" --sets $test_sets --dump "$dump" --section "table_b${dual_tag#dual}" \
     --results_file "$results_file" --command "$command_line"
   finish_stage 4
 fi

@@ -31,6 +31,16 @@ Writes, under --out_dir:
                                   ESPnet's Speech2Text (--inference_config)
     stream/<set>/{text,latency.json}   chunk-by-chunk decoding of the streaming network
                                   on one thread: RTF, per-chunk compute, algorithmic latency
+    export_stream/<decode_name>/<set>/text   the streaming network decoded by ESPnet's
+                                  Speech2Text with the same --inference_config (and LM) as
+                                  the full-context one, its encoder in streaming mode (the
+                                  chunk-by-chunk encoder output, tested equal; then ESPnet's
+                                  search over it): the main job's streaming WER, comparable
+                                  with the full-context column (--stream_search false: skipped)
+
+``--modes full`` (or ``stream``) evaluates one network only, e.g. a dense model's.
+``--stream_sparsity S`` sets the streaming network's sparsity of a supernet whose
+config has no fixed one (an omni supernet samples it).
 """
 
 from __future__ import annotations
@@ -39,13 +49,15 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 import yaml
 from tqdm import tqdm
 
+from espnet2.bin.asr_inference import Speech2Text
 from espnet2.fileio.sound_scp import SoundScpReader
+from espnet2.utils.types import str2bool
 from espnet_omni.corpus.audio_check import require_finite
 from espnet_omni.export import FORMATS, export_asr_model
 from espnet_omni.inference.bn_calib import add_calibration_arguments
@@ -54,10 +66,11 @@ from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
 from espnet_omni.inference.subnet_eval import calibrate_for_export
 from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.sparsity.subnet import SubnetConfig
-from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text, as_omni_config
+from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text, as_omni_config, omni_asr_inference
 
 
-def mode_sparsities(train_config: Mapping[str, Any]) -> tuple[float, float]:
+def mode_sparsities(train_config: Mapping[str, Any], stream_sparsity: Optional[float] = None
+                    ) -> tuple[float, float]:
     """``(full-context, streaming)`` sparsity of a trained model's two networks.
 
     >>> mode_sparsities({"encoder": "conformer"})
@@ -66,24 +79,24 @@ def mode_sparsities(train_config: Mapping[str, Any]) -> tuple[float, float]:
     (0.0, 0.7)
     >>> mode_sparsities({"omni_conf": {"dual_mode": {"streaming_sparsity": 0.7, "full_weight": 0.0}}})
     (0.7, 0.7)
+    >>> mode_sparsities({"omni_conf": {"dual_mode": {"streaming_sparsity": None}}}, 0.7)
+    (0.0, 0.7)
     """
     dual = (train_config.get("omni_conf") or {}).get("dual_mode") or {}
-    s = float(dual.get("streaming_sparsity") or 0.0)
+    s = float(dual.get("streaming_sparsity") or 0.0) if stream_sparsity is None else float(stream_sparsity)
     return (s if float(dual.get("full_weight", 1.0)) == 0.0 else 0.0), s
 
 
-def decode_full(export_dir: Path, data_dir: Path, out: Path, decode_conf: Mapping[str, Any]) -> float:
-    """ESPnet's Speech2Text over ``data_dir/wav.scp`` -> ``out/text``; returns seconds.
+def decode_set(s2t: Speech2Text, data_dir: Path, out: Path, desc: str) -> float:
+    """``s2t`` (ESPnet's Speech2Text) over ``data_dir/wav.scp`` -> ``out/text``; returns seconds.
 
     Raises :class:`~espnet_omni.corpus.audio_check.BadAudioError` naming an
     utterance whose audio holds NaN or inf.
     """
-    s2t = OmniSpeech2Text(asr_train_config=str(export_dir / "config.yaml"),
-                          asr_model_file=str(export_dir / "model.pth"), device="cpu", **decode_conf)
     reader = SoundScpReader(str(data_dir / "wav.scp"), dtype="float32")
     out.mkdir(parents=True, exist_ok=True)
     lines, start = [], time.perf_counter()
-    for utt in tqdm(sorted(reader.keys()), desc=f"full-context {data_dir.name}", unit="utt"):
+    for utt in tqdm(sorted(reader.keys()), desc=f"{desc} {data_dir.name}", unit="utt"):
         _, wav = reader[utt]
         require_finite(wav, utt, str(data_dir / "wav.scp"))
         with torch.no_grad():
@@ -91,6 +104,21 @@ def decode_full(export_dir: Path, data_dir: Path, out: Path, decode_conf: Mappin
         lines.append(f"{utt} {text}".rstrip() + "\n")
     (out / "text").write_text("".join(lines))
     return time.perf_counter() - start
+
+
+def streaming_speech2text(model: torch.nn.Module, config_path: Path, model_file: Path,
+                          cfg: StreamingConfig, decode_conf: Mapping[str, Any]) -> Speech2Text:
+    """ESPnet's Speech2Text over ``model`` as it is now (its active sub-network and BatchNorm
+    statistics), the encoder in streaming mode with ``cfg``."""
+    with omni_asr_inference("streaming"):
+        s2t = Speech2Text(asr_train_config=str(config_path), asr_model_file=str(model_file),
+                          device="cpu", **decode_conf)
+    s2t.asr_model.load_state_dict(model.state_dict())
+    enc = s2t.asr_model.encoder
+    enc.set_active_subnet(model.encoder.get_active_subnet())
+    enc.set_active_mode("streaming", cfg)
+    s2t.asr_model.eval()
+    return s2t
 
 
 def full_decode_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,7 +162,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk_size", type=int, default=None, help="streaming: C encoder frames")
     p.add_argument("--left_chunks", type=int, default=None, help="streaming: L chunks; -1 = all")
     p.add_argument("--lookahead", type=int, default=None, help="streaming: R frames")
-    p.add_argument("--beam_size", type=int, default=1, help="streaming: 1 = CTC greedy")
+    p.add_argument("--beam_size", type=int, default=1, help="chunk-by-chunk streaming: 1 = greedy")
+    p.add_argument("--modes", nargs="+", choices=("full", "stream"), default=["full", "stream"],
+                   help="the networks evaluated (a dense model alone: full)")
+    p.add_argument("--stream_sparsity", type=float, default=None,
+                   help="the streaming network's sparsity (default: omni_conf.dual_mode.streaming_sparsity)")
+    p.add_argument("--stream_search", type=str2bool, default=True,
+                   help="also decode the streaming network with --inference_config (and the LM), its "
+                        "encoder in streaming mode -> export_stream/<decode_name>/")
     add_calibration_arguments(p, "each network's BatchNorm statistics on it, in the network's own mode")
     return p
 
@@ -145,19 +180,24 @@ def main(cmd=None) -> None:
     missing = [str(d) for d in args.data_dir if not (d / "wav.scp").is_file()]
     if missing:
         raise SystemExit(f"dual_mode_eval: no wav.scp in {missing}")
+    if args.stream_sparsity is not None and not 0.0 <= args.stream_sparsity < 1.0:
+        raise SystemExit(f"dual_mode_eval: --stream_sparsity {args.stream_sparsity}: expected a fraction in [0, 1)")
     config_path = as_omni_config(args.asr_train_config)
     train_config = yaml.safe_load(config_path.read_text())
     decode_conf = full_decode_options(args)
-    s_full, s_stream = mode_sparsities(train_config)
-    logging.info("%s: full-context sparsity %s, streaming sparsity %s", args.asr_train_config, s_full, s_stream)
+    s_full, s_stream = mode_sparsities(train_config, args.stream_sparsity)
+    modes = [m for m in ("full", "stream") if m in args.modes]  # the streaming network last: its
+    # BatchNorm statistics stay in the model for its decoding
+    logging.info("%s: full-context sparsity %s, streaming sparsity %s (evaluated: %s)", args.asr_train_config,
+                 s_full, s_stream, " ".join(modes))
     model, train_args = OmniASRTask.build_model_from_file(config_path, args.asr_model_file, "cpu")
     model.eval()
     enc = model.encoder
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     subnets = {}
-    # the streaming network last: its statistics stay in the model for the chunk-by-chunk decoding
-    for mode, s in (("full", s_full), ("stream", s_stream)):
+    for mode in modes:
+        s = s_full if mode == "full" else s_stream
         subnets[mode] = SubnetConfig.uniform(enc.prunable_layers(), s, enc.mask_spec)
         subnets[mode].to_yaml(out / f"subnet_{mode}.yaml")
         calibration = {}
@@ -170,16 +210,26 @@ def main(cmd=None) -> None:
                                   bn_calibration=calibration)
         logging.info("export_%s: %s non-zero parameters, %s bytes", mode, report.nonzero_params, report.model_bytes)
     torch.set_num_threads(args.num_threads)
-    for d in args.data_dir:
-        sec = decode_full(out / "export_full", d, out / "export_full" / args.decode_name / d.name, decode_conf)
-        logging.info("full-context %s: %.1f s", d.name, sec)
+    if "full" in modes:
+        s2t = OmniSpeech2Text(asr_train_config=str(out / "export_full" / "config.yaml"),
+                              asr_model_file=str(out / "export_full" / "model.pth"), device="cpu", **decode_conf)
+        for d in args.data_dir:
+            sec = decode_set(s2t, d, out / "export_full" / args.decode_name / d.name, "full-context")
+            logging.info("full-context %s: %.1f s", d.name, sec)
+    if "stream" not in modes:
+        return
     # Streaming: the same weights with the streaming sub-network's masks, chunk by chunk, one thread.
-    torch.set_num_threads(1)
     enc.set_active_subnet(subnets["stream"])
     rec = StreamingRecognizer(model, None, args.beam_size, train_args)
     override = {k: getattr(args, k) for k in ("chunk_size", "left_chunks", "lookahead") if getattr(args, k) is not None}
     if override:
         rec.set_streaming_config(StreamingConfig.from_dict({**rec.cfg.to_dict(), **override}))
+    if args.stream_search:
+        s2t = streaming_speech2text(model, config_path, args.asr_model_file, rec.cfg, decode_conf)
+        for d in args.data_dir:
+            sec = decode_set(s2t, d, out / "export_stream" / args.decode_name / d.name, "streaming (search)")
+            logging.info("streaming %s with --inference_config: %.1f s", d.name, sec)
+    torch.set_num_threads(1)
     for d in args.data_dir:
         lat = decode_data_dir(rec, d, out / "stream" / d.name)
         logging.info("streaming %s: RTF %s (one thread), %s ms per chunk", d.name, lat["rtf"],

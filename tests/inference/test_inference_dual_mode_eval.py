@@ -100,3 +100,61 @@ def test_full_context_decoding_fuses_the_lm_or_refuses_an_lm_config_without_one(
     with pytest.raises(SystemExit, match="both --lm_train_config and --lm_file"):
         dual_mode_eval.full_decode_options(parse(base + ["--lm_file", str(tmp_path / "lm.pth")]))
     assert "lm_file" not in dual_mode_eval.full_decode_options(parse(base[:-2] + ["--inference_config", str(DECODE)]))
+
+
+def test_streaming_search_decodes_the_chunk_by_chunk_encoder_output(in_root, tmp_path):
+    """export_stream/<decode_name>/: the streaming network with --inference_config (ESPnet's search, the
+    LM when given), over the encoder output chunk-by-chunk streaming computes: same sub-network, same
+    re-estimated BatchNorm statistics, same chunk config (the --chunk_size override)."""
+    import numpy as np
+    import torch
+
+    from espnet2.fileio.sound_scp import SoundScpReader
+    from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
+    from espnet_omni.inference.subnet_eval import calibrate_subnet
+    from espnet_omni.nets.chunk_config import StreamingConfig
+    from espnet_omni.sparsity.subnet import SubnetConfig
+    from espnet_omni.tasks import OmniASRTask
+
+    conf = yaml.safe_load(open("exp/supernet/config.yaml"))
+    conf["omni_conf"] = {"dual_mode": {"streaming_sparsity": None}}  # an omni supernet: none fixed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(conf))
+    out = tmp_path / "table_b"
+    dual_mode_eval.main(["--asr_train_config", str(tmp_path / "config.yaml"),
+                         "--asr_model_file", "exp/supernet/valid.loss.best.pth", "--data_dir", str(VALID),
+                         "--out_dir", str(out), "--decode_name", "dec", "--chunk_size", "4",
+                         "--inference_config", str(DECODE), "--modes", "stream", "--stream_sparsity", "0.5",
+                         "--calibration_dir", "data/train", "--calibration_utts", "4"])
+    assert not (out / "export_full").exists()  # --modes stream: the streaming network only
+    assert yaml.safe_load((out / "subnet_stream.yaml").read_text())["sparsities"]
+    hyps = (out / "export_stream/dec" / VALID.name / "text").read_text().splitlines()
+    assert [h.split()[0] for h in hyps] == ["valid_utt0", "valid_utt1"]
+
+    # what the search saw: rebuild it as dual_mode_eval does, and compare its encoder output with
+    # the chunk-by-chunk recognizer's frames on the calibrated 50% network
+    model, args = OmniASRTask.build_model_from_file(tmp_path / "config.yaml", "exp/supernet/valid.loss.best.pth", "cpu")
+    model.eval()
+    sub = SubnetConfig.from_yaml(out / "subnet_stream.yaml")
+    calibrate_subnet(model, args, sub, "data/train", 4, mode="streaming")  # as dual_mode_eval did
+    model.encoder.set_active_subnet(sub)
+    cfg = StreamingConfig.from_dict({**model.encoder.streaming_config.to_dict(), "chunk_size": 4})
+    s2t = dual_mode_eval.streaming_speech2text(model, tmp_path / "config.yaml", Path("exp/supernet/valid.loss.best.pth"),
+                                               cfg, yaml.safe_load(DECODE.read_text()))
+    _, (_, wav) = next(iter(SoundScpReader(str(VALID / "wav.scp"), dtype="float32").items()))
+    rec = StreamingRecognizer(model, None, 1, args)
+    rec.set_streaming_config(cfg)
+    rec.feed(wav)
+    rec.finish()
+    with torch.no_grad():
+        speech = torch.from_numpy(np.asarray(wav))[None]
+        enc, _ = s2t.asr_model.encode(speech, torch.tensor([speech.shape[1]]))
+    torch.testing.assert_close(enc[0], rec.encoder_output(), atol=1e-4, rtol=1e-4)
+
+
+def test_bad_stream_sparsity_is_refused(in_root, tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit, match="--stream_sparsity 1.0"):
+        dual_mode_eval.main(["--asr_train_config", "exp/supernet/config.yaml", "--asr_model_file",
+                             "exp/supernet/valid.loss.best.pth", "--data_dir", str(VALID), "--out_dir",
+                             str(tmp_path), "--stream_sparsity", "1.0"])

@@ -73,7 +73,8 @@ def test_help_lists_every_stage_and_option():
     for n in range(1, 12):
         assert re.search(rf"^ +{n} ", out, re.M), f"stage {n} missing from --help"
     assert "asr_config" in out and "stop_stage" in out and "budgets" in out and "supernet_config" in out
-    for script, stages in (("local/run_table_a.sh", 7), ("local/run_table_b.sh", 4), ("local/score_dense.sh", 2)):
+    for script, stages in (("local/run_table_a.sh", 7), ("local/run_table_b.sh", 4), ("local/run_rnnt.sh", 4),
+                           ("local/score_dense.sh", 2)):
         out = recipe(script, "--help").stdout
         for n in range(1, stages + 1):
             assert re.search(rf"^ +{n} ", out, re.M), f"{script}: stage {n} missing from --help"
@@ -156,7 +157,7 @@ def test_lm_stage_without_lm_text_names_the_missing_file(tmp_path):
 
 
 def test_table_recipes_before_the_default_run_name_what_is_missing(tmp_path):
-    for script in ("local/run_table_a.sh", "local/run_table_b.sh"):
+    for script in ("local/run_table_a.sh", "local/run_table_b.sh", "local/run_rnnt.sh"):
         r = recipe(script, "--dir", str(tmp_path), check=False)
         assert r.returncode == 1, r.stderr
         assert "the default run's formatted data (run.sh stage 2) is missing" in r.stderr, r.stderr
@@ -301,7 +302,7 @@ def test_tiny_table_b_from_the_main_job(tiny_main):
     fine-tuning, both modes decoded, Table B) on the tiny main job's outputs."""
     tmp_path = tiny_main
     common = ["--dir", str(tmp_path), "--asr_config", "conf/train_asr_tiny.yaml", "--lm_config",
-              "conf/train_lm_tiny.yaml", "--test_sets", "test", "--nj", "1", "--use_lm", "false"]
+              "conf/train_lm_tiny.yaml", "--test_sets", "test", "--nj", "1", "--use_lm", "false", "--dual_tag", "dual"]
     opts = ["--stream_config", "conf/train_asr_tiny_stream.yaml", "--dual_config", "conf/train_asr_tiny_dual.yaml",
             "--ssl_config", "conf/pretrain_tiny_w2v.yaml", "--ssl_dual_config", "conf/pretrain_tiny_w2v_dual.yaml",
             "--ssl_untranscribed", "0"]
@@ -309,10 +310,14 @@ def test_tiny_table_b_from_the_main_job(tiny_main):
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN table_b -->")[1].split("<!-- END")[0]
     for name in ("dense full-context model alone", "sparse streaming model alone", "dual-mode supernet, random init",
                  "fine-tuned from plain wav2vec 2.0", "fine-tuned from dual-mode wav2vec 2.0"):
-        assert re.search(rf"^\| \(\d\) [^|]*{name} \| [\d.]+ \| [\d.]+ \| [\d.]+ M / [\d.]+ MB \| "
+        assert re.search(rf"^\| \(\d\) [^|]*{name} \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ M / [\d.]+ MB \| "
                          rf"[\d.]+ M / [\d.]+ MB \| [\d.]+ \| \d+ CPU-s( \+ \d+ CPU-s pretraining)? \|", table, re.M), (name, table)
-    assert "C3, sparse streaming mode" in table and "C4, sparse streaming mode" in table
-    assert re.search(r"C3, sparse streaming mode on `test`: .* \(difference [+-][\d.]+ points, 95% CI [+-][\d.]+ \.\. [+-][\d.]+: (not )?significant\)", table), table
+    # the streaming network also decoded like the full-context one (its encoder in streaming mode)
+    assert "streaming WER %, decoded like full-context (test)" in table, table
+    for how in ("chunk by chunk, greedy", "decoded like full-context"):
+        assert f"C3, sparse streaming ({how}) mode" in table and f"C4, sparse streaming ({how}) mode" in table
+    assert (tmp_path / "exp/asr_tiny_dual/table_b/export_stream/decode_decode_ctc_valid.loss.ave/scores.json").is_file()
+    assert re.search(r"C3, sparse streaming \(chunk by chunk, greedy\) mode on `test`: .* \(difference [+-][\d.]+ points, 95% CI [+-][\d.]+ \.\. [+-][\d.]+: (not )?significant\)", table), table
     pretrain_row = r"\| 1 \| [\d.]+ -> [\d.]+ \| [\d.]+ -> [\d.]+ \| 0\.167 \|"
     assert re.search(r"^\| `ssl_w2v_dual` \| streaming, sparsity 50% " + pretrain_row, table, re.M), table
     # stage 1 wrote its own summary of both pretrainings
@@ -357,6 +362,39 @@ def test_tiny_table_b_from_the_main_job(tiny_main):
     assert re.search(r"^\| `ssl_w2v_u6` \| dense full-context .* h `train` \(\d+ utts\) \+ [\d.]+ h `untranscribed_u6` "
                      r"\(6 utts\) \|$", summary, re.M), summary
     assert "ssl_train_u6/wav.scp" in (exp / "ssl_w2v_u6/train.log").read_text()
+
+
+def test_tiny_rnnt_rows_from_the_main_job(tiny_main):
+    """local/run_rnnt.sh (dense RNN-T, the RNN-T dual-mode omni supernet from it, the four models
+    decoded greedily, the rnnt section) on the tiny main job's outputs."""
+    tmp_path = tiny_main
+    common = ["--dir", str(tmp_path), "--asr_config", "conf/train_asr_tiny.yaml", "--lm_config",
+              "conf/train_lm_tiny.yaml", "--test_sets", "test", "--nj", "1", "--stream_sparsity", "0.5"]
+    opts = ["--rnnt_config", "conf/train_asr_tiny_rnnt.yaml",
+            "--rnnt_supernet_config", "conf/train_asr_tiny_rnnt_dual_omni.yaml"]
+    r = recipe("local/run_rnnt.sh", *common, "--supernet_tag", "nowhere", *opts, check=False)
+    assert r.returncode == 1 and f"{tmp_path}/exp/asr_tiny_nowhere" in r.stderr and "./run.sh --dir" in r.stderr, r.stderr
+    recipe("local/run_rnnt.sh", *common, *opts)
+    exp = tmp_path / "exp"
+    # the supernet started from the dense RNN-T model, prediction and joint networks included
+    log = (exp / "asr_tiny_rnnt_dual_omni/train.log").read_text()
+    assert "asr_tiny_rnnt/valid.loss.ave.pth" in log
+    conf = yaml.safe_load((exp / "asr_tiny_rnnt_dual_omni/rnnt_cmp/export_stream/config.yaml").read_text())
+    assert conf["decoder"] == "transducer"
+    table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN rnnt -->")[1].split("<!-- END")[0]
+    for name, head, stream in (("asr_tiny", "CTC", False), ("asr_tiny_rnnt", "RNN-T", False),
+                               ("asr_tiny_dual_omni", "CTC", True), ("asr_tiny_rnnt_dual_omni", "RNN-T", True)):
+        stream_cols = r"[\d.]+ \| [\d.]+" if stream else r"- \| -"
+        assert re.search(rf"^\| `{name}` \((dense|supernet)\) \| {head} \| \d+ \| \d+ / \d+ \| \d+ \| [\d.]+ \| "
+                         rf"{stream_cols} \| [\d.]+ M( / [\d.]+ M)? \|$", table, re.M), (name, table)
+    assert re.search(r"supernet, 50% streaming on `test`: RNN-T [\d.]+% vs CTC [\d.]+% \(difference", table), table
+    assert re.search(r"Targets: the RNN-T supernet's training wall time per epoch is [\d.]+x", table), table
+    # the RNN-T streaming text is the streaming CLI's on the same sub-network (transducer greedy)
+    lat = json.loads((exp / "asr_tiny_rnnt_dual_omni/rnnt_cmp/stream/test/latency.json").read_text())
+    assert lat["num_threads"] == 1
+    # re-run: every model kept
+    r = recipe("local/run_rnnt.sh", *common, *opts, "--stage", "3")
+    assert r.stderr.count("evaluated already with these options") == 4, r.stderr
 
 
 def test_librispeech_recipe_end_to_end_on_a_fake_tree(tmp_path):

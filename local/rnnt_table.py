@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""The RNN-T rows: the papers' model beside CTC, from local/run_rnnt.sh's outputs.
+
+Usage (local/run_rnnt.sh stage 4 calls it):
+  python local/rnnt_table.py --ctc exp/asr_ctc exp/asr_ctc_dual_omni \
+      --rnnt exp/asr_rnnt exp/asr_rnnt_dual_omni --sets test test_seen real --dump dump/raw \
+      --stream_sparsity 0.7 --decode_configs conf/decode_ctc.yaml conf/decode_rnnt.yaml \
+      --results_file RESULTS.md --command "local/run_rnnt.sh"
+
+Reads, per experiment E (a dense model, then a supernet, for each head):
+  E/rnnt_cmp/export_full/{export.json, decode_greedy/scores.json}   full-context size and WER
+  E/rnnt_cmp/export_stream/export.json, E/rnnt_cmp/stream/scores.json,
+  E/rnnt_cmp/stream/<set>/latency.json                      a supernet's streaming network
+  E/compute.json, E/config.yaml                             training epochs, wall and CPU seconds
+Writes: the `rnnt` section of --results_file: the table, RNN-T vs CTC on test and test_seen
+with paired bootstrap intervals, and the two targets (the RNN-T supernet's wall time per epoch
+<= 1.5x the CTC supernet's; streaming RTF <= 0.05 on one thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from espnet_omni.scoring import tables  # noqa: E402
+from espnet_omni.scoring.results_file import replace_section  # noqa: E402
+
+WHO = "rnnt_table"
+WALL_TARGET = 1.5  # the RNN-T supernet's wall time per epoch / the CTC supernet's
+RTF_TARGET = 0.05  # streaming, one thread
+
+
+def wer(scores: dict, s: str) -> float:
+    return 100 * scores["scores"][s]["words"]["wer"] if s in scores["scores"] else math.nan
+
+
+def model(exp: Path, head: str, kind: str) -> dict:
+    t = exp / "rnnt_cmp"
+    comp = tables.load_json(exp / "compute.json", WHO)
+    m = {"exp": exp, "head": head, "kind": kind, "compute": comp,
+         "full": tables.load_json(t / "export_full" / "export.json", WHO),
+         "full_scores": tables.load_json(t / "export_full" / "decode_greedy" / "scores.json", WHO)}
+    if kind == "supernet":
+        m["stream"] = tables.load_json(t / "export_stream" / "export.json", WHO)
+        m["stream_scores"] = tables.load_json(t / "stream" / "scores.json", WHO)
+    return m
+
+
+def wall_per_epoch(m: dict) -> float:
+    c = m["compute"]
+    return c["train_wall_seconds_epochs"] / c["epochs_counted"]
+
+
+def hyp(m: dict, mode: str, test: str) -> Path:
+    t = m["exp"] / "rnnt_cmp"
+    return (t / "export_full" / "decode_greedy" if mode == "full" else t / "stream") / test / "text"
+
+
+def render(args, ctc: list[dict], rnnt: list[dict]) -> str:
+    sets, rtf_set = args.sets, (args.rtf_set if args.rtf_set in args.sets else args.sets[0])
+    ws = " / ".join(sets)
+    lines = [
+        "### The papers' model: RNN-T beside CTC",
+        "",
+        *([tables.rel_text(args.note), ""] if args.note else []),
+        f"Written by `local/rnnt_table.py` from the recipe's outputs; command: `{tables.rel_text(args.command)}`.",
+        "Every model decoded the same way, greedy without the LM (CTC: `" + tables.rel_text(args.decode_configs[0])
+        + "`; RNN-T: `" + tables.rel_text(args.decode_configs[1]) + "`, ESPnet's transducer search with beam 1), by",
+        "`espnet_omni.bin.dual_mode_eval`: full-context = the (dense) full-context network exported and decoded by",
+        f"ESPnet's Speech2Text; streaming = a supernet's {args.stream_sparsity:.0%}-sparse network chunk by chunk on one",
+        "thread (CTC greedy; RNN-T greedy with the prediction network's state carried across chunks).",
+        "Epochs as configured (the recipe's RNN-T configs train fewer epochs than the CTC ones, for about the same",
+        "training time; the columns give what each took).",
+        "",
+        f"| model | head | epochs | training wall (s) / per epoch | training CPU-s | full-context WER % ({ws}) "
+        f"| streaming WER % ({ws}) | streaming RTF ({rtf_set}, 1 thread) | non-zero params: full / streaming |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rtfs = {}
+    for m in (ctc[0], rnnt[0], ctc[1], rnnt[1]):
+        c = m["compute"]
+        stream = "-" if "stream" not in m else " / ".join(f"{wer(m['stream_scores'], s):.1f}" for s in sets)
+        rtf = "-"
+        if "stream" in m:
+            lat = tables.load_json(m["exp"] / "rnnt_cmp" / "stream" / rtf_set / "latency.json", WHO)
+            rtfs[m["head"]] = lat["rtf"]
+            rtf = f"{lat['rtf']:.3f}"
+        params = f"{m['full']['nonzero_params'] / 1e6:.2f} M" + (
+            f" / {m['stream']['nonzero_params'] / 1e6:.2f} M" if "stream" in m else "")
+        lines.append(
+            f"| `{m['exp'].name}` ({m['kind']}) | {m['head']} | {c['epochs_counted']} | "
+            f"{c['train_wall_seconds_epochs']:.0f} / {wall_per_epoch(m):.0f} | {c['train_cpu_seconds']:.0f} | "
+            + " / ".join(f"{wer(m['full_scores'], s):.1f}" for s in sets) + f" | {stream} | {rtf} | {params} |")
+    lines += ["", "RNN-T minus CTC, same utterances (paired bootstrap, 1000 resamples, 95% interval):", ""]
+    for test in tables.verdict_sets(sets):
+        for (c, r), mode, what in (((ctc[0], rnnt[0]), "full", "dense model, full-context"),
+                                   ((ctc[1], rnnt[1]), "full", "supernet, full-context"),
+                                   ((ctc[1], rnnt[1]), "stream", f"supernet, {args.stream_sparsity:.0%} streaming")):
+            key = f"{mode}_scores"
+            a, b = wer(r[key], test), wer(c[key], test)
+            sig = ""
+            if args.dump is not None:
+                sig = " (" + tables.significance(args.dump / test / "text", hyp(r, mode, test), hyp(c, mode, test), WHO) + ")"
+            lines.append(f"- {what} on `{test}`: RNN-T {a:.1f}% vs CTC {b:.1f}%{sig}.")
+    ratio = wall_per_epoch(rnnt[1]) / wall_per_epoch(ctc[1])
+    lines += [
+        "",
+        f"Targets: the RNN-T supernet's training wall time per epoch is {ratio:.2f}x the CTC supernet's "
+        f"(target <= {WALL_TARGET}x: {'met' if ratio <= WALL_TARGET else 'missed'}); dense models: "
+        f"{wall_per_epoch(rnnt[0]) / wall_per_epoch(ctc[0]):.2f}x. Streaming RTF on one thread: RNN-T "
+        f"{rtfs['RNN-T']:.3f}, CTC {rtfs['CTC']:.3f} (target <= {RTF_TARGET}: "
+        f"{'met' if rtfs['RNN-T'] <= RTF_TARGET else 'missed'})."
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(cmd=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ctc", nargs=2, type=Path, required=True, metavar=("DENSE", "SUPERNET"))
+    p.add_argument("--rnnt", nargs=2, type=Path, required=True, metavar=("DENSE", "SUPERNET"))
+    p.add_argument("--sets", nargs="+", required=True)
+    p.add_argument("--rtf_set", default="test", help="the set whose streaming RTF is shown")
+    p.add_argument("--dump", type=Path, default=None, help="dump dir with <set>/text: paired bootstrap intervals")
+    p.add_argument("--stream_sparsity", type=float, required=True)
+    p.add_argument("--decode_configs", nargs=2, required=True, metavar=("CTC", "RNNT"))
+    p.add_argument("--results_file", type=Path, required=True)
+    p.add_argument("--section", default="rnnt")
+    p.add_argument("--command", default="")
+    p.add_argument("--note", default="", help="provenance (machine load, ...), written under the heading")
+    args = p.parse_args(cmd)
+    ctc = [model(args.ctc[0], "CTC", "dense"), model(args.ctc[1], "CTC", "supernet")]
+    rnnt = [model(args.rnnt[0], "RNN-T", "dense"), model(args.rnnt[1], "RNN-T", "supernet")]
+    replace_section(args.results_file, args.section, render(args, ctc, rnnt))
+    print(f"rnnt_table: wrote {args.results_file} (section {args.section})")
+
+
+if __name__ == "__main__":
+    main()

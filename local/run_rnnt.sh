@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The papers' model beside CTC (RNN-T rows): a dense RNN-T model and the RNN-T dual-mode omni
+# supernet trained from it, at about the training time of the default run's CTC models (the
+# dense model of run.sh stage 5 and the supernet of stage 7), then all four decoded the same way
+# (greedy, no LM): the dense models full-context, the supernets in both modes, the streaming
+# network chunk by chunk on one thread. Starts from the default run's outputs in the same --dir.
+#
+# Usage:
+#   local/run_rnnt.sh                                     # everything (~35 min on 2 CPU cores)
+#   local/run_rnnt.sh --stage 3                           # re-evaluate and tabulate only
+#   local/run_rnnt.sh --help                              # options and stages
+# Resumable: finished stages are skipped, an interrupted training resumes from its last
+# checkpoint, an evaluated model is not re-evaluated with the same options.
+#
+# Stages:
+#   1  the dense RNN-T model (rnnt_config: the dense model's Conformer with a transducer head
+#      and 0.3 auxiliary CTC) -> exp/asr_<rnnt_tag>/
+#   2  the RNN-T dual-mode omni supernet from it (rnnt_supernet_config) -> exp/asr_<rnnt_tag>_dual_omni/
+#   3  evaluation (espnet_omni.bin.dual_mode_eval; greedy, no LM: ctc_decode_config for CTC,
+#      rnnt_decode_config for RNN-T): the dense CTC and RNN-T models full-context; the CTC
+#      supernet (run.sh stage 7) and the RNN-T supernet full-context and at --stream_sparsity
+#      streaming, chunk by chunk on one thread (RTF) -> <exp>/rnnt_cmp/
+#   4  the table (WER side by side with paired bootstrap intervals, training time, RTF) -> the
+#      rnnt section of --results_file
+set -euo pipefail
+
+# ------------------------------------------------------------------ options
+stage=1
+stop_stage=4
+rnnt_config=conf/train_asr_rnnt.yaml    # the dense RNN-T model
+rnnt_tag=""                             # its experiment: exp/asr_<rnnt_tag> (default: from the config name)
+rnnt_args=""                            # extra asr_train arguments of the dense RNN-T model
+rnnt_supernet_config=conf/train_asr_rnnt_dual_omni.yaml  # the RNN-T dual-mode omni supernet
+rnnt_supernet_args=""                   # extra asr_train arguments of the RNN-T supernet
+supernet_tag=dual_omni                  # the supernets' experiments: exp/asr_<tag>_<supernet_tag> (run.sh's)
+stream_sparsity=0.7                     # the supernets' streaming network evaluated
+ctc_decode_config=conf/decode_ctc.yaml  # full-context decoding of the CTC models (greedy, no LM)
+rnnt_decode_config=conf/decode_rnnt.yaml  # full-context decoding of the RNN-T models (greedy, no LM)
+# ------------------------------------------------------------------ end of options
+recipe_name=local/run_rnnt.sh
+last_stage=4
+always_run_stages="3 4"  # each model's evaluation is keyed by its model and options; the table is rewritten
+stage_options() {
+  case $1 in
+    1) print_options rnnt_config rnnt_args ;;
+    2) print_options rnnt_supernet_config rnnt_supernet_args rnnt_config ;;
+  esac
+}
+done_marker() { echo "$rnnt_exp/.rnnt_stage$1.done"; }
+. "$(dirname "$0")/recipe_lib.sh"
+recipe_init "$@"
+[ -n "$rnnt_tag" ] || { rnnt_tag=$(basename "$rnnt_config" .yaml); rnnt_tag=${rnnt_tag#train_}; rnnt_tag=${rnnt_tag#asr_}; }
+rnnt_exp=$exp/asr_$rnnt_tag
+rnnt_sup_exp=${rnnt_exp}_$supernet_tag
+ctc_sup_exp=${asr_exp}_$supernet_tag
+case $stream_sparsity in 0.[0-9]*) ;; *) echo "$recipe_name: --stream_sparsity '$stream_sparsity': expected a fraction in [0, 1), e.g. 0.7" >&2; exit 2 ;; esac
+require_default_run
+require_file "$ctc_sup_exp/$inference_model" "the default run's CTC supernet (run.sh stage 7, experiment $ctc_sup_exp)" \
+  "./run.sh --dir $dir --stop_stage 7"
+
+if run_stage 1; then
+  train_asr "$rnnt_config" "$rnnt_exp" $rnnt_args
+  finish_stage 1
+fi
+
+if run_stage 2; then
+  require_file "$rnnt_exp/$inference_model" "the dense RNN-T model the supernet starts from" "$recipe_name --dir $dir --stage 1 --stop_stage 1"
+  train_asr "$rnnt_supernet_config" "$rnnt_sup_exp" --init_param "$rnnt_exp/$inference_model" $rnnt_supernet_args
+  finish_stage 2
+fi
+
+# models: "EXP DECODE_CONFIG MODES" per line: the four models compared.
+models() {
+  echo "$asr_exp $ctc_decode_config full"
+  echo "$rnnt_exp $rnnt_decode_config full"
+  echo "$ctc_sup_exp $ctc_decode_config full stream"
+  echo "$rnnt_sup_exp $rnnt_decode_config full stream"
+}
+
+if run_stage 3; then
+  while read -r d conf modes; do
+    t=$d/rnnt_cmp; mkdir -p "$t"
+    require_file "$d/$inference_model" "the model $d" "$recipe_name --dir $dir (stages 1-2), ./run.sh --dir $dir (the CTC models)"
+    eval_key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "decode_config=$conf $(cksum < "$conf")" "modes=$modes" \
+      "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_sparsity=$stream_sparsity" "export_format=$export_format")
+    if [ -f "$t/.eval.done" ] && [ "$(cat "$t/.eval.done")" = "$eval_key" ]; then
+      log "$d evaluated already with these options ($t/.eval.done); kept"; continue
+    fi
+    rm -f "$t/.eval.done"
+    log "$d: $modes (log: $t/eval.log)"
+    $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
+      --asr_model_file "$d/$inference_model" --inference_config "$conf" --decode_name decode_greedy \
+      --format "$export_format" --out_dir "$t" --modes $modes --stream_sparsity "$stream_sparsity" --stream_search false \
+      $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) "${calibration_opts[@]}" \
+      > "$t/eval.log" 2>&1 || { log "evaluation failed: see $t/eval.log"; exit 1; }
+    grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
+    score_decode "$t/export_full" decode_greedy "$t/export_full/config.yaml" none
+    [[ " $modes " != *" stream "* ]] || score_decode "$t" stream "$d/config.yaml" none
+    printf '%s\n' "$eval_key" > "$t/.eval.done"
+  done < <(models)
+  finish_stage 3
+fi
+
+if run_stage 4; then
+  $python local/rnnt_table.py --ctc "$asr_exp" "$ctc_sup_exp" --rnnt "$rnnt_exp" "$rnnt_sup_exp" \
+    --sets $test_sets --dump "$dump" --stream_sparsity "$stream_sparsity" \
+    --decode_configs "$ctc_decode_config" "$rnnt_decode_config" \
+    --results_file "$results_file" --command "$command_line"
+  finish_stage 4
+fi
+log "finished stages $stage..$stop_stage"
