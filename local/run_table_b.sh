@@ -5,7 +5,8 @@
 # data, the dense model of row 1, LM) in the same --dir.
 #
 # Usage:
-#   local/run_table_b.sh                                  # all five rows (~1.8 h on 2 CPU cores)
+#   local/run_table_b.sh                                  # all five rows (~2.7 h on 2 CPU cores: pretrainings
+#                                                         # ~20 + ~32 min, rows 2-5 ~14 + 24 + 2x26 min, evaluation)
 #   local/run_table_b.sh --table_b_rows "1 2 3"           # C3 only: no pretraining (~40 min)
 #   local/run_table_b.sh --ssl_untranscribed 0            # pretraining on the training audio alone
 #   local/run_table_b.sh --table_b_rows "1 2 3" --dual_config conf/train_asr_dual.yaml --dual_tag dual
