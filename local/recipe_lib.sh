@@ -103,10 +103,10 @@ recipe_init() {
 
   mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
   data=$dir/data; dump=$dir/dump/raw; exp=$dir/exp
-  [ -n "$asr_tag" ] || { asr_tag=$(basename "$asr_config" .yaml); asr_tag=${asr_tag#train_}; asr_tag=${asr_tag#asr_}; }
+  [ -n "$asr_tag" ] || asr_tag=$(config_tag "$asr_config" asr)
   [ -n "$results_file" ] || results_file=$dir/RESULTS.md
   asr_exp=$exp/asr_$asr_tag
-  [ -n "$lm_tag" ] || { lm_tag=$(basename "$lm_config" .yaml); lm_tag=${lm_tag#train_}; lm_tag=${lm_tag#lm_}; }
+  [ -n "$lm_tag" ] || lm_tag=$(config_tag "$lm_config" lm)
   lm_exp=$exp/lm_$lm_tag
   if [ -z "$inference_tag" ]; then
     inference_tag=$(basename "$inference_config" .yaml)_${inference_model%.pth}
@@ -127,6 +127,20 @@ recipe_init() {
     calibration_opts=(--calibration_dir "$dump/$train_set" --calibration_utts "$bn_calib_utts")
   fi
 }
+
+# config_tag CONFIG KIND: an experiment tag from a config's file name (conf/train_asr_ctc.yaml,
+# asr -> ctc).
+config_tag() { local t; t=$(basename "$1" .yaml); t=${t#train_}; echo "${t#"$2"_}"; }
+
+# evaluated_already DIR KEY WHAT: true (logged) when DIR/.eval.done holds KEY (the model and options
+# DIR's evaluation was made with); otherwise the stale marker goes. mark_evaluated DIR KEY after it.
+evaluated_already() {
+  if [ -f "$1/.eval.done" ] && [ "$(cat "$1/.eval.done")" = "$2" ]; then
+    log "$3 evaluated already with these options ($1/.eval.done); kept"; return 0
+  fi
+  rm -f "$1/.eval.done"; return 1
+}
+mark_evaluated() { printf '%s\n' "$2" > "$1/.eval.done"; }
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($recipe_name${current_stage:+ stage $current_stage}) $*" >&2; }
 

@@ -49,7 +49,7 @@ stage_options() {
 done_marker() { echo "$rnnt_exp/.rnnt_stage$1.done"; }
 . "$(dirname "$0")/recipe_lib.sh"
 recipe_init "$@"
-[ -n "$rnnt_tag" ] || { rnnt_tag=$(basename "$rnnt_config" .yaml); rnnt_tag=${rnnt_tag#train_}; rnnt_tag=${rnnt_tag#asr_}; }
+[ -n "$rnnt_tag" ] || rnnt_tag=$(config_tag "$rnnt_config" asr)
 rnnt_exp=$exp/asr_$rnnt_tag
 rnnt_sup_exp=${rnnt_exp}_$supernet_tag
 ctc_sup_exp=${asr_exp}_$supernet_tag
@@ -83,10 +83,7 @@ if run_stage 3; then
     require_file "$d/$inference_model" "the model $d" "$recipe_name --dir $dir (stages 1-2), ./run.sh --dir $dir (the CTC models)"
     eval_key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "decode_config=$conf $(cksum < "$conf")" "modes=$modes" \
       "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_sparsity=$stream_sparsity" "export_format=$export_format")
-    if [ -f "$t/.eval.done" ] && [ "$(cat "$t/.eval.done")" = "$eval_key" ]; then
-      log "$d evaluated already with these options ($t/.eval.done); kept"; continue
-    fi
-    rm -f "$t/.eval.done"
+    evaluated_already "$t" "$eval_key" "$d" && continue
     log "$d: $modes (log: $t/eval.log)"
     $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
       --asr_model_file "$d/$inference_model" --inference_config "$conf" --decode_name decode_greedy \
@@ -96,7 +93,7 @@ if run_stage 3; then
     grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
     score_decode "$t/export_full" decode_greedy "$t/export_full/config.yaml" none
     [[ " $modes " != *" stream "* ]] || score_decode "$t" stream "$d/config.yaml" none
-    printf '%s\n' "$eval_key" > "$t/.eval.done"
+    mark_evaluated "$t" "$eval_key"
   done < <(models)
   finish_stage 3
 fi

@@ -173,10 +173,7 @@ if run_stage 3; then
     eval_key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "inference_config=$inference_config" \
       "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_args=$stream_args" "export_format=$export_format" \
       "lm=${lm_opts[*]}" "stream_search=true")
-    if [ -f "$t/.eval.done" ] && [ "$(cat "$t/.eval.done")" = "$eval_key" ]; then
-      log "row $r: both modes of $d evaluated already with these options ($t/.eval.done); kept"; continue
-    fi
-    rm -f "$t/.eval.done"
+    evaluated_already "$t" "$eval_key" "row $r: both modes of $d" && continue
     log "row $r: both modes of $d (log: $t/eval.log)"
     $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
       --asr_model_file "$d/$inference_model" --inference_config "$inference_config" \
@@ -187,7 +184,7 @@ if run_stage 3; then
     score_decode "$t/export_full" "decode_$inference_tag" "$t/export_full/config.yaml" none
     score_decode "$t/export_stream" "decode_$inference_tag" "$d/config.yaml" none
     score_decode "$t" stream "$d/config.yaml" none
-    printf '%s\n' "$eval_key" > "$t/.eval.done"
+    mark_evaluated "$t" "$eval_key"
   done
   finish_stage 3
 fi

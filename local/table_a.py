@@ -49,8 +49,7 @@ def median_epochs(exp: Path) -> float:
     return tables.median_epochs(exp, "table_a")
 
 
-def wer(scores: dict, s: str) -> float:
-    return 100 * scores["scores"][s]["words"]["wer"] if s in scores["scores"] else float("nan")
+wer = tables.wer_percent
 
 
 def cpu(exp: Path) -> float:

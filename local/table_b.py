@@ -30,7 +30,6 @@ Paths in the sections (the command, the configs) are relative to the repository 
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 from pathlib import Path
@@ -56,8 +55,7 @@ def load(path: Path) -> dict:
     return tables.load_json(path, "table_b")
 
 
-def wer(scores: dict, s: str) -> float:
-    return 100 * scores["scores"][s]["words"]["wer"] if s in scores["scores"] else math.nan
+wer = tables.wer_percent
 
 
 def row(args, r: str, exp: Path) -> dict:

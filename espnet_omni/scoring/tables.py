@@ -16,6 +16,7 @@ or a bench result.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import statistics
@@ -79,6 +80,12 @@ def load_yaml(path: Path, who: str = "table") -> dict:
     import yaml
 
     return yaml.safe_load(load_text(path, who))
+
+
+def wer_percent(scores: dict, s: str) -> float:
+    """Word error rate in % of set ``s`` in a ``scores.json`` (espnet_omni.scoring.score); NaN when
+    the set was not scored."""
+    return 100 * scores["scores"][s]["words"]["wer"] if s in scores["scores"] else math.nan
 
 
 def ngpu(exp: Path, who: str = "table") -> int:
