@@ -9,6 +9,7 @@ Usage (local/run_rnnt.sh stage 4 calls it):
 
 Reads, per experiment E (a dense model, then a supernet, for each head):
   E/rnnt_cmp/export_full/{export.json, decode_greedy/scores.json}   full-context size and WER
+  E/rnnt_cmp/export_full/decode_lm/scores.json              with --lm_decode_configs: WER with the LM
   E/rnnt_cmp/export_stream/export.json, E/rnnt_cmp/stream/scores.json,
   E/rnnt_cmp/stream/<set>/latency.json                      a supernet's streaming network
   E/compute.json, E/config.yaml                             training epochs, wall and CPU seconds
@@ -38,12 +39,14 @@ RTF_TARGET = 0.05  # streaming, one thread
 wer = tables.wer_percent
 
 
-def model(exp: Path, head: str, kind: str) -> dict:
+def model(exp: Path, head: str, kind: str, lm: bool = False) -> dict:
     t = exp / "rnnt_cmp"
     comp = tables.load_json(exp / "compute.json", WHO)
     m = {"exp": exp, "head": head, "kind": kind, "compute": comp,
          "full": tables.load_json(t / "export_full" / "export.json", WHO),
          "full_scores": tables.load_json(t / "export_full" / "decode_greedy" / "scores.json", WHO)}
+    if lm:
+        m["lm_scores"] = tables.load_json(t / "export_full" / "decode_lm" / "scores.json", WHO)
     if kind == "supernet":
         m["stream"] = tables.load_json(t / "export_stream" / "export.json", WHO)
         m["stream_scores"] = tables.load_json(t / "stream" / "scores.json", WHO)
@@ -60,7 +63,8 @@ def wall_per_epoch(m: dict) -> float:
 
 def hyp(m: dict, mode: str, test: str) -> Path:
     t = m["exp"] / "rnnt_cmp"
-    return (t / "export_full" / "decode_greedy" if mode == "full" else t / "stream") / test / "text"
+    d = {"full": t / "export_full" / "decode_greedy", "lm": t / "export_full" / "decode_lm", "stream": t / "stream"}
+    return d[mode] / test / "text"
 
 
 def render(args, ctc: list[dict], rnnt: list[dict]) -> str:
@@ -79,9 +83,19 @@ def render(args, ctc: list[dict], rnnt: list[dict]) -> str:
         "Epochs as configured (the recipe's RNN-T configs train fewer epochs than the CTC ones, for about the same",
         "training time; the columns give what each took).",
         "",
+    ]
+    lm = args.lm_decode_configs is not None
+    if lm:
+        lines[-1:-1] = [
+            "With the LM: each full-context network also decoded with run.sh's character LM as the product decodes (CTC: `"
+            + tables.rel_text(args.lm_decode_configs[0]) + "`, CTC prefix beam search; RNN-T: `"
+            + tables.rel_text(args.lm_decode_configs[1]) + "`, ESPnet's transducer beam search), shallow fusion.",
+        ]
+    lines += [
         f"| model | head | epochs | training wall (s): total / median epoch | training CPU-s | full-context WER % ({ws}) "
-        f"| streaming WER % ({ws}) | streaming RTF ({rtf_set}, 1 thread) | non-zero params: full / streaming |",
-        "|---|---|---|---|---|---|---|---|---|",
+        + (f"| full-context WER % with the LM ({ws}) " if lm else "")
+        + f"| streaming WER % ({ws}) | streaming RTF ({rtf_set}, 1 thread) | non-zero params: full / streaming |",
+        "|---|---|---|---|---|---|" + ("---|" if lm else "") + "---|---|---|",
     ]
     rtfs = {}
     for m in (ctc[0], rnnt[0], ctc[1], rnnt[1]):
@@ -97,12 +111,18 @@ def render(args, ctc: list[dict], rnnt: list[dict]) -> str:
         lines.append(
             f"| `{m['exp'].name}` ({m['kind']}) | {m['head']} | {c['epochs_counted']} | "
             f"{c['train_wall_seconds_epochs']:.0f} / {wall_per_epoch(m):.0f} | {c['train_cpu_seconds']:.0f} | "
-            + " / ".join(f"{wer(m['full_scores'], s):.1f}" for s in sets) + f" | {stream} | {rtf} | {params} |")
+            + " / ".join(f"{wer(m['full_scores'], s):.1f}" for s in sets)
+            + ((" | " + " / ".join(f"{wer(m['lm_scores'], s):.1f}" for s in sets)) if lm else "")
+            + f" | {stream} | {rtf} | {params} |")
     lines += ["", "RNN-T minus CTC, same utterances (paired bootstrap, 1000 resamples, 95% interval):", ""]
     for test in tables.verdict_sets(sets):
-        for (c, r), mode, what in (((ctc[0], rnnt[0]), "full", "dense model, full-context"),
-                                   ((ctc[1], rnnt[1]), "full", "supernet, full-context"),
-                                   ((ctc[1], rnnt[1]), "stream", f"supernet, {args.stream_sparsity:.0%} streaming")):
+        cmp = [((ctc[0], rnnt[0]), "full", "dense model, full-context"),
+               ((ctc[1], rnnt[1]), "full", "supernet, full-context"),
+               ((ctc[1], rnnt[1]), "stream", f"supernet, {args.stream_sparsity:.0%} streaming")]
+        if lm:
+            cmp[2:2] = [((ctc[0], rnnt[0]), "lm", "dense model, full-context with the LM"),
+                        ((ctc[1], rnnt[1]), "lm", "supernet, full-context with the LM")]
+        for (c, r), mode, what in cmp:
             key = f"{mode}_scores"
             a, b = wer(r[key], test), wer(c[key], test)
             sig = ""
@@ -130,13 +150,16 @@ def main(cmd=None) -> None:
     p.add_argument("--dump", type=Path, default=None, help="dump dir with <set>/text: paired bootstrap intervals")
     p.add_argument("--stream_sparsity", type=float, required=True)
     p.add_argument("--decode_configs", nargs=2, required=True, metavar=("CTC", "RNNT"))
+    p.add_argument("--lm_decode_configs", nargs=2, default=None, metavar=("CTC", "RNNT"),
+                   help="the full-context networks were also decoded with the LM (rnnt_cmp/export_full/decode_lm)")
     p.add_argument("--results_file", type=Path, required=True)
     p.add_argument("--section", default="rnnt")
     p.add_argument("--command", default="")
     p.add_argument("--note", default="", help="provenance (machine load, ...), written under the heading")
     args = p.parse_args(cmd)
-    ctc = [model(args.ctc[0], "CTC", "dense"), model(args.ctc[1], "CTC", "supernet")]
-    rnnt = [model(args.rnnt[0], "RNN-T", "dense"), model(args.rnnt[1], "RNN-T", "supernet")]
+    lm = args.lm_decode_configs is not None
+    ctc = [model(args.ctc[0], "CTC", "dense", lm), model(args.ctc[1], "CTC", "supernet", lm)]
+    rnnt = [model(args.rnnt[0], "RNN-T", "dense", lm), model(args.rnnt[1], "RNN-T", "supernet", lm)]
     replace_section(args.results_file, args.section, render(args, ctc, rnnt))
     print(f"rnnt_table: wrote {args.results_file} (section {args.section})")
 

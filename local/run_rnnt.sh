@@ -19,7 +19,9 @@
 #   3  evaluation (espnet_omni.bin.dual_mode_eval; greedy, no LM: ctc_decode_config for CTC,
 #      rnnt_decode_config for RNN-T): the dense CTC and RNN-T models full-context; the CTC
 #      supernet (run.sh stage 7) and the RNN-T supernet full-context and at --stream_sparsity
-#      streaming, chunk by chunk on one thread (RTF) -> <exp>/rnnt_cmp/
+#      streaming, chunk by chunk on one thread (RTF) -> <exp>/rnnt_cmp/; with --use_lm true
+#      (default) also each full-context network with the LM (CTC: the recipe's inference
+#      config; RNN-T: rnnt_lm_decode_config) -> <exp>/rnnt_cmp/export_full/decode_lm/
 #   4  the table (WER side by side with paired bootstrap intervals, training time, RTF) -> the
 #      rnnt section of --results_file
 set -euo pipefail
@@ -36,6 +38,9 @@ supernet_tag=dual_omni                  # the supernets' experiments: exp/asr_<t
 stream_sparsity=0.7                     # the supernets' streaming network evaluated
 ctc_decode_config=conf/decode_ctc.yaml  # full-context decoding of the CTC models (greedy, no LM)
 rnnt_decode_config=conf/decode_rnnt.yaml  # full-context decoding of the RNN-T models (greedy, no LM)
+ctc_lm_decode_config=""                 # with --use_lm true, the CTC models' full-context decoding with the LM
+                                        # (default: the recipe's inference config, the main job's)
+rnnt_lm_decode_config=conf/decode_rnnt_lm.yaml  # the RNN-T models' (ESPnet's transducer beam search + LM)
 # ------------------------------------------------------------------ end of options
 recipe_name=local/run_rnnt.sh
 last_stage=4
@@ -53,6 +58,7 @@ recipe_init "$@"
 rnnt_exp=$exp/asr_$rnnt_tag
 rnnt_sup_exp=${rnnt_exp}_$supernet_tag
 ctc_sup_exp=${asr_exp}_$supernet_tag
+[ -n "$ctc_lm_decode_config" ] || ctc_lm_decode_config=$inference_config
 case $stream_sparsity in 0.[0-9]*) ;; *) echo "$recipe_name: --stream_sparsity '$stream_sparsity': expected a fraction in [0, 1), e.g. 0.7" >&2; exit 2 ;; esac
 require_default_run
 require_file "$ctc_sup_exp/$inference_model" "the default run's CTC supernet (run.sh stage 7, experiment $ctc_sup_exp)" \
@@ -69,31 +75,41 @@ if run_stage 2; then
   finish_stage 2
 fi
 
-# models: "EXP DECODE_CONFIG MODES" per line: the four models compared.
+# models: "EXP DECODE_CONFIG LM_DECODE_CONFIG MODES" per line: the four models compared.
 models() {
-  echo "$asr_exp $ctc_decode_config full"
-  echo "$rnnt_exp $rnnt_decode_config full"
-  echo "$ctc_sup_exp $ctc_decode_config full stream"
-  echo "$rnnt_sup_exp $rnnt_decode_config full stream"
+  echo "$asr_exp $ctc_decode_config $ctc_lm_decode_config full"
+  echo "$rnnt_exp $rnnt_decode_config $rnnt_lm_decode_config full"
+  echo "$ctc_sup_exp $ctc_decode_config $ctc_lm_decode_config full stream"
+  echo "$rnnt_sup_exp $rnnt_decode_config $rnnt_lm_decode_config full stream"
 }
 
 if run_stage 3; then
-  while read -r d conf modes; do
+  set_lm_opts
+  while read -r d conf lm_conf modes; do
     t=$d/rnnt_cmp; mkdir -p "$t"
     require_file "$d/$inference_model" "the model $d" "$recipe_name --dir $dir (stages 1-2), ./run.sh --dir $dir (the CTC models)"
     eval_key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "decode_config=$conf $(cksum < "$conf")" "modes=$modes" \
       "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_sparsity=$stream_sparsity" "export_format=$export_format")
-    evaluated_already "$t" "$eval_key" "$d" && continue
-    log "$d: $modes (log: $t/eval.log)"
-    $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
-      --asr_model_file "$d/$inference_model" --inference_config "$conf" --decode_name decode_greedy \
-      --format "$export_format" --out_dir "$t" --modes $modes --stream_sparsity "$stream_sparsity" --stream_search false \
-      $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) "${calibration_opts[@]}" \
-      > "$t/eval.log" 2>&1 || { log "evaluation failed: see $t/eval.log"; exit 1; }
-    grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
-    score_decode "$t/export_full" decode_greedy "$t/export_full/config.yaml" none
-    [[ " $modes " != *" stream "* ]] || score_decode "$t" stream "$d/config.yaml" none
-    mark_evaluated "$t" "$eval_key"
+    if ! evaluated_already "$t" "$eval_key" "$d"; then
+      log "$d: $modes (log: $t/eval.log)"
+      $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
+        --asr_model_file "$d/$inference_model" --inference_config "$conf" --decode_name decode_greedy \
+        --format "$export_format" --out_dir "$t" --modes $modes --stream_sparsity "$stream_sparsity" --stream_search false \
+        $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) "${calibration_opts[@]}" \
+        > "$t/eval.log" 2>&1 || { log "evaluation failed: see $t/eval.log"; exit 1; }
+      grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
+      score_decode "$t/export_full" decode_greedy "$t/export_full/config.yaml" none
+      [[ " $modes " != *" stream "* ]] || score_decode "$t" stream "$d/config.yaml" none
+      mark_evaluated "$t" "$eval_key"
+    fi
+    # with the LM (--use_lm true): the full-context network decoded as the product decodes
+    # (CTC: the recipe's inference config; RNN-T: rnnt_lm_decode_config), make-style
+    if $use_lm; then
+      require_file "$lm_conf" "the LM decoding config of $d" "--ctc_lm_decode_config / --rnnt_lm_decode_config"
+      require_file "$t/export_full/model.pth" "the exported full-context network of $d" "$recipe_name --dir $dir --stage 3"
+      (inference_config=$lm_conf; decode_model "$t/export_full/config.yaml" "$t/export_full/model.pth" "$t/export_full/decode_lm")
+      score_decode "$t/export_full" decode_lm "$t/export_full/config.yaml" none
+    fi
   done < <(models)
   finish_stage 3
 fi
@@ -102,6 +118,7 @@ if run_stage 4; then
   $python local/rnnt_table.py --ctc "$asr_exp" "$ctc_sup_exp" --rnnt "$rnnt_exp" "$rnnt_sup_exp" \
     --sets $test_sets --dump "$dump" --stream_sparsity "$stream_sparsity" \
     --decode_configs "$ctc_decode_config" "$rnnt_decode_config" \
+    $($use_lm && echo --lm_decode_configs "$ctc_lm_decode_config" "$rnnt_lm_decode_config") \
     --results_file "$results_file" --command "$command_line"
   finish_stage 4
 fi

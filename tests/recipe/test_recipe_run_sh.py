@@ -385,9 +385,15 @@ def test_tiny_rnnt_rows_from_the_main_job(tiny_main):
     for name, head, stream in (("asr_tiny", "CTC", False), ("asr_tiny_rnnt", "RNN-T", False),
                                ("asr_tiny_dual_omni", "CTC", True), ("asr_tiny_rnnt_dual_omni", "RNN-T", True)):
         stream_cols = r"[\d.]+ \| [\d.]+" if stream else r"- \| -"
-        assert re.search(rf"^\| `{name}` \((dense|supernet)\) \| {head} \| \d+ \| \d+ / \d+ \| \d+ \| [\d.]+ \| "
+        # full-context WER greedy, then with the LM (the tiny main job has one)
+        assert re.search(rf"^\| `{name}` \((dense|supernet)\) \| {head} \| \d+ \| \d+ / \d+ \| \d+ \| [\d.]+ \| [\d.]+ \| "
                          rf"{stream_cols} \| [\d.]+ M( / [\d.]+ M)? \|$", table, re.M), (name, table)
+        lm_decode = exp / name / "rnnt_cmp/export_full/decode_lm"
+        assert (lm_decode / "test/text").is_file() and "lm_file" in (lm_decode / "test/decode.opts").read_text()
+    assert "conf/decode_rnnt_lm.yaml" in table and "conf/decode_ctc_lm.yaml" in table, table
     assert re.search(r"supernet, 50% streaming on `test`: RNN-T [\d.]+% vs CTC [\d.]+% \(difference", table), table
+    assert re.search(r"dense model, full-context with the LM on `test`: RNN-T [\d.]+% vs CTC [\d.]+% \(difference",
+                     table), table
     assert re.search(r"Targets: the RNN-T supernet's training wall time per epoch \(median epoch\) is [\d.]+x", table), table
     # the RNN-T streaming text is the streaming CLI's on the same sub-network (transducer greedy)
     lat = json.loads((exp / "asr_tiny_rnnt_dual_omni/rnnt_cmp/stream/test/latency.json").read_text())
@@ -395,6 +401,7 @@ def test_tiny_rnnt_rows_from_the_main_job(tiny_main):
     # re-run: every model kept
     r = recipe("local/run_rnnt.sh", *common, *opts, "--stage", "3")
     assert r.stderr.count("evaluated already with these options") == 4, r.stderr
+    assert len(re.findall(r"decoding test: kept \S+/rnnt_cmp/export_full/decode_lm/test/text", r.stderr)) == 4, r.stderr
 
 
 def test_librispeech_recipe_end_to_end_on_a_fake_tree(tmp_path):
