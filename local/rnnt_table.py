@@ -13,6 +13,7 @@ Reads, per experiment E (a dense model, then a supernet, for each head):
   E/rnnt_cmp/export_stream/export.json, E/rnnt_cmp/stream/scores.json,
   E/rnnt_cmp/stream/<set>/latency.json                      a supernet's streaming network
   E/compute.json, E/config.yaml                             training epochs, wall and CPU seconds
+With --distill BASE KD...: the `rnnt_distill` section instead (local/run_rnnt.sh stage 6).
 Writes: the `rnnt` section of --results_file: the table, RNN-T vs CTC on test and test_seen
 with paired bootstrap intervals, and the two targets (the RNN-T supernet's wall time per epoch
 <= 1.5x the CTC supernet's; streaming RTF <= 0.05 on one thread).
@@ -141,10 +142,58 @@ def render(args, ctc: list[dict], rnnt: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_distill(args, models: list[dict]) -> str:
+    """The rnnt_distill section: stage 2's RNN-T supernet (first) beside the same supernet trained
+    with in-place distillation through each head, both modes greedy, with paired bootstrap intervals."""
+    sets = args.sets
+    ws = " / ".join(sets)
+    lines = [
+        "### RNN-T supernet: in-place distillation through the joint network or the auxiliary CTC head",
+        "",
+        *([tables.rel_text(args.note), ""] if args.note else []),
+        f"Written by `local/rnnt_table.py --distill` from the recipe's outputs; command: `{tables.rel_text(args.command)}`.",
+        "The same RNN-T dual-mode omni supernet config from the same dense RNN-T model; the distillation runs put every",
+        "sub-network on the whole mini-batch (split_batch false: the teacher's utterances), the densest one's detached",
+        "posteriors teaching the sparse ones (KL, weight distill_weight): `transducer` = the joint network's over the",
+        "RNN-T lattice, `ctc` = the auxiliary CTC head's per frame. Decoded greedily without the LM (`"
+        + tables.rel_text(args.decode_configs[1]) + f"`); streaming = the {args.stream_sparsity:.0%}-sparse network chunk by",
+        "chunk on one thread.",
+        "",
+        f"| model | split_batch | distill_head (weight) | epochs | training wall (s): total / median epoch "
+        f"| full-context WER % ({ws}) | streaming WER % ({ws}) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in models:
+        omni = tables.load_yaml(m["exp"] / "config.yaml", WHO).get("omni_conf") or {}
+        kd = float(omni.get("distill_weight") or 0.0)
+        c = m["compute"]
+        lines.append(
+            f"| `{m['exp'].name}` | {str(bool(omni.get('split_batch', False))).lower()} | "
+            + (f"{omni.get('distill_head', 'ctc')} ({kd:g})" if kd > 0 else "none") + f" | {c['epochs_counted']} | "
+            f"{c['train_wall_seconds_epochs']:.0f} / {wall_per_epoch(m):.0f} | "
+            + " / ".join(f"{wer(m['full_scores'], s):.1f}" for s in sets) + " | "
+            + " / ".join(f"{wer(m['stream_scores'], s):.1f}" for s in sets) + " |")
+    lines += ["", "Differences, same utterances (paired bootstrap, 1000 resamples, 95% interval):", ""]
+    base, kds = models[0], models[1:]
+    pairs = [(k, base) for k in kds] + [(kds[i], kds[j]) for i in range(len(kds)) for j in range(i + 1, len(kds))]
+    for test in tables.verdict_sets(sets):
+        for mode, what in (("stream", f"{args.stream_sparsity:.0%} streaming"), ("full", "full-context")):
+            for a, b in pairs:
+                x, y = wer(a[f"{mode}_scores"], test), wer(b[f"{mode}_scores"], test)
+                sig = ""
+                if args.dump is not None:
+                    sig = " (" + tables.significance(args.dump / test / "text", hyp(a, mode, test), hyp(b, mode, test), WHO) + ")"
+                lines.append(f"- {what} on `{test}`: `{a['exp'].name}` {x:.1f}% vs `{b['exp'].name}` {y:.1f}%{sig}.")
+    return "\n".join(lines) + "\n"
+
+
 def main(cmd=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ctc", nargs=2, type=Path, required=True, metavar=("DENSE", "SUPERNET"))
-    p.add_argument("--rnnt", nargs=2, type=Path, required=True, metavar=("DENSE", "SUPERNET"))
+    p.add_argument("--ctc", nargs=2, type=Path, metavar=("DENSE", "SUPERNET"))
+    p.add_argument("--rnnt", nargs=2, type=Path, metavar=("DENSE", "SUPERNET"))
+    p.add_argument("--distill", nargs="+", type=Path, metavar="SUPERNET",
+                   help="instead: the distillation table (run_rnnt.sh stage 6): the supernet without "
+                        "distillation, then those with it (each evaluated into <exp>/rnnt_cmp)")
     p.add_argument("--sets", nargs="+", required=True)
     p.add_argument("--rtf_set", default="test", help="the set whose streaming RTF is shown")
     p.add_argument("--dump", type=Path, default=None, help="dump dir with <set>/text: paired bootstrap intervals")
@@ -157,6 +206,15 @@ def main(cmd=None) -> None:
     p.add_argument("--command", default="")
     p.add_argument("--note", default="", help="provenance (machine load, ...), written under the heading")
     args = p.parse_args(cmd)
+    if args.distill:
+        if len(args.distill) < 2:
+            p.error("--distill: the supernet without distillation and at least one with it")
+        models = [model(e, "RNN-T", "supernet") for e in args.distill]
+        replace_section(args.results_file, args.section, render_distill(args, models))
+        print(f"rnnt_table: wrote {args.results_file} (section {args.section})")
+        return
+    if not (args.ctc and args.rnnt):
+        p.error("--ctc DENSE SUPERNET and --rnnt DENSE SUPERNET are required (or --distill)")
     lm = args.lm_decode_configs is not None
     ctc = [model(args.ctc[0], "CTC", "dense", lm), model(args.ctc[1], "CTC", "supernet", lm)]
     rnnt = [model(args.rnnt[0], "RNN-T", "dense", lm), model(args.rnnt[1], "RNN-T", "supernet", lm)]

@@ -8,6 +8,7 @@
 # Usage:
 #   local/run_rnnt.sh                                     # everything (~35 min on 2 CPU cores)
 #   local/run_rnnt.sh --stage 3                           # re-evaluate and tabulate only
+#   local/run_rnnt.sh --stage 5 --distill_heads "ctc transducer"  # distillation through which head (~45 min)
 #   local/run_rnnt.sh --help                              # options and stages
 # Resumable: finished stages are skipped, an interrupted training resumes from its last
 # checkpoint, an evaluated model is not re-evaluated with the same options.
@@ -24,11 +25,15 @@
 #      config; RNN-T: rnnt_lm_decode_config) -> <exp>/rnnt_cmp/export_full/decode_lm/
 #   4  the table (WER side by side with paired bootstrap intervals, training time, RTF) -> the
 #      rnnt section of --results_file
+#   5  (with --distill_heads) the RNN-T supernet again per head with in-place distillation
+#      (split_batch false, distill_weight, distill_head) -> exp/asr_<rnnt_tag>_dual_omni_kd_<head>/
+#   6  (with --distill_heads) those evaluated like stage 3 (greedy), beside stage 2's supernet
+#      -> the rnnt_distill section of --results_file
 set -euo pipefail
 
 # ------------------------------------------------------------------ options
 stage=1
-stop_stage=4
+stop_stage=6
 rnnt_config=conf/train_asr_rnnt.yaml    # the dense RNN-T model
 rnnt_tag=""                             # its experiment: exp/asr_<rnnt_tag> (default: from the config name)
 rnnt_args=""                            # extra asr_train arguments of the dense RNN-T model
@@ -41,14 +46,18 @@ rnnt_decode_config=conf/decode_rnnt.yaml  # full-context decoding of the RNN-T m
 ctc_lm_decode_config=""                 # with --use_lm true, the CTC models' full-context decoding with the LM
                                         # (default: the recipe's inference config, the main job's)
 rnnt_lm_decode_config=conf/decode_rnnt_lm.yaml  # the RNN-T models' (ESPnet's transducer beam search + LM)
+distill_heads=""                        # stages 5-6: RNN-T supernets with in-place distillation through these
+                                        # heads ("ctc transducer"); empty: stages 5-6 do nothing
+distill_weight=1.0                      # their omni_conf.distill_weight (split_batch false: the teacher's utterances)
 # ------------------------------------------------------------------ end of options
 recipe_name=local/run_rnnt.sh
-last_stage=4
-always_run_stages="3 4"  # each model's evaluation is keyed by its model and options; the table is rewritten
+last_stage=6
+always_run_stages="3 4 6"  # each model's evaluation is keyed by its model and options; the tables are rewritten
 stage_options() {
   case $1 in
     1) print_options rnnt_config rnnt_args ;;
     2) print_options rnnt_supernet_config rnnt_supernet_args rnnt_config ;;
+    5) print_options rnnt_supernet_config rnnt_supernet_args rnnt_config distill_heads distill_weight ;;
   esac
 }
 done_marker() { echo "$rnnt_exp/.rnnt_stage$1.done"; }
@@ -83,33 +92,41 @@ models() {
   echo "$rnnt_sup_exp $rnnt_decode_config $rnnt_lm_decode_config full stream"
 }
 
+# evaluate_model EXP DECODE_CONFIG LM_DECODE_CONFIG MODES...: EXP's (dense) full-context network
+# and, with "stream" in MODES, its --stream_sparsity network chunk by chunk, greedy (keyed: a model
+# evaluated with the same options is kept) -> EXP/rnnt_cmp/; with the LM (--use_lm true, and
+# LM_DECODE_CONFIG not "-") the full-context network also decoded as the product decodes, make-style.
+evaluate_model() {
+  local d=$1 conf=$2 lm_conf=$3; shift 3
+  local modes="$*" t=$d/rnnt_cmp eval_key
+  mkdir -p "$t"
+  require_file "$d/$inference_model" "the model $d" "$recipe_name --dir $dir (stages 1-2, 5), ./run.sh --dir $dir (the CTC models)"
+  eval_key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "decode_config=$conf $(cksum < "$conf")" "modes=$modes" \
+    "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_sparsity=$stream_sparsity" "export_format=$export_format")
+  if ! evaluated_already "$t" "$eval_key" "$d"; then
+    log "$d: $modes (log: $t/eval.log)"
+    $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
+      --asr_model_file "$d/$inference_model" --inference_config "$conf" --decode_name decode_greedy \
+      --format "$export_format" --out_dir "$t" --modes $modes --stream_sparsity "$stream_sparsity" --stream_search false \
+      $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) "${calibration_opts[@]}" \
+      > "$t/eval.log" 2>&1 || { log "evaluation failed: see $t/eval.log"; exit 1; }
+    grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
+    score_decode "$t/export_full" decode_greedy "$t/export_full/config.yaml" none
+    [[ " $modes " != *" stream "* ]] || score_decode "$t" stream "$d/config.yaml" none
+    mark_evaluated "$t" "$eval_key"
+  fi
+  if $use_lm && [ "$lm_conf" != - ]; then
+    require_file "$lm_conf" "the LM decoding config of $d" "--ctc_lm_decode_config / --rnnt_lm_decode_config FILE"
+    require_file "$t/export_full/model.pth" "the exported full-context network of $d" "$recipe_name --dir $dir --stage 3"
+    (inference_config=$lm_conf; decode_model "$t/export_full/config.yaml" "$t/export_full/model.pth" "$t/export_full/decode_lm")
+    score_decode "$t/export_full" decode_lm "$t/export_full/config.yaml" none
+  fi
+}
+
 if run_stage 3; then
   set_lm_opts
   while read -r d conf lm_conf modes; do
-    t=$d/rnnt_cmp; mkdir -p "$t"
-    require_file "$d/$inference_model" "the model $d" "$recipe_name --dir $dir (stages 1-2), ./run.sh --dir $dir (the CTC models)"
-    eval_key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "decode_config=$conf $(cksum < "$conf")" "modes=$modes" \
-      "test_sets=$test_sets" "calibration=${calibration_opts[*]}" "stream_sparsity=$stream_sparsity" "export_format=$export_format")
-    if ! evaluated_already "$t" "$eval_key" "$d"; then
-      log "$d: $modes (log: $t/eval.log)"
-      $python -m espnet_omni.bin.dual_mode_eval --asr_train_config "$d/config.yaml" \
-        --asr_model_file "$d/$inference_model" --inference_config "$conf" --decode_name decode_greedy \
-        --format "$export_format" --out_dir "$t" --modes $modes --stream_sparsity "$stream_sparsity" --stream_search false \
-        $(for x in $test_sets; do printf -- '--data_dir %s ' "$dump/$x"; done) "${calibration_opts[@]}" \
-        > "$t/eval.log" 2>&1 || { log "evaluation failed: see $t/eval.log"; exit 1; }
-      grep -E "sparsity|RTF" "$t/eval.log" | sed 's/^/    /' >&2 || true
-      score_decode "$t/export_full" decode_greedy "$t/export_full/config.yaml" none
-      [[ " $modes " != *" stream "* ]] || score_decode "$t" stream "$d/config.yaml" none
-      mark_evaluated "$t" "$eval_key"
-    fi
-    # with the LM (--use_lm true): the full-context network decoded as the product decodes
-    # (CTC: the recipe's inference config; RNN-T: rnnt_lm_decode_config), make-style
-    if $use_lm; then
-      require_file "$lm_conf" "the LM decoding config of $d" "--ctc_lm_decode_config / --rnnt_lm_decode_config"
-      require_file "$t/export_full/model.pth" "the exported full-context network of $d" "$recipe_name --dir $dir --stage 3"
-      (inference_config=$lm_conf; decode_model "$t/export_full/config.yaml" "$t/export_full/model.pth" "$t/export_full/decode_lm")
-      score_decode "$t/export_full" decode_lm "$t/export_full/config.yaml" none
-    fi
+    evaluate_model "$d" "$conf" "$lm_conf" $modes
   done < <(models)
   finish_stage 3
 fi
@@ -121,5 +138,37 @@ if run_stage 4; then
     $($use_lm && echo --lm_decode_configs "$ctc_lm_decode_config" "$rnnt_lm_decode_config") \
     --results_file "$results_file" --command "$command_line"
   finish_stage 4
+fi
+
+# the distillation supernets of stage 5 (one per --distill_heads)
+kd_exps() { local h; for h in $distill_heads; do echo "${rnnt_sup_exp}_kd_$h"; done; }
+
+if run_stage 5; then
+  if [ -z "$distill_heads" ]; then
+    log "no --distill_heads: nothing to train"
+  else
+    for h in $distill_heads; do
+      case $h in ctc|transducer) ;; *) log "error: --distill_heads '$distill_heads': expected ctc and/or transducer, got '$h'"; exit 2 ;; esac
+    done
+    require_file "$rnnt_exp/$inference_model" "the dense RNN-T model the supernets start from" "$recipe_name --dir $dir --stage 1 --stop_stage 1"
+    for h in $distill_heads; do
+      train_asr "$rnnt_supernet_config" "${rnnt_sup_exp}_kd_$h" --init_param "$rnnt_exp/$inference_model" $rnnt_supernet_args \
+        --omni_conf split_batch=false --omni_conf distill_weight="$distill_weight" --omni_conf distill_head="$h"
+    done
+    finish_stage 5
+  fi
+fi
+
+if run_stage 6; then
+  if [ -z "$distill_heads" ]; then
+    log "no --distill_heads: nothing to evaluate"
+  else
+    evaluate_model "$rnnt_sup_exp" "$rnnt_decode_config" - full stream
+    for e in $(kd_exps); do evaluate_model "$e" "$rnnt_decode_config" - full stream; done
+    $python local/rnnt_table.py --distill "$rnnt_sup_exp" $(kd_exps) --sets $test_sets --dump "$dump" \
+      --stream_sparsity "$stream_sparsity" --decode_configs "$ctc_decode_config" "$rnnt_decode_config" \
+      --results_file "$results_file" --section rnnt_distill --command "$command_line"
+    finish_stage 6
+  fi
 fi
 log "finished stages $stage..$stop_stage"

@@ -402,6 +402,22 @@ def test_tiny_rnnt_rows_from_the_main_job(tiny_main):
     r = recipe("local/run_rnnt.sh", *common, *opts, "--stage", "3")
     assert r.stderr.count("evaluated already with these options") == 4, r.stderr
     assert len(re.findall(r"decoding test: kept \S+/rnnt_cmp/export_full/decode_lm/test/text", r.stderr)) == 4, r.stderr
+    assert "no --distill_heads: nothing to train" in r.stderr and "BEGIN rnnt_distill" not in (tmp_path / "RESULTS.md").read_text()
+    # stages 5-6: the supernet again with distillation through each head, beside stage 2's
+    r = recipe("local/run_rnnt.sh", *common, *opts, "--stage", "5", "--distill_heads", "ctc joint", check=False)
+    assert r.returncode == 2 and "--distill_heads 'ctc joint': expected ctc and/or transducer, got 'joint'" in r.stderr, r.stderr
+    recipe("local/run_rnnt.sh", *common, *opts, "--stage", "5", "--distill_heads", "ctc transducer")
+    for h in ("ctc", "transducer"):
+        omni = yaml.safe_load((exp / f"asr_tiny_rnnt_dual_omni_kd_{h}/config.yaml").read_text())["omni_conf"]
+        assert omni["split_batch"] is False and omni["distill_head"] == h and omni["distill_weight"] == 1.0, omni
+        assert "distill_" in (exp / f"asr_tiny_rnnt_dual_omni_kd_{h}/train.log").read_text()
+    table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN rnnt_distill -->")[1].split("<!-- END")[0]
+    assert re.search(r"^\| `asr_tiny_rnnt_dual_omni` \| true \| none \| \d+ \|", table, re.M), table
+    for h in ("ctc", "transducer"):
+        assert re.search(rf"^\| `asr_tiny_rnnt_dual_omni_kd_{h}` \| false \| {h} \(1\) \| \d+ \| \d+ / \d+ \| [\d.]+ \| [\d.]+ \|$",
+                         table, re.M), table
+    assert re.search(r"50% streaming on `test`: `asr_tiny_rnnt_dual_omni_kd_ctc` [\d.]+% vs "
+                     r"`asr_tiny_rnnt_dual_omni_kd_transducer` [\d.]+% \(difference", table), table
 
 
 def test_librispeech_recipe_end_to_end_on_a_fake_tree(tmp_path):
