@@ -157,7 +157,9 @@ def render_distill(args, models: list[dict]) -> str:
         "posteriors teaching the sparse ones (KL, weight distill_weight): `transducer` = the joint network's over the",
         "RNN-T lattice, `ctc` = the auxiliary CTC head's per frame. Decoded greedily without the LM (`"
         + tables.rel_text(args.decode_configs[1]) + f"`); streaming = the {args.stream_sparsity:.0%}-sparse network chunk by",
-        "chunk on one thread.",
+        "chunk on one thread. The first row differs from the distillation rows in two ways (each sub-network on a third",
+        "of the mini-batch, no distillation), so rows against it measure both together, at the time per epoch shown;",
+        "the heads are compared between the distillation rows.",
         "",
         f"| model | split_batch | distill_head (weight) | epochs | training wall (s): total / median epoch "
         f"| full-context WER % ({ws}) | streaming WER % ({ws}) |",
