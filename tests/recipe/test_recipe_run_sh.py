@@ -370,8 +370,11 @@ def test_tiny_rnnt_rows_from_the_main_job(tiny_main):
     tmp_path = tiny_main
     common = ["--dir", str(tmp_path), "--asr_config", "conf/train_asr_tiny.yaml", "--lm_config",
               "conf/train_lm_tiny.yaml", "--test_sets", "test", "--nj", "1", "--stream_sparsity", "0.5"]
+    # RNN-T with the LM at beam 2: the tiny untrained models make beam 8 (the recipe's) take minutes
+    lm_conf = tmp_path / "decode_rnnt_lm_beam2.yaml"
+    lm_conf.write_text("beam_size: 2\nlm_weight: 0.3\nnbest: 1\n")
     opts = ["--rnnt_config", "conf/train_asr_tiny_rnnt.yaml",
-            "--rnnt_supernet_config", "conf/train_asr_tiny_rnnt_dual_omni.yaml"]
+            "--rnnt_supernet_config", "conf/train_asr_tiny_rnnt_dual_omni.yaml", "--rnnt_lm_decode_config", str(lm_conf)]
     r = recipe("local/run_rnnt.sh", *common, "--supernet_tag", "nowhere", *opts, check=False)
     assert r.returncode == 1 and f"{tmp_path}/exp/asr_tiny_nowhere" in r.stderr and "./run.sh --dir" in r.stderr, r.stderr
     recipe("local/run_rnnt.sh", *common, *opts)
@@ -390,7 +393,7 @@ def test_tiny_rnnt_rows_from_the_main_job(tiny_main):
                          rf"{stream_cols} \| [\d.]+ M( / [\d.]+ M)? \|$", table, re.M), (name, table)
         lm_decode = exp / name / "rnnt_cmp/export_full/decode_lm"
         assert (lm_decode / "test/text").is_file() and "lm_file" in (lm_decode / "test/decode.opts").read_text()
-    assert "conf/decode_rnnt_lm.yaml" in table and "conf/decode_ctc_lm.yaml" in table, table
+    assert "decode_rnnt_lm_beam2.yaml" in table and "conf/decode_ctc_lm.yaml" in table, table
     assert re.search(r"supernet, 50% streaming on `test`: RNN-T [\d.]+% vs CTC [\d.]+% \(difference", table), table
     assert re.search(r"dense model, full-context with the LM on `test`: RNN-T [\d.]+% vs CTC [\d.]+% \(difference",
                      table), table
