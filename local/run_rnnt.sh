@@ -124,7 +124,6 @@ evaluate_model() {
 }
 
 if run_stage 3; then
-  set_lm_opts
   while read -r d conf lm_conf modes; do
     evaluate_model "$d" "$conf" "$lm_conf" $modes
   done < <(models)
