@@ -291,6 +291,36 @@ decode_model() {
   done
 }
 
+# stream_decode TRAIN_CONFIG MODEL_FILE OUT_DIR SETS: decode every set of SETS chunk by chunk on
+# one thread, as a user streams it (python -m espnet_omni.bin.asr_inference_streaming: audio fed one
+# encoder chunk at a time, the streaming encoder's caches carried, the inference config's beam,
+# lm_weight and penalty; with --use_lm true the LM fused into the CTC prefix beam search chunk by
+# chunk) -> OUT_DIR/<set>/{text,latency.json,decode.opts}. A set decoded with the same options and
+# newer than the model, the configs and the LM is kept (make-style).
+stream_decode() {
+  local config=$1 model=$2 ddir=$3 want=$4 x out opts lm_model
+  set_lm_opts
+  lm_model=$model
+  $use_lm && lm_model=$lm_exp/$lm_inference_model
+  opts="decode_config=$inference_config ${lm_opts[*]}"
+  for x in $want; do
+    out=$ddir/$x
+    if [ -f "$out/latency.json" ] && [ "$out/latency.json" -nt "$model" ] && [ "$out/latency.json" -nt "$config" ] \
+      && [ "$out/latency.json" -nt "$inference_config" ] && [ "$out/latency.json" -nt "$lm_model" ] \
+      && [ "$(cat "$out/decode.opts" 2>/dev/null)" = "$opts" ]; then
+      log "chunk by chunk $x: kept $out (same options, newer than the model and configs)"
+      continue
+    fi
+    rm -rf "$out"; mkdir -p "$out"
+    log "chunk by chunk $x ($(wc -l < "$dump/$x/wav.scp") utts, one thread$($use_lm && echo ', with the LM')) -> $out"
+    OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference_streaming --asr_train_config "$config" \
+      --asr_model_file "$model" --data_dir "$dump/$x" --output_dir "$out" --num_threads 1 \
+      --decode_config "$inference_config" "${lm_opts[@]}" > "$out/decode.log" 2>&1 \
+      || { log "streaming decoding failed: see $out/decode.log"; exit 1; }
+    echo "$opts" > "$out/decode.opts"
+  done
+}
+
 # score_decode EXP_DIR DECODE_NAME CONFIG [RESULTS_FILE [SETS]]: WER/CER tables (scores.json),
 # and the section of RESULTS_FILE (default $results_file; "none": no section).
 score_decode() {

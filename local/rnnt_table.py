@@ -10,6 +10,8 @@ Usage (local/run_rnnt.sh stage 4 calls it):
 Reads, per experiment E (a dense model, then a supernet, for each head):
   E/rnnt_cmp/export_full/{export.json, decode_greedy/scores.json}   full-context size and WER
   E/rnnt_cmp/export_full/decode_lm/scores.json              with --lm_decode_configs: WER with the LM
+  E/rnnt_cmp/stream_lm/{scores.json,<set>/latency.json}     with --stream_lm_decode_config: the RNN-T
+                                                            supernet's streaming network with the LM
   E/rnnt_cmp/export_stream/export.json, E/rnnt_cmp/stream/scores.json,
   E/rnnt_cmp/stream/<set>/latency.json                      a supernet's streaming network
   E/compute.json, E/config.yaml                             training epochs, wall and CPU seconds
@@ -40,7 +42,7 @@ RTF_TARGET = 0.05  # streaming, one thread
 wer = tables.wer_percent
 
 
-def model(exp: Path, head: str, kind: str, lm: bool = False) -> dict:
+def model(exp: Path, head: str, kind: str, lm: bool = False, stream_lm: bool = False) -> dict:
     t = exp / "rnnt_cmp"
     comp = tables.load_json(exp / "compute.json", WHO)
     m = {"exp": exp, "head": head, "kind": kind, "compute": comp,
@@ -51,6 +53,8 @@ def model(exp: Path, head: str, kind: str, lm: bool = False) -> dict:
     if kind == "supernet":
         m["stream"] = tables.load_json(t / "export_stream" / "export.json", WHO)
         m["stream_scores"] = tables.load_json(t / "stream" / "scores.json", WHO)
+    if stream_lm:
+        m["stream_lm_scores"] = tables.load_json(t / "stream_lm" / "scores.json", WHO)
     return m
 
 
@@ -64,8 +68,21 @@ def wall_per_epoch(m: dict) -> float:
 
 def hyp(m: dict, mode: str, test: str) -> Path:
     t = m["exp"] / "rnnt_cmp"
-    d = {"full": t / "export_full" / "decode_greedy", "lm": t / "export_full" / "decode_lm", "stream": t / "stream"}
+    d = {"full": t / "export_full" / "decode_greedy", "lm": t / "export_full" / "decode_lm", "stream": t / "stream",
+         "stream_lm": t / "stream_lm"}
     return d[mode] / test / "text"
+
+
+def _sig(args, test: str, a: dict, mode_a: str, b: dict, mode_b: str) -> str:
+    """`` (difference ...)``: the paired bootstrap of decode ``a``/``mode_a`` against ``b``/``mode_b``
+    on ``test`` ("" without --dump)."""
+    if args.dump is None:
+        return ""
+    return " (" + tables.significance(args.dump / test / "text", hyp(a, mode_a, test), hyp(b, mode_b, test), WHO) + ")"
+
+
+def _stream_lm_rtf(m: dict, test: str) -> float:
+    return tables.load_json(m["exp"] / "rnnt_cmp" / "stream_lm" / test / "latency.json", WHO)["rtf"]
 
 
 def render(args, ctc: list[dict], rnnt: list[dict]) -> str:
@@ -92,16 +109,29 @@ def render(args, ctc: list[dict], rnnt: list[dict]) -> str:
             + tables.rel_text(args.lm_decode_configs[0]) + "`, CTC prefix beam search; RNN-T: `"
             + tables.rel_text(args.lm_decode_configs[1]) + "`, ESPnet's transducer beam search), shallow fusion.",
         ]
+    stream_lm = args.stream_lm_decode_config is not None
+    if stream_lm:
+        conf = tables.load_yaml(Path(args.stream_lm_decode_config), WHO) or {}
+        lines[-1:-1] = [
+            f"Streaming with the LM: the RNN-T supernet's {args.stream_sparsity:.0%}-sparse network also chunk by chunk on "
+            "one thread with the LM fused (`" + tables.rel_text(args.stream_lm_decode_config) + "`: modified beam search, "
+            f"beam {conf.get('beam_size')}, lm_weight {conf.get('lm_weight')}, penalty {conf.get('penalty', 0.0)}; "
+            "`espnet_omni.bin.asr_inference_streaming`).",
+        ]
     lines += [
         f"| model | head | epochs | training wall (s): total / median epoch | training CPU-s | full-context WER % ({ws}) "
         + (f"| full-context WER % with the LM ({ws}) " if lm else "")
-        + f"| streaming WER % ({ws}) | streaming RTF ({rtf_set}, 1 thread) | non-zero params: full / streaming |",
-        "|---|---|---|---|---|---|" + ("---|" if lm else "") + "---|---|---|",
+        + f"| streaming WER % ({ws}) " + (f"| streaming WER % with the LM ({ws}) " if stream_lm else "")
+        + f"| streaming RTF ({rtf_set}, 1 thread) | non-zero params: full / streaming |",
+        "|---|---|---|---|---|---|" + ("---|" if lm else "") + ("---|" if stream_lm else "") + "---|---|---|",
     ]
     rtfs = {}
     for m in (ctc[0], rnnt[0], ctc[1], rnnt[1]):
         c = m["compute"]
         stream = "-" if "stream" not in m else " / ".join(f"{wer(m['stream_scores'], s):.1f}" for s in sets)
+        if stream_lm:
+            stream += " | " + ("-" if "stream_lm_scores" not in m else
+                               " / ".join(f"{wer(m['stream_lm_scores'], s):.1f}" for s in sets))
         rtf = "-"
         if "stream" in m:
             lat = tables.load_json(m["exp"] / "rnnt_cmp" / "stream" / rtf_set / "latency.json", WHO)
@@ -126,10 +156,12 @@ def render(args, ctc: list[dict], rnnt: list[dict]) -> str:
         for (c, r), mode, what in cmp:
             key = f"{mode}_scores"
             a, b = wer(r[key], test), wer(c[key], test)
-            sig = ""
-            if args.dump is not None:
-                sig = " (" + tables.significance(args.dump / test / "text", hyp(r, mode, test), hyp(c, mode, test), WHO) + ")"
-            lines.append(f"- {what} on `{test}`: RNN-T {a:.1f}% vs CTC {b:.1f}%{sig}.")
+            lines.append(f"- {what} on `{test}`: RNN-T {a:.1f}% vs CTC {b:.1f}%{_sig(args, test, r, mode, c, mode)}.")
+        if stream_lm:
+            r = rnnt[1]
+            a, b = wer(r["stream_lm_scores"], test), wer(r["stream_scores"], test)
+            lines.append(f"- RNN-T supernet, {args.stream_sparsity:.0%} streaming on `{test}`: with the LM (beam search) "
+                         f"{a:.1f}% vs greedy {b:.1f}%{_sig(args, test, r, 'stream_lm', r, 'stream')}.")
     ratio = wall_per_epoch(rnnt[1]) / wall_per_epoch(ctc[1])
     lines += [
         "",
@@ -137,7 +169,8 @@ def render(args, ctc: list[dict], rnnt: list[dict]) -> str:
         f"(target <= {WALL_TARGET}x: {'met' if ratio <= WALL_TARGET else 'missed'}); dense models: "
         f"{wall_per_epoch(rnnt[0]) / wall_per_epoch(ctc[0]):.2f}x. Streaming RTF on one thread: RNN-T "
         f"{rtfs['RNN-T']:.3f}, CTC {rtfs['CTC']:.3f} (target <= {RTF_TARGET}: "
-        f"{'met' if rtfs['RNN-T'] <= RTF_TARGET else 'missed'})."
+        f"{'met' if rtfs['RNN-T'] <= RTF_TARGET else 'missed'})"
+        + (f"; RNN-T with the LM (beam search) {_stream_lm_rtf(rnnt[1], rtf_set):.3f}." if stream_lm else ".")
     ]
     return "\n".join(lines) + "\n"
 
@@ -182,10 +215,8 @@ def render_distill(args, models: list[dict]) -> str:
         for mode, what in (("stream", f"{args.stream_sparsity:.0%} streaming"), ("full", "full-context")):
             for a, b in pairs:
                 x, y = wer(a[f"{mode}_scores"], test), wer(b[f"{mode}_scores"], test)
-                sig = ""
-                if args.dump is not None:
-                    sig = " (" + tables.significance(args.dump / test / "text", hyp(a, mode, test), hyp(b, mode, test), WHO) + ")"
-                lines.append(f"- {what} on `{test}`: `{a['exp'].name}` {x:.1f}% vs `{b['exp'].name}` {y:.1f}%{sig}.")
+                lines.append(f"- {what} on `{test}`: `{a['exp'].name}` {x:.1f}% vs `{b['exp'].name}` {y:.1f}%"
+                             f"{_sig(args, test, a, mode, b, mode)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -203,6 +234,8 @@ def main(cmd=None) -> None:
     p.add_argument("--decode_configs", nargs=2, required=True, metavar=("CTC", "RNNT"))
     p.add_argument("--lm_decode_configs", nargs=2, default=None, metavar=("CTC", "RNNT"),
                    help="the full-context networks were also decoded with the LM (rnnt_cmp/export_full/decode_lm)")
+    p.add_argument("--stream_lm_decode_config", default=None, metavar="RNNT",
+                   help="the RNN-T supernet's streaming network was also decoded with the LM (rnnt_cmp/stream_lm)")
     p.add_argument("--results_file", type=Path, required=True)
     p.add_argument("--section", default="rnnt")
     p.add_argument("--command", default="")
@@ -219,7 +252,8 @@ def main(cmd=None) -> None:
         p.error("--ctc DENSE SUPERNET and --rnnt DENSE SUPERNET are required (or --distill)")
     lm = args.lm_decode_configs is not None
     ctc = [model(args.ctc[0], "CTC", "dense", lm), model(args.ctc[1], "CTC", "supernet", lm)]
-    rnnt = [model(args.rnnt[0], "RNN-T", "dense", lm), model(args.rnnt[1], "RNN-T", "supernet", lm)]
+    rnnt = [model(args.rnnt[0], "RNN-T", "dense", lm),
+            model(args.rnnt[1], "RNN-T", "supernet", lm, stream_lm=args.stream_lm_decode_config is not None)]
     replace_section(args.results_file, args.section, render(args, ctc, rnnt))
     print(f"rnnt_table: wrote {args.results_file} (section {args.section})")
 

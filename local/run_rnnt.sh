@@ -22,7 +22,10 @@
 #      supernet (run.sh stage 7) and the RNN-T supernet full-context and at --stream_sparsity
 #      streaming, chunk by chunk on one thread (RTF) -> <exp>/rnnt_cmp/; with --use_lm true
 #      (default) also each full-context network with the LM (CTC: the recipe's inference
-#      config; RNN-T: rnnt_lm_decode_config) -> <exp>/rnnt_cmp/export_full/decode_lm/
+#      config; RNN-T: rnnt_lm_decode_config) -> <exp>/rnnt_cmp/export_full/decode_lm/, and the
+#      RNN-T supernet's streaming network chunk by chunk on one thread with the LM
+#      (rnnt_stream_lm_decode_config: modified beam search, beam 4, shallow fusion)
+#      -> <exp>/rnnt_cmp/stream_lm/
 #   4  the table (WER side by side with paired bootstrap intervals, training time, RTF) -> the
 #      rnnt section of --results_file
 #   5  (with --distill_heads) the RNN-T supernet again per head with in-place distillation
@@ -46,6 +49,8 @@ rnnt_decode_config=conf/decode_rnnt.yaml  # full-context decoding of the RNN-T m
 ctc_lm_decode_config=""                 # with --use_lm true, the CTC models' full-context decoding with the LM
                                         # (default: the recipe's inference config, the main job's)
 rnnt_lm_decode_config=conf/decode_rnnt_lm.yaml  # the RNN-T models' (ESPnet's transducer beam search + LM)
+rnnt_stream_lm_decode_config=conf/decode_rnnt_stream_lm.yaml  # with --use_lm true, the RNN-T supernet's streaming
+                                        # network chunk by chunk with the LM (modified beam search; "-": not decoded)
 distill_heads=""                        # stages 5-6: RNN-T supernets with in-place distillation through these
                                         # heads ("ctc transducer"); empty: stages 5-6 do nothing
 distill_weight=1.0                      # their omni_conf.distill_weight (split_batch false: the teacher's utterances)
@@ -123,10 +128,42 @@ evaluate_model() {
   fi
 }
 
+# stream_lm_model EXP: EXP's --stream_sparsity network (evaluate_model's subnet_stream.yaml, its
+# BatchNorm statistics re-estimated in streaming mode as there) chunk by chunk on one thread with
+# the LM (rnnt_stream_lm_decode_config: modified beam search + shallow fusion,
+# espnet_omni.bin.asr_inference_streaming), keyed like evaluate_model -> EXP/rnnt_cmp/stream_lm/
+stream_lm_model() {
+  local d=$1 t=$1/rnnt_cmp o=$1/rnnt_cmp/stream_lm conf=$rnnt_stream_lm_decode_config key x
+  require_file "$conf" "the streaming LM decoding config of $d" "--rnnt_stream_lm_decode_config FILE (or -)"
+  require_file "$t/subnet_stream.yaml" "the streaming network of $d" "$recipe_name --dir $dir --stage 3"
+  set_lm_opts
+  key=$(printf '%s\n' "model=$(cksum < "$d/$inference_model")" "subnet=$(cksum < "$t/subnet_stream.yaml")" \
+    "calibration=${calibration_opts[*]}" "decode_config=$conf $(cksum < "$conf")" \
+    "lm=${lm_opts[*]} $(cksum < "$lm_exp/$lm_inference_model")" "test_sets=$test_sets")
+  mkdir -p "$o"
+  evaluated_already "$o" "$key" "$d (streaming with the LM)" && return 0
+  log "$d: the streaming network chunk by chunk with the LM ($conf) -> $o"
+  # its dense copy (pruned weights zero) streams in the supernet's encoder, as run.sh stage 10's
+  # (--format dense overrides export_model's --export_format)
+  export_model "$d" "$t/subnet_stream.yaml" "$o/dense" --format dense --calibration_mode streaming \
+    > "$o/export.log" 2>&1 || { log "export failed: see $o/export.log"; exit 1; }
+  for x in $test_sets; do
+    $python -m espnet_omni.bin.asr_inference_streaming --asr_train_config "$d/config.yaml" \
+      --asr_model_file "$o/dense/model.pth" --data_dir "$dump/$x" --output_dir "$o/$x" \
+      --decode_config "$conf" "${lm_opts[@]}" --num_threads 1 > "$o/$x.log" 2>&1 \
+      || { log "streaming decoding with the LM failed: see $o/$x.log"; exit 1; }
+  done
+  score_decode "$t" stream_lm "$d/config.yaml" none
+  mark_evaluated "$o" "$key"
+}
+stream_lm=false  # the RNN-T supernet's streaming network is decoded with the LM too (stages 3-4)
+if $use_lm && [ "$rnnt_stream_lm_decode_config" != - ]; then stream_lm=true; fi
+
 if run_stage 3; then
   while read -r d conf lm_conf modes; do
     evaluate_model "$d" "$conf" "$lm_conf" $modes
   done < <(models)
+  if $stream_lm; then stream_lm_model "$rnnt_sup_exp"; fi
   finish_stage 3
 fi
 
@@ -135,6 +172,7 @@ if run_stage 4; then
     --sets $test_sets --dump "$dump" --stream_sparsity "$stream_sparsity" \
     --decode_configs "$ctc_decode_config" "$rnnt_decode_config" \
     $($use_lm && echo --lm_decode_configs "$ctc_lm_decode_config" "$rnnt_lm_decode_config") \
+    $($stream_lm && echo --stream_lm_decode_config "$rnnt_stream_lm_decode_config") \
     --results_file "$results_file" --command "$command_line"
   finish_stage 4
 fi

@@ -18,8 +18,11 @@ streaming, whose equality is tested), by the same beam search and LM.
 An LM (``--lm_train_config``) or ARPA n-gram (``--ngram_file``) built for
 another token list than the ASR model's is refused before decoding
 (:mod:`espnet_omni.inference.lm_check`).  An utterance whose audio holds NaN
-or inf stops the decoding with an error naming it (exit code 1), where ESPnet
-would write an empty text for it.
+or inf, or whose file has no samples or is cut short (its header declares more
+than the file holds), stops the decoding with an error naming it and its file
+(exit code 1), where ESPnet would write an empty text for it, fail in its STFT,
+or decode the part present.  A missing config or model file, or a truncated
+checkpoint, is one line naming it (exit code 1).
 """
 
 import sys
@@ -34,7 +37,8 @@ from espnet_omni.inference.lm_check import (
     check_lm_token_list,
     check_ngram_tokens,
 )
-from espnet_omni.tasks import omni_asr_inference
+from espnet_omni.tasks import ModelFileError, omni_asr_inference
+from espnet_omni.tasks.checkpoint import check_model_files
 from espnet_omni.tasks.speech2text import ENCODER_MODES, EncoderModeError
 
 
@@ -114,17 +118,20 @@ def main(cmd=None):
     args = get_parser().parse_args(cmd)
     cmd, encoder_mode = split_encoder_mode(cmd)
     try:
+        check_model_files(args.asr_train_config, args.asr_model_file)
+        if args.lm_train_config is not None or args.lm_file is not None:
+            check_model_files(args.lm_train_config, args.lm_file)
         if args.lm_train_config is not None and args.asr_train_config is not None:
             check_lm_token_list(args.asr_train_config, args.lm_train_config)
         if args.ngram_file is not None and args.asr_train_config is not None:
             check_ngram_tokens(args.ngram_file, args.asr_train_config)
-    except TokenListMismatch as e:
+    except (TokenListMismatch, ModelFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     try:
         with omni_asr_inference(encoder_mode):
             espnet2.bin.asr_inference.main(cmd)
-    except (BadAudioError, EncoderModeError) as e:
+    except (BadAudioError, EncoderModeError, ModelFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

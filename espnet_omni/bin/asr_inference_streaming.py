@@ -7,28 +7,53 @@ Usage:
         --asr_model_file exp/asr/valid.loss.best.pth \
         --data_dir dump/raw/test --output_dir exp/asr/decode_stream \
         [--chunk_size 16 --left_chunks -1 --lookahead 0 --beam_size 1] [--subnet subnet.yaml] \
-        [--on_error fail|drop]
+        [--on_error fail|drop] \
+        [--endpoint true [--endpoint_conf rule2_min_trailing_silence=0.6]]  # cut at pauses: segments.txt
+        [--lm_train_config exp/lm_char/config.yaml --lm_file exp/lm_char/valid.loss.ave.pth \
+         --decode_config conf/decode_ctc_lm.yaml]     # CTC prefix beam search + LM, chunk by chunk
     python -m espnet_omni.bin.asr_inference_streaming --onnx_dir exp/asr/onnx [--int8] \
         --data_dir dump/raw/test --output_dir exp/asr/decode_onnx     # ONNX Runtime
 Writes: <output_dir>/text (Kaldi: "utt text"), <output_dir>/latency.json
 (real-time factor on --num_threads threads, mean/max per-chunk compute ms,
 algorithmic latency ms = chunk + look-ahead + front-end context).
 Unset chunk options fall back to the encoder's ``streaming`` config.
-A bad utterance (unreadable; NaN or inf samples; another sample rate than the
-model's; several channels) is an error naming its id and file (exit code 1);
+With an LM, every chunk is decoded by CTC prefix beam search with the LM fused
+(``inference/ctc_search.CTCPrefixBeamLM``); ``--decode_config`` (the recipe's
+ESPnet inference config) gives ``beam_size``, ``lm_weight`` and ``penalty`` (the
+length bonus per token), each overridden by its flag. With ``--onnx_dir`` the LM is the
+export's ``lm.onnx`` (``bin/export_onnx --lm_train_config --lm_file``), fused when lm_weight > 0.
+A bad utterance (unreadable; no samples; cut short; NaN or inf samples; another
+sample rate than the model's; several channels) is an error naming its id and file (exit code 1);
 with ``--on_error drop`` it is skipped, logged with its id and reason, left
 out of ``text`` (scored as all deleted) and counted in latency.json.
+With ``--endpoint true`` each utterance is cut into segments where the CTC frames
+are blank long enough (WeNet / sherpa-onnx endpointing, ``inference/endpoint.py``;
+rules by ``--endpoint_conf key=value``, seconds, ``null`` = off: rule1_min_trailing_silence
+5.0 with nothing decoded, rule2_min_trailing_silence 0.6 after speech,
+rule3_max_segment_length 20.0; blank_threshold null = argmax), the recognizer reset
+at each cut: <output_dir>/segments.txt ("utt seg_index start end text", seconds)
+beside ``text`` (the segments' texts joined, scored as usual).
 """
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import str2bool
 
 from espnet_omni.corpus.audio_check import BadAudioError
-from espnet_omni.inference.decode_data_dir import ON_ERROR, decode_data_dir
+from espnet_omni.inference.decode_data_dir import (
+    ON_ERROR,
+    NotStreamableError,
+    decode_data_dir,
+    require_streamable_config,
+)
+from espnet_omni.inference.endpoint import EndpointConfig
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
 from espnet_omni.nets.chunk_config import StreamingConfig
+from espnet_omni.tasks.checkpoint import ModelFileError, readable_checkpoints
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -45,41 +70,125 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--left_chunks", type=int, default=None, help="L chunks; -1 = all")
     p.add_argument("--lookahead", type=int, default=None, help="R frames, 0..C")
     p.add_argument("--lookahead_layers", type=int, default=None, help="-1 = all blocks")
-    p.add_argument("--beam_size", type=int, default=1, help="1 = CTC greedy")
+    p.add_argument("--beam_size", type=int, default=None,
+                   help="1 = CTC greedy (default without an LM); > 1 = CTC prefix beam search")
+    p.add_argument("--lm_train_config", default=None, help="ESPnet LM config (run.sh stage 6) to fuse")
+    p.add_argument("--lm_file", default=None, help="its model file")
+    p.add_argument("--decode_config", default=None,
+                   help="ESPnet inference YAML (e.g. conf/decode_ctc_lm.yaml): beam_size, lm_weight, penalty")
+    p.add_argument("--lm_weight", type=float, default=None, help="LM weight (ESPnet's lm_weight)")
+    p.add_argument("--penalty", type=float, default=None, help="length bonus per token (ESPnet's penalty)")
     p.add_argument("--num_threads", type=int, default=1)
     p.add_argument("--subnet", default=None,
                    help="SubnetConfig YAML to activate on a supernet encoder (sparse streaming model)")
     p.add_argument("--on_error", choices=ON_ERROR, default="fail",
-                   help="a bad utterance (unreadable, NaN/inf, wrong sample rate, several channels): "
+                   help="a bad utterance (unreadable, empty, cut short, NaN/inf, wrong sample rate, several channels): "
                    "fail = stop naming it; drop = skip it (logged, counted; scored as all deleted)")
+    p.add_argument("--endpoint", type=str2bool, default=False,
+                   help="cut each utterance into segments at endpoints (CTC blank runs): writes segments.txt")
+    p.add_argument("--endpoint_conf", action=NestedDictAction, default=dict(),
+                   help="endpoint rules as key=value (seconds; null = off): rule1_min_trailing_silence (5.0), "
+                   "rule2_min_trailing_silence (0.6), rule3_max_segment_length (20.0), blank_threshold (null)")
     return p
+
+
+def endpoint_config(args):
+    """The :class:`EndpointConfig` of ``--endpoint`` / ``--endpoint_conf``, or None; exits naming
+    the key on a bad one."""
+    if not args.endpoint:
+        if args.endpoint_conf:
+            sys.exit("error: --endpoint_conf needs --endpoint true")
+        return None
+    try:
+        return EndpointConfig.from_dict(args.endpoint_conf)
+    except ValueError as e:
+        sys.exit(f"error: --endpoint_conf: {e}")
+
+
+DECODE_KEYS = ("beam_size", "lm_weight", "penalty")
+IGNORED_KEYS = ("ctc_weight", "nbest", "maxlenratio", "minlenratio")
+
+
+def search_options(args) -> dict:
+    """``beam_size``, ``lm_weight``, ``penalty``: the flags, else ``--decode_config``, else
+    greedy without an LM (beam 10 with one). Exits naming the key on a bad config."""
+    conf = {}
+    if args.decode_config is not None:
+        import yaml
+
+        path = Path(args.decode_config)
+        if not path.is_file():
+            sys.exit(f"error: --decode_config {path}: not found")
+        conf = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(conf, dict):
+            sys.exit(f"error: --decode_config {path}: expected a YAML mapping of {', '.join(DECODE_KEYS)}")
+        unknown = sorted(set(conf) - set(DECODE_KEYS) - set(IGNORED_KEYS))
+        if unknown:
+            sys.exit(f"error: --decode_config {path}: key(s) {', '.join(unknown)} not used by the streaming "
+                     f"CTC decoder (valid: {', '.join(DECODE_KEYS + IGNORED_KEYS)})")
+        if float(conf.get("ctc_weight", 1.0)) != 1.0:
+            sys.exit(f"error: --decode_config {path}: ctc_weight {conf['ctc_weight']}: the streaming decoder "
+                     "scores CTC alone (ctc_weight 1.0); an attention decoder cannot stream")
+    has_lm = args.lm_train_config is not None or args.onnx_lm
+    out = {k: conf.get(k) for k in DECODE_KEYS}
+    for k in DECODE_KEYS:
+        if getattr(args, k) is not None:
+            out[k] = getattr(args, k)
+    out["beam_size"] = int(out["beam_size"] if out["beam_size"] is not None else (10 if has_lm else 1))
+    out["lm_weight"] = float(out["lm_weight"] or 0.0)
+    out["penalty"] = float(out["penalty"] or 0.0)
+    if out["lm_weight"] and not has_lm:  # its penalty was tuned with the LM: refuse, don't decode without it
+        where = "--lm_weight" if args.lm_weight else f"--decode_config {args.decode_config} (lm_weight)"
+        sys.exit(f"error: {where} > 0 needs --lm_train_config and --lm_file (or --lm_weight 0)")
+    return out
 
 
 def main(cmd=None):
     """Decode; ``cmd`` defaults to ``sys.argv``."""
     args = get_parser().parse_args(cmd)
+    if (args.lm_train_config is None) != (args.lm_file is None):
+        sys.exit("error: give both --lm_train_config and --lm_file, or neither")
+    args.onnx_lm = args.onnx_dir is not None  # the ONNX recognizer reads lm.onnx from --onnx_dir
+    opts = search_options(args)
+    if args.onnx_lm and not opts["lm_weight"]:  # no LM asked for: the options of a decode without one
+        args.onnx_lm = False
+        opts = search_options(args)
+    endpoint = endpoint_config(args)
     torch.set_num_threads(args.num_threads)
     override = {k: getattr(args, k) for k in
                 ("chunk_size", "left_chunks", "lookahead", "lookahead_layers")
                 if getattr(args, k) is not None}
     if args.onnx_dir is not None:
-        given = [f"--{k}" for k in ("asr_train_config", "asr_model_file", "subnet") if getattr(args, k)]
+        given = [f"--{k}" for k in ("asr_train_config", "asr_model_file", "subnet", "lm_train_config", "lm_file")
+                 if getattr(args, k)]
         given += [f"--{k}" for k in override]
         if given:
             sys.exit(f"error: --onnx_dir decodes the exported graph as it is; drop {' '.join(given)}")
         from espnet_omni.inference.onnx_recognizer import OnnxStreamingRecognizer
-        rec = OnnxStreamingRecognizer(args.onnx_dir, beam_size=args.beam_size,
-                                      threads=args.num_threads, int8=args.int8)
+        try:
+            rec = OnnxStreamingRecognizer(args.onnx_dir, beam_size=opts["beam_size"], threads=args.num_threads,
+                                          int8=args.int8, lm_weight=opts["lm_weight"], length_bonus=opts["penalty"])
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"error: --onnx_dir {e}")
     elif args.asr_train_config is None or args.asr_model_file is None:
         sys.exit("error: give --asr_train_config and --asr_model_file, or --onnx_dir")
     else:
-        rec = StreamingRecognizer.from_files(args.asr_train_config, args.asr_model_file,
-                                             beam_size=args.beam_size, subnet=args.subnet)
+        try:  # a missing or broken model file (the LM's too), an exported sub-network: one line
+            require_streamable_config(args.asr_train_config, args.asr_model_file)
+            with readable_checkpoints():
+                rec = StreamingRecognizer.from_files(args.asr_train_config, args.asr_model_file,
+                                                     beam_size=opts["beam_size"], subnet=args.subnet,
+                                                     lm_train_config=args.lm_train_config, lm_file=args.lm_file,
+                                                     lm_weight=opts["lm_weight"], length_bonus=opts["penalty"])
+        except (ModelFileError, NotStreamableError, ValueError, NotImplementedError) as e:
+            sys.exit(f"error: {e}")  # a bad option (beam size, LM token list), a model that cannot stream
     if override:
         cfg = StreamingConfig.from_dict({**rec.cfg.to_dict(), **override})
         rec.set_streaming_config(cfg)
+    if endpoint is not None and rec.transducer:
+        sys.exit("error: --endpoint true counts CTC blank frames: a transducer model streams without it")
     try:
-        decode_data_dir(rec, args.data_dir, args.output_dir, on_error=args.on_error)
+        decode_data_dir(rec, args.data_dir, args.output_dir, on_error=args.on_error, endpoint=endpoint)
     except BadAudioError as e:
         print(f"error: {e} (--on_error drop skips such utterances)", file=sys.stderr)
         sys.exit(1)

@@ -1,10 +1,13 @@
 """What an audio file holds, checked beyond its header.
 
-* :func:`audio_problem` (the format stage): a file cut short (a half-copied
-  WAV: libsndfile shrinks the frame count to the bytes present and says
-  nothing, so ``sf.info`` alone passes it with its full transcript; another
-  format whose last frame cannot be read), and NaN or inf samples in a float
-  file (a model turns them into an empty hypothesis, silently).
+* :func:`audio_problem` (the format stage): a file with no samples, a file
+  cut short (a half-copied WAV: libsndfile shrinks the frame count to the
+  bytes present and says nothing, so ``sf.info`` alone passes it with its
+  full transcript; another format whose last frame cannot be read), and NaN
+  or inf samples in a float file (a model turns them into an empty
+  hypothesis, silently).
+* :func:`require_complete` (decoding): the same checks on the file of one
+  utterance (no samples, cut short), an error naming it.
 * :func:`require_finite` (decoding): NaN or inf samples in a waveform, an
   error naming the utterance.
 """
@@ -48,14 +51,18 @@ def wav_data_chunk(path: str) -> Optional[Tuple[int, int]]:
             f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
 
 
-def audio_problem(path: str, info) -> Optional[Tuple[str, str]]:
+def audio_problem(path: str, info, finite: bool = True) -> Optional[Tuple[str, str]]:
     """``(reason, message)`` of what is wrong with the samples of ``path``, or ``None``.
 
-    ``info`` is ``sf.info(path)``. Reasons: ``truncated`` (a WAV data chunk
-    declares more bytes than follow its header; for other formats, the last
-    frame the header declares cannot be read) and ``non_finite`` (a float file
-    holds NaN or inf; the whole file is read).
+    ``info`` is ``sf.info(path)``. Reasons: ``empty_audio`` (no frames: a
+    model decodes it to an empty text, or fails in its STFT), ``truncated`` (a
+    WAV data chunk declares more bytes than follow its header; for other
+    formats, the last frame the header declares cannot be read) and
+    ``non_finite`` (a float file holds NaN or inf; the whole file is read;
+    only with ``finite``).
     """
+    if info.frames <= 0:
+        return "empty_audio", f"{path} has no samples; expected speech"
     frame_bytes = info.channels * _SAMPLE_BYTES.get(info.subtype, 0)
     data = wav_data_chunk(path)
     if data is not None:
@@ -88,7 +95,7 @@ def audio_problem(path: str, info) -> Optional[Tuple[str, str]]:
                 f"{path} is truncated: its header declares {info.frames} frames but the last "
                 f"one cannot be read{why}; expected a complete file (an interrupted copy?)"
             )
-    if info.subtype in FLOAT_SUBTYPES:
+    if finite and info.subtype in FLOAT_SUBTYPES:
         x, _ = sf.read(path, dtype="float64" if info.subtype == "DOUBLE" else "float32")
         bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
         if bad.size:
@@ -111,3 +118,19 @@ def require_finite(audio, utt: str, where: str = "") -> None:
             f"(the first at sample {int(np.flatnonzero(~finite.ravel())[0])}); expected finite "
             f"audio: fix or remove it (ESPnet would decode it to an empty text)"
         )
+
+
+def require_complete(path: str, utt: str, where: str = "") -> None:
+    """Raise :class:`BadAudioError` naming ``utt`` (and ``where``, e.g. its
+    ``wav.scp``) when the audio file ``path`` has no samples or is cut short
+    (:func:`audio_problem`; libsndfile would hand a decoder the part present
+    as if whole), or when ``sf.info`` cannot read it. NaN and inf are left to
+    :func:`require_finite` on the waveform already read (no second read)."""
+    at = f" in {where}" if where else ""
+    try:
+        info = sf.info(path)
+    except Exception as e:  # soundfile raises several types for unreadable files
+        raise BadAudioError(f"utterance {utt!r}{at}: {path} is unreadable ({e}); expected wav/flac audio") from None
+    problem = audio_problem(path, info, finite=False)
+    if problem is not None:
+        raise BadAudioError(f"utterance {utt!r}{at}: {problem[1]}")

@@ -7,29 +7,35 @@ sherpa-onnx, which compute fbank in the host program):
 * ``full.onnx`` (:class:`FullContextGraph`): inputs ``feats (B, T, D_in)``,
   ``feats_lengths (B,)``; outputs ``log_probs (B, T', V)``,
   ``log_probs_lengths (B,)``. The encoder's full-context forward.
-* ``streaming.onnx`` (:class:`StreamingChunkGraph`): one encoder chunk per
-  call, its state as explicit tensors, like WeNet's and icefall's streaming
-  exports. Inputs: ``feats (1, W, D_in)``, the feature window of the chunk
-  (``W = (n - 1) * stride + rf`` for ``n`` encoder frames: 67 for a 16-frame
-  chunk of the conv2d front end; the host advances by ``n * stride``), and
-  per block ``i``: ``k_cache_<i>``, ``v_cache_<i>`` ``(1, H_i, C, d_k)``
-  (the keys and values of the ``C`` previous frames it may attend to;
-  ``C = 0`` at the start) and ``conv_cache_<i>`` ``(1, C_i, P)`` (the last
-  ``P`` GLU outputs of its causal depthwise conv, zeros at the start).
-  Outputs: ``log_probs (1, n, V)`` and the new caches (``new_k_cache_<i>``,
-  ...), keys clipped to ``left_chunks * chunk_size`` frames when
-  ``left_chunks >= 0``.
+* ``streaming.onnx`` (:class:`StreamingChunkGraph`): one call of the
+  encoder's streaming step, :meth:`~espnet_omni.nets.chunk_step.ChunkStep.
+  forward_chunk` (the one ``EncoderStream`` runs, traced), its state as
+  explicit tensors like WeNet's and icefall's streaming exports. Inputs:
+  ``feats (1, W, D_in)``, the feature window of ``C + R`` encoder frames
+  (chunk and look-ahead: ``W = (C + R - 1) * stride + rf``, 67 for a 16-frame
+  chunk of the conv2d front end without look-ahead; the host advances by
+  ``C * stride``; a shorter last window flushes), then the caches
+  (:mod:`espnet_omni.nets.chunk_step`): per block ``i`` ``k_cache_<i>``,
+  ``v_cache_<i>`` ``(1, H_i, K_i, d_k)`` (fixed ``K_i`` with ``left_chunks
+  >= 0``, growing otherwise), ``conv_cache_<i>`` ``(1, C_i, P)``, a lagging
+  block's ``pending_<i>`` ``(1, C, D)``, and ``offset (1,)`` int64. Outputs:
+  ``log_probs (1, n, V)`` (``n = C``; none in the first ``lag_chunks`` calls,
+  the rest in the last one) and the new caches (``new_k_cache_<i>``, ...).
 
-The streaming graph computes the encoder's streaming mode (chunk attention,
-causal convolutions): chunk after chunk it equals the simulated streaming
-forward of the whole utterance (tests). Supported: ``rel_pos`` + ``rel_selfattn``
-(``rel_pos_type: latest``) and the ``conv2d*`` front ends, ``normalize_before``,
-no look-ahead; heads and channels may differ per block (``structured``
-exports). Anything else raises :class:`OnnxExportError` naming the component.
+The streaming graph computes the encoder's streaming mode (chunk attention
+with look-ahead, causal convolutions): chunk after chunk it equals the
+simulated streaming forward of the whole utterance (tests). Supported:
+``rel_pos`` + ``rel_selfattn`` (``rel_pos_type: latest``) and the ``conv2d*``
+front ends, ``normalize_before``; heads and channels may differ per block
+(``structured`` exports). Anything else raises :class:`OnnxExportError`
+naming the component.
 
 :func:`export_onnx` writes the graphs and ``onnx.json`` (token list, chunk
-config, geometry, the cache shapes) next to them; :func:`quantize_int8` makes
-the dynamic int8 copies (weights int8, activations quantised at run time).
+config, geometry, window and advance, the cache shapes, ``lag_chunks``) next to
+them: a host needs nothing else to run ``streaming.onnx``
+(:func:`~espnet_omni.nets.chunk_step.initial_caches` builds the first caches);
+:func:`quantize_int8` makes the dynamic int8 copies (weights int8, activations
+quantised at run time).
 The exporter is torch's TorchScript-based one (``dynamo=False``): torch.export
 cannot trace ESPnet's data-dependent padding masks.
 
@@ -38,20 +44,21 @@ encoder graphs with ``encoder_out`` (``(B, T', D)``, resp. ``(1, n, D)``) in
 place of the CTC log-posteriors, plus its prediction and joint networks:
 
 * ``decoder.onnx`` (:class:`PredictionStepGraph`): one step of the
-  prediction network: ``token (1, 1)`` int64, ``h``, ``c`` ``(L, 1, H)``
-  (``c`` unused by a GRU) -> ``dec_out (1, D_dec)``, ``new_h``, ``new_c``;
+  prediction network for ``N`` hypotheses: ``token (N, 1)`` int64, ``h``, ``c``
+  ``(L, N, H)`` (``c`` unused by a GRU) -> ``dec_out (N, D_dec)``, ``new_h``,
+  ``new_c`` (``N`` dynamic: a beam search steps all its hypotheses at once);
 * ``joiner.onnx`` (:class:`JointGraph`): ``encoder_out (N, D)``,
   ``dec_out (N, D_dec)`` -> ``logits (N, V)``.
 
 ``onnx.json`` says ``"head": "transducer"`` and the prediction network's
 shape; :class:`~espnet_omni.inference.onnx_recognizer.OnnxStreamingRecognizer`
-decodes it with greedy RNN-T, chunk by chunk.
+decodes it chunk by chunk, greedy or by modified beam search
+(:mod:`espnet_omni.inference.onnx_transducer`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import warnings
 from pathlib import Path
@@ -66,7 +73,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.embedding import RelPositio
 from espnet2.layers.global_mvn import GlobalMVN
 
 from espnet_omni.nets.chunk_config import StreamingConfig
-from espnet_omni.nets.incremental_encoder import subsampling_geometry
+from espnet_omni.nets.chunk_step import ChunkStep, initial_caches, subsample, subsampling_geometry
 from espnet_omni.nets.pruned_conv_module import PrunedConvolutionModule
 from espnet_omni.nets.transducer import is_transducer
 
@@ -133,7 +140,8 @@ def _output_name(model: nn.Module) -> str:
 
 
 class PredictionStepGraph(nn.Module):
-    """One step of a transducer's prediction network (ESPnet's ``TransducerDecoder``)."""
+    """One step of a transducer's prediction network (ESPnet's ``TransducerDecoder``) for N
+    hypotheses: ``token (N, 1)``, ``h``, ``c`` ``(L, N, H)`` -> ``(N, D_dec)``, new ``h``, ``c``."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -141,7 +149,7 @@ class PredictionStepGraph(nn.Module):
 
     def forward(self, token: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
         dec = self.decoder
-        x = dec.embed(token)  # (1, 1, D_emb)
+        x = dec.embed(token)  # (N, 1, D_emb)
         hs, cs = [], []
         for layer in range(dec.dlayers):
             if dec.dtype == "lstm":
@@ -165,11 +173,6 @@ class JointGraph(nn.Module):
         return self.joint(enc, dec)
 
 
-def _weight(layer: nn.Module) -> torch.Tensor:
-    """A layer's weight as it computes (masked for a supernet layer)."""
-    return layer.masked_weight() if hasattr(layer, "masked_weight") else layer.weight
-
-
 class FullContextGraph(nn.Module):
     """normalize -> encoder (full context) -> CTC log-softmax."""
 
@@ -186,125 +189,45 @@ class FullContextGraph(nn.Module):
 
 
 class StreamingChunkGraph(nn.Module):
-    """One streaming chunk with explicit caches (see the module docstring)."""
+    """normalize -> front end -> one call of the encoder's streaming step
+    (:meth:`~espnet_omni.nets.chunk_step.ChunkStep.forward_chunk`, traced as it is) -> CTC
+    log-softmax (a transducer: the encoder frames). See the module docstring."""
 
     def __init__(self, model: nn.Module, cfg: StreamingConfig):
         super().__init__()
         _check_exportable(model, streaming=True)
-        if cfg.lookahead:
-            raise OnnxExportError(f"StreamingConfig.lookahead={cfg.lookahead}: the streaming export "
-                                  "supports lookahead 0")
-        enc = model.encoder
-        self.normalize, self.enc, self.ctc, self.cfg = model.normalize, enc, _ctc(model), cfg
+        self.normalize, self.ctc, self.cfg = model.normalize, _ctc(model), cfg
+        self.step = ChunkStep(model.encoder, cfg)
+        self.step.position_table()  # before tracing: a constant of the graph
         self.out_name = _output_name(model)
-        self.stride, self.field = subsampling_geometry(enc.embed)
-        self.keep = cfg.left_chunks * cfg.chunk_size if cfg.left_chunks >= 0 else -1
-        # positions r = c + i - j reach keep + chunk - 1 (max_len with unlimited left context):
-        # only those rows of the relative positional table go into the graph
-        pos = enc.embed.pos_enc
-        reach = self.keep + cfg.chunk_size if self.keep >= 0 else int(getattr(pos, "max_len", 5000))
-        pos.extend_pe(torch.zeros(1, reach + 1))
-        center = pos.pe.size(1) // 2
-        table = pos.pe[0, center - reach: center + reach + 1].detach().clone()  # (2R+1, D)
-        self.register_buffer("pe", table, persistent=False)
-        self.xscale = pos.xscale
+        self.stride, self.field = subsampling_geometry(model.encoder.embed)
+        self.window = (self.step.window - 1) * self.stride + self.field  # features of C + R frames
 
     def cache_shapes(self) -> list[dict[str, Any]]:
-        """Per block: heads, d_k, conv channels and context."""
-        out = []
-        for block in self.enc.encoders:
-            conv = block.conv_module
-            out.append({"heads": block.self_attn.h, "d_k": block.self_attn.d_k,
-                        "conv_channels": 0 if conv is None else conv.depthwise_conv.in_channels,
-                        "conv_context": 0 if conv is None else (conv.depthwise_conv.kernel_size[0] - 1) // 2})
-        return out
-
-    def initial_caches(self, cache_frames: int = 0) -> list[torch.Tensor]:
-        return initial_caches(self.cache_shapes(), cache_frames)
-
-    def _front(self, feats: torch.Tensor) -> torch.Tensor:
-        embed = self.enc.embed
-        x = embed.conv(feats.unsqueeze(1))  # (1, c, n, f)
-        b, c, t, f = x.size()
-        return embed.out(x.transpose(1, 2).reshape(b, t, c * f)) * self.xscale  # (1, n, D)
-
-    def _attention(self, attn, x, k_cache, v_cache):
-        n, h, d_k = x.size(1), attn.h, attn.d_k
-        q = attn.linear_q(x).view(1, n, h, d_k)
-        k = attn.linear_k(x).view(1, n, h, d_k).transpose(1, 2)
-        v = attn.linear_v(x).view(1, n, h, d_k).transpose(1, 2)
-        keys = torch.cat([k_cache, k], dim=2)  # (1, H, c + n, d_k)
-        values = torch.cat([v_cache, v], dim=2)
-        c = k_cache.size(2)
-        # relative position of query i (frame c + i of the keys) and key j: c + i - j,
-        # from r_max = c + n - 1 down to r_min = -(n - 1)
-        center = self.pe.size(0) // 2
-        r_max = c + n - 1
-        pos = self.pe[center - r_max: center + n]  # (c + 2n - 1, D): r_max .. r_min
-        p = attn.linear_pos(pos).view(-1, h, d_k).transpose(0, 1)  # (H, P, d_k)
-        ac = torch.matmul((q + attn.pos_bias_u).transpose(1, 2), keys.transpose(-2, -1))
-        bd = torch.matmul((q + attn.pos_bias_v).transpose(1, 2), p.transpose(-2, -1))  # (1, H, n, P)
-        qi = torch.arange(n).unsqueeze(1)
-        kj = torch.arange(keys.size(2)).unsqueeze(0)
-        index = (r_max - (c + qi - kj)).unsqueeze(0).unsqueeze(0).expand(1, h, n, keys.size(2))
-        bd = torch.gather(bd, -1, index)
-        prob = torch.softmax((ac + bd) / math.sqrt(d_k), dim=-1)
-        ctx = torch.matmul(prob, values).transpose(1, 2).reshape(1, n, h * d_k)
-        if self.keep >= 0:
-            keys, values = keys[:, :, keys.size(2) - min(self.keep, keys.size(2)):], \
-                values[:, :, values.size(2) - min(self.keep, values.size(2)):]
-        return attn.linear_out(ctx), keys, values
-
-    @staticmethod
-    def _conv(conv, x, cache):
-        p = (conv.depthwise_conv.kernel_size[0] - 1) // 2
-        glu = nn.functional.glu(conv.pointwise_conv1(x.transpose(1, 2)), dim=1)  # (1, C, n)
-        full = torch.cat([cache, glu], dim=2)  # (1, C, P + n)
-        dw = conv.depthwise_conv
-        w = _weight(dw)[..., : p + 1]  # past and present taps: the causal kernel
-        y = nn.functional.conv1d(full, w, dw.bias, 1, 0, dw.dilation, dw.groups)
-        y = conv.pointwise_conv2(conv.activation(conv.norm(y)))
-        return y.transpose(1, 2), full[:, :, full.size(2) - p:]
+        """Per block: :meth:`~espnet_omni.nets.chunk_step.BlockStep.shapes`."""
+        return self.step.cache_shapes()
 
     def forward(self, feats: torch.Tensor, *caches: torch.Tensor):
         if self.normalize is not None:  # in place without grad (GlobalMVN): a copy
             feats, _ = self.normalize(feats.clone(), None)
-        x = self._front(feats)
-        new = []
-        for i, block in enumerate(self.enc.encoders):
-            k_cache, v_cache, conv_cache = caches[3 * i: 3 * i + 3]
-            if block.feed_forward_macaron is not None:
-                x = x + block.ff_scale * block.feed_forward_macaron(block.norm_ff_macaron(x))
-            y, k, v = self._attention(block.self_attn, block.norm_mha(x), k_cache, v_cache)
-            x = x + y
-            if block.conv_module is not None:
-                y, conv_cache = self._conv(block.conv_module, block.norm_conv(x), conv_cache)
-                x = x + y
-            x = x + block.ff_scale * block.feed_forward(block.norm_ff(x))
-            if block.conv_module is not None:
-                x = block.norm_final(x)
-            new += [k, v, conv_cache]
-        x = self.enc.after_norm(x)
+        x, new = self.step.forward_chunk(subsample(self.step.encoder.embed, feats), list(caches))
         return (x if self.ctc is None else self.ctc.log_softmax(x), *new)
 
     def names(self) -> tuple[list[str], list[str]]:
-        """ONNX input and output names."""
-        ins, outs = ["feats"], [self.out_name]
-        for i in range(len(self.enc.encoders)):
-            ins += [f"k_cache_{i}", f"v_cache_{i}", f"conv_cache_{i}"]
-            outs += [f"new_k_cache_{i}", f"new_v_cache_{i}", f"new_conv_cache_{i}"]
-        return ins, outs
+        """ONNX input and output names, in the order of the caches."""
+        ins = []
+        for i, block in enumerate(self.step.blocks):
+            ins += [f"k_cache_{i}", f"v_cache_{i}", f"conv_cache_{i}"] + ([f"pending_{i}"] if block.pending else [])
+        ins.append("offset")
+        return ["feats", *ins], [self.out_name] + [f"new_{name}" for name in ins]
 
 
-def initial_caches(blocks: list[dict[str, Any]], cache_frames: int = 0) -> list[torch.Tensor]:
-    """The streaming graph's cache inputs before the first chunk: per block (``blocks``:
-    :meth:`StreamingChunkGraph.cache_shapes`, or ``onnx.json``'s ``streaming.blocks``)
-    keys and values of ``cache_frames`` frames and a zero convolution cache."""
-    caches = []
-    for s in blocks:
-        caches += [torch.zeros(1, s["heads"], cache_frames, s["d_k"]),
-                   torch.zeros(1, s["heads"], cache_frames, s["d_k"]),
-                   torch.zeros(1, s["conv_channels"], s["conv_context"])]
+def _trace_caches(graph: StreamingChunkGraph, d_in: int) -> list[torch.Tensor]:
+    """Caches to trace the streaming graph with: after two calls on random features, so that
+    no cache is empty where it grows (``left_chunks -1``) and the offset is past 0."""
+    caches = initial_caches(graph.cache_shapes())
+    for _ in range(2):
+        caches = list(graph(torch.randn(1, graph.window, d_in), *caches)[1:])
     return caches
 
 
@@ -364,26 +287,29 @@ def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[Strea
     if "streaming" in modes:
         cfg = streaming or getattr(enc, "streaming_config", None) or StreamingConfig(chunk_size=16)
         graph = StreamingChunkGraph(model, cfg).eval()
-        window = (cfg.chunk_size - 1) * graph.stride + graph.field
-        caches = graph.initial_caches(cache_frames=cfg.chunk_size)
+        step, window = graph.step, graph.window
+        caches = _trace_caches(graph, d_in)
         ins, outs = graph.names()
         dynamic = {"feats": {1: "W"}, out_name: {1: "n"}}
-        for i in range(len(enc.encoders)):
-            for kind in ("k", "v"):
-                dynamic[f"{kind}_cache_{i}"] = {2: "C"}
-                dynamic[f"new_{kind}_cache_{i}"] = {2: "C_out"}
+        if not step.bounded:  # the keys of every frame so far
+            for i in range(len(enc.encoders)):
+                for kind in ("k", "v"):
+                    dynamic[f"{kind}_cache_{i}"] = dynamic[f"new_{kind}_cache_{i}"] = {2: f"K_{i}"}
         _export(graph, (torch.randn(1, window, d_in), *caches), out / "streaming.onnx", ins, outs, dynamic)
         meta["graphs"]["streaming"] = "streaming.onnx"
         meta["streaming"] = {"config": cfg.to_dict(), "stride": graph.stride, "field": graph.field,
                              "window": window, "advance": cfg.chunk_size * graph.stride,
-                             "cache_frames": graph.keep, "blocks": graph.cache_shapes(),
+                             "cache_frames": cfg.left_chunks * cfg.chunk_size if step.bounded else -1,
+                             "lag_chunks": step.lag, "blocks": graph.cache_shapes(),
                              # unlimited left context: positions reach this many frames at most
-                             "max_frames": None if graph.keep >= 0 else graph.pe.size(0) // 2}
+                             "max_frames": step.max_frames()}
     if is_transducer(model):
         dec = model.decoder
-        h = torch.zeros(dec.dlayers, 1, dec.dunits)
-        _export(PredictionStepGraph(model).eval(), (torch.zeros(1, 1, dtype=torch.long), h, h.clone()),
-                out / "decoder.onnx", ["token", "h", "c"], ["dec_out", "new_h", "new_c"], None)
+        h = torch.zeros(dec.dlayers, 2, dec.dunits)  # (L, N, H): N hypotheses, a dynamic axis
+        _export(PredictionStepGraph(model).eval(), (torch.zeros(2, 1, dtype=torch.long), h, h.clone()),
+                out / "decoder.onnx", ["token", "h", "c"], ["dec_out", "new_h", "new_c"],
+                {"token": {0: "N"}, "dec_out": {0: "N"},
+                 **{name: {1: "N"} for name in ("h", "c", "new_h", "new_c")}})
         d_enc = enc.output_size()
         _export(JointGraph(model).eval(), (torch.randn(3, d_enc), torch.randn(3, dec.dunits)), out / "joiner.onnx",
                 ["encoder_out", "dec_out"], ["logits"],

@@ -13,8 +13,11 @@ inference.streaming_recognizer.FbankStream`, built from ``onnx.json``), then
 ``streaming.onnx`` once per complete encoder chunk (a window of ``window``
 feature frames, advancing ``advance`` frames; the caches go back in), CTC
 greedy or prefix beam search on its log-posteriors (a transducer export:
-greedy RNN-T over ``decoder.onnx`` and ``joiner.onnx``, :class:`OnnxTransducerGreedy`). ``finish`` runs the last,
-shorter chunk. No PyTorch model is loaded: torch only computes the fbank.
+greedy RNN-T or modified beam search over ``decoder.onnx`` and ``joiner.onnx``,
+:mod:`~espnet_omni.inference.onnx_transducer`). ``finish`` runs the last,
+shorter chunk. With ``lm_weight > 0`` the prefix beam search fuses the export's ``lm.onnx``
+(:class:`~espnet_omni.inference.onnx_lm.OnnxLM`), one batched LM step per frame, and
+``finish`` adds its end-of-sentence score. No PyTorch model is loaded: torch only computes the fbank.
 """
 
 from __future__ import annotations
@@ -30,37 +33,12 @@ from espnet2.asr.frontend.default import DefaultFrontend
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 
-from espnet_omni.export.onnx_export import initial_caches
+from espnet_omni.nets.chunk_step import initial_caches
 from espnet_omni.inference.ctc_search import make_ctc_search
+from espnet_omni.inference.onnx_lm import OnnxLM
+from espnet_omni.inference.onnx_transducer import make_onnx_transducer_search
 from espnet_omni.inference.streaming_recognizer import FbankStream, check_audio
-from espnet_omni.inference.transducer_search import GreedyTransducerLoop
 from espnet_omni.nets.chunk_config import StreamingConfig, StreamingLatency, algorithmic_latency
-
-
-class OnnxTransducerGreedy(GreedyTransducerLoop):
-    """Greedy RNN-T over ``decoder.onnx`` and ``joiner.onnx`` (the loop of
-    :class:`~espnet_omni.inference.transducer_search.TransducerGreedy`): the prediction
-    network's output and state carried across chunks."""
-
-    def __init__(self, decoder, joiner, meta: dict):
-        self.decoder, self.joiner = decoder, joiner
-        t = meta["transducer"]
-        self.shape = (t["layers"], 1, t["hidden"])
-        self.blank = int(meta["blank_id"])
-        self.reset()
-
-    def _start(self) -> None:
-        self.h = np.zeros(self.shape, np.float32)
-        self.c = np.zeros(self.shape, np.float32)
-        self._predict(self.blank)
-
-    def _predict(self, token: int) -> None:
-        self.dec_out, self.h, self.c = self.decoder.run(
-            None, {"token": np.array([[token]], np.int64), "h": self.h, "c": self.c})
-
-    def _best(self, frame: np.ndarray) -> int:
-        logits = self.joiner.run(None, {"encoder_out": frame[None], "dec_out": self.dec_out})[0]
-        return int(np.argmax(logits[0]))
 
 
 class OnnxStreamingRecognizer:
@@ -68,13 +46,18 @@ class OnnxStreamingRecognizer:
 
     Args:
         onnx_dir: the export directory (``onnx.json`` and the graphs).
-        beam_size: 1 = CTC greedy; > 1 = CTC prefix beam search.
+        beam_size: 1 = CTC greedy; > 1 = CTC prefix beam search (a transducer export: greedy RNN-T,
+            resp. modified beam search, :mod:`~espnet_omni.inference.onnx_transducer`).
         threads: ONNX Runtime intra-op threads.
-        int8: run ``streaming.int8.onnx``.
+        int8: run ``streaming.int8.onnx`` (and ``lm.int8.onnx``).
+        lm_weight: > 0: CTC prefix beam search (a transducer: modified beam search) with the export's LM (``lm.onnx``, written by
+            ``bin/export_onnx --lm_train_config --lm_file``) fused with this weight
+            (:class:`~espnet_omni.inference.onnx_lm.OnnxLM`); ESPnet's ``lm_weight``.
+        length_bonus: added per token (ESPnet's ``penalty``).
     """
 
     def __init__(self, onnx_dir: Union[str, Path], beam_size: int = 1, threads: int = 1,
-                 int8: bool = False):
+                 int8: bool = False, lm_weight: float = 0.0, length_bonus: float = 0.0):
         import onnxruntime as ort
 
         self.dir = Path(onnx_dir)
@@ -98,15 +81,14 @@ class OnnxStreamingRecognizer:
         self.fs = int(self.meta["fs"])
         self.fbank = FbankStream(DefaultFrontend(fs=self.fs, **self.meta["frontend_conf"]))
         self.transducer = self.meta.get("head", "ctc") == "transducer"
-        if self.transducer:  # greedy RNN-T over the prediction and joint networks' graphs
-            if beam_size != 1:
-                raise ValueError(f"beam_size={beam_size}: {self.dir} is a transducer export, decoded with "
-                                 "greedy RNN-T only: use beam_size 1")
-            graph = {n: ort.InferenceSession(str(self.dir / self.meta["graphs"][n]), opts,
-                                             providers=["CPUExecutionProvider"]) for n in ("decoder", "joiner")}
-            self.search = OnnxTransducerGreedy(graph["decoder"], graph["joiner"], self.meta)
+        lm = OnnxLM(self.dir, int8=int8, session_options=opts) if lm_weight > 0 else None
+        if self.transducer:  # RNN-T over the prediction and joint networks' graphs: greedy, or
+            # modified beam search (with the LM)
+            self.search = make_onnx_transducer_search(self.dir, self.meta, opts, beam_size, lm=lm,
+                                                      lm_weight=lm_weight, length_bonus=length_bonus)
         else:
-            self.search = make_ctc_search(beam_size, blank=self.meta["blank_id"])
+            self.search = make_ctc_search(beam_size, blank=self.meta["blank_id"], lm=lm, lm_weight=lm_weight,
+                                          length_bonus=length_bonus)
         self.beam_size = beam_size
         self.cfg = StreamingConfig.from_dict(st["config"])
         token_type = self.meta.get("token_type")
@@ -148,7 +130,7 @@ class OnnxStreamingRecognizer:
             raise RuntimeError(
                 f"{self.dir}: the utterance reached {self.frames + n} encoder frames, beyond the {limit} "
                 "the graph's positional table holds (unlimited left context): export with --left_chunks N")
-        self.frames += n
+        self.frames += min(n, self.chunk)  # the window's look-ahead frames come again next call
         tic = time.perf_counter()
         out = self.session.run(None, dict(zip(self.inputs, [window[None], *self.caches])))
         self.caches = out[1:]
@@ -185,8 +167,15 @@ class OnnxStreamingRecognizer:
         """Flush the last frames; returns the final text (again if repeated)."""
         if self._final is None:
             self._consume(self.fbank.step(np.zeros(0, np.float32), final=True), final=True)
+            if hasattr(self.search, "finalize"):  # the LM's end of sentence
+                self.search.finalize()
             self._final = self._text()
         return self._final
+
+    @property
+    def blank_id(self) -> int:
+        """The CTC blank token's id."""
+        return int(self.meta["blank_id"])
 
     def token_ids(self) -> List[int]:
         """Best token ids so far (no blanks)."""

@@ -33,7 +33,7 @@ from espnet2.layers.global_mvn import GlobalMVN
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 from espnet_omni.inference.ctc_search import make_ctc_search
-from espnet_omni.inference.transducer_search import TransducerGreedy
+from espnet_omni.inference.transducer_search import make_transducer_search
 from espnet_omni.nets.transducer import is_transducer
 from espnet_omni.nets.chunk_config import (
     StreamingConfig,
@@ -136,20 +136,27 @@ def _tokenizer_and_converter(args, token_list):
 
 
 class StreamingRecognizer:
-    """Chunk-by-chunk recognizer over an ``ESPnetASRModel``: CTC, or RNN-T (greedy) for a
-    transducer model (``model: transducer_torchaudio``).
+    """Chunk-by-chunk recognizer over an ``ESPnetASRModel``: CTC, or RNN-T for a transducer
+    model (``model: transducer_torchaudio``; :mod:`~espnet_omni.inference.transducer_search`).
 
     Args:
         model: an ``ESPnetASRModel`` with an ``omni_conformer`` encoder, the
             default frontend and (optionally) global MVN; put in eval mode.
         streaming: chunk config (default: the encoder's ``streaming_config``).
-        beam_size: 1 = CTC greedy (a transducer: RNN-T greedy); > 1 = CTC prefix beam search.
+        beam_size: 1 = CTC greedy; > 1 = CTC prefix beam search (a transducer: RNN-T greedy,
+            resp. modified beam search, the prediction network's state of every hypothesis
+            carried across chunks).
         train_args: the model's training args (token type, bpe model) for
             detokenisation; without them tokens are joined as they are.
+        lm: a language model fused into the CTC prefix beam search (a transducer: the modified
+            beam search) chunk by chunk
+            (:class:`~espnet_omni.inference.lm_scorer.TorchLM`, ``OnnxLM``), or None.
+        lm_weight, length_bonus: the fusion's weights (ESPnet's ``lm_weight`` and ``penalty``).
     """
 
     def __init__(self, model: torch.nn.Module, streaming: Optional[StreamingConfig] = None,
-                 beam_size: int = 1, train_args=None):
+                 beam_size: int = 1, train_args=None, lm=None, lm_weight: float = 0.0,
+                 length_bonus: float = 0.0):
         model.eval()
         if model.normalize is not None and not isinstance(model.normalize, GlobalMVN):
             raise NotImplementedError(
@@ -158,11 +165,6 @@ class StreamingRecognizer:
         if model.preencoder is not None or model.postencoder is not None:
             raise NotImplementedError("streaming supports no pre/post-encoder")
         self.transducer = is_transducer(model)
-        if self.transducer and beam_size != 1:
-            raise NotImplementedError(
-                f"beam_size={beam_size}: a transducer model (model: transducer_torchaudio) streams with "
-                "greedy RNN-T search only: use beam_size 1 (--beam_size 1), or decode it full-context "
-                "with python -m espnet_omni.bin.asr_inference (ESPnet's transducer beam search)")
         if not self.transducer and getattr(model, "ctc", None) is None:
             raise NotImplementedError("the model has no CTC head (model_conf.ctc_weight: 0): the streaming "
                                       "recognizer decodes CTC")
@@ -172,8 +174,12 @@ class StreamingRecognizer:
         self.train_args = train_args
         self.encoder = EncoderStream(model.encoder, streaming)
         self.cfg = self.encoder.cfg
-        self.search = (TransducerGreedy(model.decoder, model.joint_network, model.blank_id) if self.transducer
-                       else make_ctc_search(beam_size, blank=model.blank_id))
+        if self.transducer:  # greedy RNN-T, or modified beam search (with the LM)
+            self.search = make_transducer_search(model.decoder, model.joint_network, model.blank_id, beam_size,
+                                                 lm=lm, lm_weight=lm_weight, length_bonus=length_bonus)
+        else:
+            self.search = make_ctc_search(beam_size, blank=model.blank_id, lm=lm, lm_weight=lm_weight,
+                                          length_bonus=length_bonus)
         self.beam_size = beam_size
         self.tokenizer, self.converter = _tokenizer_and_converter(train_args, model.token_list)
         self.reset()
@@ -181,7 +187,10 @@ class StreamingRecognizer:
     @classmethod
     def from_files(cls, asr_train_config: Union[str, Path], asr_model_file: Union[str, Path],
                    streaming: Optional[StreamingConfig] = None, beam_size: int = 1,
-                   device: str = "cpu", subnet: Optional[Union[str, Path]] = None) -> "StreamingRecognizer":
+                   device: str = "cpu", subnet: Optional[Union[str, Path]] = None,
+                   lm_train_config: Optional[Union[str, Path]] = None,
+                   lm_file: Optional[Union[str, Path]] = None, lm_weight: float = 0.0,
+                   length_bonus: float = 0.0) -> "StreamingRecognizer":
         """Build from an ESPnet training config and model file.
 
         A stock ``encoder: conformer`` checkpoint is loaded into an
@@ -190,6 +199,8 @@ class StreamingRecognizer:
         streamed, e.g. to measure what a full-context model loses when run
         chunk by chunk. ``subnet``: a SubnetConfig YAML activated on a
         supernet encoder (the sparse streaming sub-network, masks applied).
+        ``lm_train_config`` / ``lm_file``: ESPnet's LM task files (run.sh stage 6), fused with
+        ``lm_weight`` (its token list must be the model's).
         """
         from espnet_omni.tasks import OmniASRTask, as_omni_config
 
@@ -200,7 +211,16 @@ class StreamingRecognizer:
 
             encoder = supernet_encoder(model, f"--subnet {subnet} ({asr_train_config})")
             encoder.set_active_subnet(SubnetConfig.from_yaml(subnet))
-        return cls(model, streaming, beam_size, args)
+        lm = None
+        if (lm_train_config is None) != (lm_file is None):
+            raise ValueError("give both lm_train_config and lm_file (--lm_train_config, --lm_file), or neither")
+        if lm_train_config is not None:
+            from espnet_omni.inference.lm_check import check_lm_token_list
+            from espnet_omni.inference.lm_scorer import TorchLM
+
+            check_lm_token_list(asr_train_config, lm_train_config)
+            lm = TorchLM.from_files(lm_train_config, lm_file, device)
+        return cls(model, streaming, beam_size, args, lm=lm, lm_weight=lm_weight, length_bonus=length_bonus)
 
     # ------------------------------------------------------------------ state
     def set_streaming_config(self, cfg: StreamingConfig) -> None:
@@ -215,6 +235,7 @@ class StreamingRecognizer:
         self.encoder.reset()
         self.search.reset()
         self.encoder_frames: List[torch.Tensor] = []  # (m, D) per call
+        self.log_probs: List[np.ndarray] = []  # (m, V) CTC log-posteriors per call
         self.chunk_ms: List[float] = []  # compute time per encoder chunk
         self._pending_ms = 0.0  # compute of calls that completed no chunk yet
         self._final: Optional[str] = None
@@ -275,6 +296,8 @@ class StreamingRecognizer:
             chunks_before = self.encoder.chunks_done
             feats = self.fbank.step(np.zeros(0, np.float32), final=True)
             self._consume(feats, final=True, tic=tic, chunks_before=chunks_before)
+            if hasattr(self.search, "finalize"):  # the LM's end of sentence
+                self.search.finalize()
             self._final = self._text()
         return self._final
 
@@ -292,7 +315,9 @@ class StreamingRecognizer:
             if self.transducer:  # the prediction network's state goes on across chunks
                 self.search.step(enc)
             else:
-                self.search.step(self.model.ctc.log_softmax(enc[None])[0].numpy())  # (m, V)
+                logp = self.model.ctc.log_softmax(enc[None])[0].numpy()  # (m, V)
+                self.log_probs.append(logp)
+                self.search.step(logp)
         self._pending_ms += (time.perf_counter() - tic) * 1000.0
         done = self.encoder.chunks_done - chunks_before
         if done:
@@ -306,9 +331,20 @@ class StreamingRecognizer:
             return torch.zeros(0, self.model.encoder.output_size())
         return torch.cat(self.encoder_frames)
 
+    @property
+    def blank_id(self) -> int:
+        """The CTC blank token's id."""
+        return self.model.blank_id
+
     def token_ids(self) -> List[int]:
         """Best token ids so far (no blanks)."""
         return self.search.best()
+
+    def posteriors(self) -> np.ndarray:
+        """(T', V) CTC log-posteriors emitted so far (a transducer model: none, (0, V))."""
+        if not self.log_probs:
+            return np.zeros((0, len(self.model.token_list)), np.float32)
+        return np.concatenate(self.log_probs)
 
 
 @torch.no_grad()

@@ -6,9 +6,9 @@ children, same parameter names) plus a ``causal`` flag:
 * ``causal=False``: ESPnet's forward, untouched (bitwise);
 * ``causal=True``: the depthwise kernel times
   :func:`~espnet_omni.nets.chunk_config.causal_conv_kernel_mask`, so output
-  ``t`` reads GLU outputs ``t - P .. t`` (``P = (K - 1) // 2``), and
-  :meth:`forward_chunk` computes the same thing one chunk at a time from a
-  cache of the last ``P`` GLU outputs.
+  ``t`` reads GLU outputs ``t - P .. t`` (``P = (K - 1) // 2``); chunk by
+  chunk the same is computed by :class:`~espnet_omni.nets.chunk_step.BlockStep`
+  from a cache of the last ``P`` GLU outputs.
 
 The depthwise conv may itself be a masked (prunable) layer: its masked
 weight is used in both modes.
@@ -88,30 +88,6 @@ class DualModeConvolutionModule(ConvolutionModule):
     def _tail(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T) -> (B, C, T): norm, activation, pointwise conv 2."""
         return self.pointwise_conv2(self.activation(self.norm(x)))
-
-    def forward_chunk(
-        self, x: torch.Tensor, cache: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal forward of new frames given the previous ``P`` GLU outputs.
-
-        Args:
-            x: ``(B, T, C)`` new frames (after ``norm_conv``).
-            cache: ``(B, C, P)`` GLU outputs of the ``P`` preceding frames
-                (zeros before the first frame, like the zero padding).
-
-        Returns:
-            ``(B, T, C)`` outputs and the new ``(B, C, P)`` cache.
-        """
-        if x.size(1) == 0:
-            return x, cache
-        glu = self._glu(x.transpose(1, 2))  # (B, C, T)
-        full = torch.cat([cache, glu], dim=2)  # (B, C, P + T)
-        pad = self.context
-        w = self.causal_weight()[..., : pad + 1]  # (C, 1, P + 1) past + present
-        dw = self.depthwise_conv
-        y = F.conv1d(full, w, dw.bias, 1, 0, dw.dilation, dw.groups)  # (B, C, T)
-        new_cache = full[..., full.size(2) - pad:]  # (B, C, P)
-        return self._tail(y).transpose(1, 2), new_cache
 
 
 def enable_dual_mode_conv(encoders: nn.Module) -> list[DualModeConvolutionModule]:

@@ -11,8 +11,10 @@ Three uses (run.sh calls each):
   scored in, the one its BatchNorm statistics are re-estimated in at export).
 * ``--supernet EXP ...``: the table. Rows: the supernet's dense network, then one
   sub-network per budget, each exported by stage 9 into ``EXP/pareto/<name>/`` and
-  decoded by stage 10 in both modes (``decode_<tag>_full``, ``decode_<tag>_streaming``)
-  and chunk by chunk (``chunk_by_chunk/<set>/latency.json``). Writes the ``pareto``
+  decoded by stage 10 chunk by chunk as a user streams it (``chunk_by_chunk_<tag>/<set>/``:
+  text and ``latency.json``, the streaming column), full-context (``decode_<tag>_full``) and,
+  as a check, its streaming-mode encoder output decoded after the utterance
+  (``decode_<tag>_streaming``). Writes the ``pareto``
   section of ``--results_file`` and the plot ``EXP/pareto/pareto.png`` (and ``--plot``).
 
 Usage:
@@ -38,8 +40,13 @@ from espnet_omni.scoring.score import read_kv
 from espnet_omni.scoring.tables import load_json, median_epochs, rel, rel_text
 from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap
 
-MODES = ("streaming", "full")
 MODE_NAMES = {"streaming": "streaming", "full": "full-context"}
+# the table's WER columns: (key, where its texts are, heading); "chunk": what a streaming user gets
+COLUMNS = (("chunk", "chunk_by_chunk", "streaming WER, chunk by chunk"),
+           ("full", "full", "full-context WER"),
+           ("streaming", "streaming", "check: streaming decoded after the utterance, WER"))
+# which column a mode's models are read in (the plot, the front, the intervals)
+MODE_COLUMN = {"streaming": "chunk", "full": "full"}
 
 
 def parse_budgets(values: list[str]) -> list[float]:
@@ -92,8 +99,23 @@ def search_models(search_json: Path, budgets: list[float]) -> list[tuple[str, Pa
     return [(model_name(b), search_json.parent / found[b]["file"], mode, found[b]) for b in budgets]
 
 
-def _wer(exp: Path, decode: str, s: str) -> float:
-    return 100 * load_json(exp / decode / "scores.json", "pareto")["scores"][s]["words"]["wer"]
+def _decode_dir(args, d: Path, col: str) -> Path:
+    """Where a model's texts for column ``col`` are: ``decode_<tag>_{full,streaming}`` or
+    ``chunk_by_chunk_<tag>``."""
+    where = dict((k, w) for k, w, _ in COLUMNS)[col]
+    if where == "chunk_by_chunk":
+        return d / args.decode.replace("decode_", "chunk_by_chunk_", 1)
+    return d / f"{args.decode}_{where}"
+
+
+def _wer(args, d: Path, col: str, s: str) -> float:
+    from espnet_omni.scoring.wer import corpus_counts
+
+    ref = read_kv(args.dump / s / "text")
+    text = _decode_dir(args, d, col) / s / "text"
+    if not text.is_file():
+        raise SystemExit(f"pareto: {text} is missing: redo run.sh stage 10")
+    return 100 * corpus_counts(ref, read_kv(text)).rate
 
 
 def rows(args) -> list[dict]:
@@ -109,8 +131,8 @@ def rows(args) -> list[dict]:
             "name": name, "trained_for": mode, "dir": d, "format": export["format"],
             "nonzero_params": export["nonzero_params"], "model_bytes": export["model_bytes"],
             "encoder_fraction": result["fraction"],
-            "wer": {(m, s): _wer(d, f"{args.decode}_{m}", s) for m in MODES for s in args.sets},
-            "latency": load_json(d / "chunk_by_chunk" / args.latency_set / "latency.json", "pareto"),
+            "wer": {(c, s): _wer(args, d, c, s) for c, _, _ in COLUMNS for s in args.sets},
+            "latency": load_json(_decode_dir(args, d, "chunk") / args.latency_set / "latency.json", "pareto"),
         })
     return out
 
@@ -177,37 +199,39 @@ def render(args, table: list[dict]) -> str:
         "full-context network and sparse streaming sub-networks; stage 8 searched the best streaming "
         "sub-network for each budget (a fraction of the dense encoder's parameters; CTC greedy WER on the "
         "valid set), stage 9 exported each with its BatchNorm statistics re-estimated in the mode it was "
-        "trained for, stage 10 decoded every export in both modes with the same decoder "
-        f"(`{rel(args.decode_config) if args.decode_config else args.decode}`): full-context, and streaming "
-        "(chunked attention, causal convolutions: the encoder output of chunk-by-chunk streaming, "
-        "decoded after the utterance). WER in %; the model trained for a mode is the one to read in "
-        "that mode's columns (the dense network was not trained to stream, the sparse ones not to run "
-        "full-context). Encoder params: non-zero encoder parameters (share of the dense encoder's); "
-        f"file: the `{table[0]['format']}` export's model.pth. Chunk by chunk: the streaming encoder "
-        f"run chunk after chunk on one thread with CTC greedy decoding on `{args.latency_set}` "
-        "(RTF, mean compute per chunk; algorithmic latency = chunk + front-end context).",
+        "trained for, stage 10 decoded every export three ways with the decoding config "
+        f"`{rel(args.decode_config) if args.decode_config else args.decode}`: **streaming, chunk by chunk** "
+        "as a user streams it (`python -m espnet_omni.bin.asr_inference_streaming`: audio fed one chunk at a "
+        "time, the encoder's caches carried, CTC prefix beam search with the LM fused chunk by chunk, one "
+        "thread); full-context (ESPnet's beam search, the LM); and, as a check, the streaming-mode encoder "
+        "output of the whole utterance decoded after it by ESPnet's beam search with the LM. WER in %; the "
+        "model trained for a mode is the one to read in that mode's columns (the dense network was not "
+        "trained to stream, the sparse ones not to run full-context). Encoder params: non-zero encoder "
+        f"parameters (share of the dense encoder's); file: the `{table[0]['format']}` export's model.pth. "
+        f"Streaming cost on `{args.latency_set}`, one thread: real-time factor (model loading excluded), "
+        "compute per chunk p50 / p95 ms, first partial (ms from the stream's start, audio at real time, to "
+        "the first non-empty partial, median), algorithmic latency (chunk + front-end context).",
         "",
     ]
     head = ["model", "trained for", "encoder params", "file MB"]
-    head += [f"{MODE_NAMES[m]} WER `{s}`" for m in MODES for s in sets]
-    head += ["chunk by chunk: greedy WER / RTF / ms per chunk / latency ms"]
+    head += [f"{h} `{s}`" for _, _, h in COLUMNS for s in sets]
+    head += ["streaming: RTF / chunk ms p50 / p95 / first partial ms / latency ms"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         lat = r["latency"]
         cells = [r["name"], MODE_NAMES[r["trained_for"]],
                  f"{r['nonzero_params'] / 1e6:.2f} M ({100 * r['encoder_fraction']:.0f}%)",
                  f"{r['model_bytes'] / 1e6:.1f}"]
-        cells += [f"{r['wer'][m, s]:.1f}" for m in MODES for s in sets]
-        greedy = _chunk_wer(args, r)
-        cells.append(f"{greedy:.1f} / {lat['rtf']:.3f} / {lat['chunk_compute_ms_mean']:.1f} / "
-                     f"{lat['algorithmic_latency_ms']:.0f}")
+        cells += [f"{r['wer'][c, s]:.1f}" for c, _, _ in COLUMNS for s in sets]
+        cells.append(f"{lat['rtf']:.3f} / {lat['chunk_compute_ms_p50']:.1f} / {lat['chunk_compute_ms_p95']:.1f} / "
+                     f"{_ms(lat.get('first_partial_ms_p50'))} / {lat['algorithmic_latency_ms']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     # the front of the models trained to stream, and each step down in size with its interval
     main = sets[0]
     stream = [r for r in table if r["trained_for"] == "streaming"]
-    on = on_front([(r["nonzero_params"], r["wer"]["streaming", main]) for r in stream])
-    lines.append(f"Streaming Pareto front on `{main}` (size vs streaming WER): "
+    on = on_front([(r["nonzero_params"], r["wer"]["chunk", main]) for r in stream])
+    lines.append(f"Streaming Pareto front on `{main}` (size vs chunk-by-chunk WER): "
                  + ", ".join(f"{r['name']}{'' if f else ' (dominated)'}" for r, f in zip(stream, on)) + ".")
     ref_dir = args.dump
     for s in sets[:2]:
@@ -215,25 +239,27 @@ def render(args, table: list[dict]) -> str:
         if len(ref) < 20:
             continue
         for small, big in zip(stream, stream[1:]):
-            d = paired_bootstrap(ref, _hyp(args, small, "streaming", s), _hyp(args, big, "streaming", s))
-            lines.append(f"- `{s}`, streaming, {small['name']} vs {big['name']}: {bootstrap_summary(d)}")
+            d = paired_bootstrap(ref, _hyp(args, small, "chunk", s), _hyp(args, big, "chunk", s))
+            lines.append(f"- `{s}`, streaming chunk by chunk, {small['name']} vs {big['name']}: {bootstrap_summary(d)}")
         dense = table[0]
         if stream:
-            d = paired_bootstrap(ref, _hyp(args, stream[-1], "streaming", s), _hyp(args, dense, "full", s))
-            lines.append(f"- `{s}`, {stream[-1]['name']} streaming vs dense full-context: {bootstrap_summary(d)}")
+            d = paired_bootstrap(ref, _hyp(args, stream[-1], "chunk", s), _hyp(args, dense, "full", s))
+            lines.append(f"- `{s}`, {stream[-1]['name']} streaming chunk by chunk vs dense full-context: "
+                         f"{bootstrap_summary(d)}")
+        for r in stream:  # what streaming costs against decoding the same encoder output after the utterance
+            d = paired_bootstrap(ref, _hyp(args, r, "chunk", s), _hyp(args, r, "streaming", s))
+            lines.append(f"- `{s}`, {r['name']} chunk by chunk vs the same encoder output decoded after the "
+                         f"utterance: {bootstrap_summary(d)}")
     lines += ["", f"![Pareto plot]({rel(args.plot or args.supernet / 'pareto' / 'pareto.png')})", ""]
     return "\n".join(lines)
 
 
-def _hyp(args, row: dict, mode: str, s: str) -> dict[str, str]:
-    return read_kv(row["dir"] / f"{args.decode}_{mode}" / s / "text")
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
 
 
-def _chunk_wer(args, row: dict) -> float:
-    from espnet_omni.scoring.wer import corpus_counts
-
-    ref = read_kv(args.dump / args.latency_set / "text")
-    return 100 * corpus_counts(ref, read_kv(row["dir"] / "chunk_by_chunk" / args.latency_set / "text")).rate
+def _hyp(args, row: dict, col: str, s: str) -> dict[str, str]:
+    return read_kv(_decode_dir(args, row["dir"], col) / s / "text")
 
 
 def plot(args, table: list[dict], path: Path) -> None:
@@ -250,13 +276,15 @@ def plot(args, table: list[dict], path: Path) -> None:
             # hollow: the others run in that mode anyway
             own = sorted((r for r in table if r["trained_for"] == m), key=lambda r: r["nonzero_params"])
             other = [r for r in table if r["trained_for"] != m]
-            ax.plot([r["nonzero_params"] / 1e6 for r in own], [r["wer"][m, s] for r in own], marker + "-",
-                    color=color, label=f"{MODE_NAMES[m]} mode, trained for it")
-            ax.plot([r["nonzero_params"] / 1e6 for r in other], [r["wer"][m, s] for r in other], marker,
+            col = MODE_COLUMN[m]
+            what = "chunk by chunk, " if col == "chunk" else ""
+            ax.plot([r["nonzero_params"] / 1e6 for r in own], [r["wer"][col, s] for r in own], marker + "-",
+                    color=color, label=f"{MODE_NAMES[m]} mode ({what}LM), trained for it")
+            ax.plot([r["nonzero_params"] / 1e6 for r in other], [r["wer"][col, s] for r in other], marker,
                     color=color, mfc="none", alpha=0.6, label=f"{MODE_NAMES[m]} mode, not trained for it")
         for r in table:
             m = r["trained_for"]
-            ax.annotate(r["name"], (r["nonzero_params"] / 1e6, r["wer"][m, s]), fontsize=8,
+            ax.annotate(r["name"], (r["nonzero_params"] / 1e6, r["wer"][MODE_COLUMN[m], s]), fontsize=8,
                         textcoords="offset points", xytext=(4, 4))
         ax.set_xlabel("non-zero encoder parameters (M)")
         ax.set_ylabel(f"WER % on {s}")

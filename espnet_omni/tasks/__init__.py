@@ -10,9 +10,11 @@ Public API:
     ASR_CHOICES, SSL_CHOICES: their :class:`ChoiceTable` (query, register).
     ChoiceEntry, ChoiceTable: the table types.
     OmniSpeech2Text, omni_asr_inference: ESPnet ASR inference through OmniASRTask.
+    ModelFileError: a missing or broken config/model file (build_model_from_file).
 """
 
 from espnet_omni.tasks.asr import ASR_CHOICES, OmniASRTask, as_omni_config
+from espnet_omni.tasks.checkpoint import ModelFileError
 from espnet_omni.tasks.registry import ChoiceEntry, ChoiceTable
 from espnet_omni.tasks.speech2text import OmniSpeech2Text, omni_asr_inference
 from espnet_omni.tasks.ssl import SSL_CHOICES, OmniSSLTask
@@ -22,6 +24,7 @@ __all__ = [
     "SSL_CHOICES",
     "ChoiceEntry",
     "ChoiceTable",
+    "ModelFileError",
     "OmniASRTask",
     "OmniSSLTask",
     "OmniSpeech2Text",

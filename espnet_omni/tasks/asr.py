@@ -13,10 +13,12 @@ from pathlib import Path
 
 import espnet2.tasks.asr
 import humanfriendly
+from espnet2.fileio.read_text import read_2columns_text
 from espnet2.tasks.asr import ASRTask
 
-from espnet_omni.corpus.audio_check import require_finite
+from espnet_omni.corpus.audio_check import require_complete, require_finite
 from espnet_omni.corpus.noise_rir import check_scp
+from espnet_omni.tasks.checkpoint import ModelFileError, check_model_files, readable_checkpoints
 from espnet_omni.tasks.entries import ASR_ENTRIES
 from espnet_omni.tasks.registry import ChoiceTable
 from espnet_omni.train.trainer import OmniTrainer
@@ -46,6 +48,19 @@ class OmniASRTask(ASRTask):
             return super().build_model(args)
 
     @classmethod
+    def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
+        """ESPnet's build_model_from_file: ``(model, train_args)``.
+
+        Raises:
+            ModelFileError: naming ``config_file`` or ``model_file``: missing
+                (checked before the model is built), or the checkpoint
+                truncated or not one (:func:`~espnet_omni.tasks.checkpoint.load_checkpoint`).
+        """
+        check_model_files(config_file, model_file)
+        with readable_checkpoints():
+            return super().build_model_from_file(config_file, model_file, device)
+
+    @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
         """ESPnet's build_preprocess_fn, resolving ``--preprocessor`` via ours.
 
@@ -71,17 +86,33 @@ class OmniASRTask(ASRTask):
 
         Raises :class:`~espnet_omni.corpus.audio_check.BadAudioError` naming
         the utterance whose ``speech`` holds NaN or inf (ESPnet would decode it
-        to an empty text without a word).
+        to an empty text without a word) or, read from a ``sound`` wav.scp,
+        whose file has no samples or is cut short (ESPnet would decode the
+        part present as if whole: :func:`require_complete`).
         """
         loader = super().build_streaming_iterator(*args, **kwargs)
-        return _finite_speech(loader) if kwargs.get("inference") else loader
+        if not kwargs.get("inference"):
+            return loader
+        data = args[0] if args else kwargs.get("data_path_and_name_and_type", ())
+        return _checked_speech(loader, _speech_scp(data))
 
 
-def _finite_speech(loader):
-    """``loader``'s ``(keys, batch)``, each utterance's ``speech`` checked by :func:`require_finite`."""
+def _speech_scp(data_path_and_name_and_type) -> tuple[str, dict] | None:
+    """``(wav.scp, {utt: file})`` of the ``speech`` input when it is of type ``sound``, else None."""
+    for path, name, kind in data_path_and_name_and_type:
+        if name == "speech" and kind == "sound":
+            return str(path), read_2columns_text(path)
+    return None
+
+
+def _checked_speech(loader, scp: tuple[str, dict] | None):
+    """``loader``'s ``(keys, batch)``: each utterance's file checked by :func:`require_complete`
+    (with ``scp``, ``(wav.scp, {utt: file})``), its ``speech`` by :func:`require_finite`."""
     for keys, batch in loader:
         speech, lengths = batch.get("speech"), batch.get("speech_lengths")
         for i, key in enumerate(keys if speech is not None else ()):
+            if scp is not None and key in scp[1]:
+                require_complete(scp[1][key], key, scp[0])
             require_finite(speech[i] if lengths is None else speech[i, : int(lengths[i])], key)
         yield keys, batch
 
@@ -96,15 +127,17 @@ def as_omni_config(asr_train_config: str | Path) -> Path:
     be streamed, sized or exported like a supernet's dense network.
 
     Raises:
-        ValueError: the file is not an ASR training config (no ``encoder``).
+        ModelFileError: (a ValueError) the file is missing or not an ASR
+            training config (no ``encoder``).
     """
     import yaml
 
     path = Path(asr_train_config)
+    check_model_files(path, None)
     with path.open(encoding="utf-8") as f:
         conf = yaml.safe_load(f)
     if not isinstance(conf, dict) or "encoder" not in conf:
-        raise ValueError(f"{path}: not an ESPnet ASR training config (no 'encoder' key)")
+        raise ModelFileError(f"{path}: not an ESPnet ASR training config (no 'encoder' key)")
     if conf["encoder"] != "conformer":
         return path
     conf["encoder"] = "omni_conformer"

@@ -22,6 +22,7 @@ from espnet2.bin.asr_inference import Speech2Text
 from espnet2.utils.pretrained import download_pretrained
 
 from espnet_omni.tasks.asr import OmniASRTask
+from espnet_omni.tasks.checkpoint import readable_checkpoints
 from espnet_omni.tasks.scoped import swapped_attributes
 
 
@@ -56,8 +57,10 @@ def _task_in_mode(encoder_mode: str) -> type:
 @contextmanager
 def omni_asr_inference(encoder_mode: str = "full") -> Iterator[None]:
     """Within the block, ``espnet2.bin.asr_inference`` uses OmniASRTask (its models'
-    encoders in ``encoder_mode``: ``full`` or ``streaming``)."""
-    with swapped_attributes(espnet2.bin.asr_inference, {"ASRTask": _task_in_mode(encoder_mode)}):
+    encoders in ``encoder_mode``: ``full`` or ``streaming``); a broken checkpoint,
+    the LM's too, is a :class:`~espnet_omni.tasks.checkpoint.ModelFileError` naming it."""
+    task = _task_in_mode(encoder_mode)
+    with swapped_attributes(espnet2.bin.asr_inference, {"ASRTask": task}), readable_checkpoints():
         yield
 
 

@@ -154,3 +154,23 @@ def train_tiny_supernet(root: Path, stats: Path, exp: Path, omni_conf: str = "{s
         asr_train.main(train_flags(stats, exp, "omni_conformer") + ["--omni_conf", omni_conf, *extra])
     finally:
         os.chdir(cwd)
+
+
+def valid_wav(root: Path, idx: int = 0):
+    """(samples,) float32 audio of the tiny corpus's ``idx``-th valid utterance under ``root``."""
+    import soundfile
+
+    path = sorted((Path(root) / "data/wav").glob("valid_*.wav"))[idx]
+    return soundfile.read(path, dtype="float32")[0]
+
+
+def randomize_encoder(model, seed: int = 0, std: float = 0.3) -> None:
+    """Random encoder weights (masks refreshed): a tiny model trained one epoch emits only
+    blanks, too easy a case for a decoder test."""
+    import torch
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.normal_(0.0, std)
+    model.encoder.refresh_masks()

@@ -147,6 +147,35 @@ def test_onnx_data_dir_decode_matches_torch_and_int8_runs(group_exp, tmp_path):
     assert len((tmp_path / "int8_dec" / "text").read_text().splitlines()) == 3
 
 
+@pytest.mark.parametrize("subnet", ["dense", "sparse"])
+@pytest.mark.parametrize("cfg", [StreamingConfig(4, left_chunks=2, lookahead=2),
+                                 StreamingConfig(4, left_chunks=-1, lookahead=3, lookahead_layers=1)], ids=str)
+def test_streaming_onnx_with_lookahead_equals_pytorch_chunk_by_chunk(group_exp, tmp_path, cfg, subnet):
+    """With look-ahead (block 1 lagging a chunk, or only block 0's), OnnxStreamingRecognizer over the
+    graph gives the torch StreamingRecognizer's posteriors and hypotheses with the same config, the
+    dense network or the sub-network active; a short utterance ends while block 1 still lags."""
+    root, supernet, sub = group_exp
+    if subnet == "dense":
+        supernet.encoder.set_max_net()
+    try:
+        meta = export_onnx(supernet, tmp_path, cfg, modes=("streaming",))
+        ref = StreamingRecognizer(supernet, cfg)
+        onnx_rec = OnnxStreamingRecognizer(tmp_path)
+        assert meta["streaming"]["window"] == (cfg.chunk_size + cfg.lookahead - 1) * 4 + 7
+        assert meta["streaming"]["lag_chunks"] == (1 if cfg.lookahead_layers == -1 else 0)
+        for w in [*_waves(), _waves(1, seed=1)[0][:1500]]:
+            for rec in (ref, onnx_rec):
+                rec.reset()
+                for start in range(0, w.size, 700):
+                    rec.feed(w[start:start + 700], FS)
+                rec.finish()
+            logp = ref.posteriors()
+            assert logp.shape[0] > 0 and onnx_rec.token_ids() == ref.token_ids()
+            np.testing.assert_allclose(onnx_rec.posteriors(), logp, atol=1e-4, rtol=0)
+    finally:
+        supernet.encoder.set_active_subnet(sub)
+
+
 def test_unexportable_components_are_named(tmp_path):
     config, weights = make_experiment(tmp_path / "row", mask_granularity="row")
     model, conf = load_supernet(config, weights)
@@ -157,8 +186,6 @@ def test_unexportable_components_are_named(tmp_path):
     if any(b.conv_module.dead_out.shape[1] for b in row.encoder.encoders):
         with pytest.raises(OnnxExportError, match=r"encoders\.\d\.conv_module: \d+ dead channels"):
             export_onnx(row.eval(), tmp_path / "x", CFG, modes=("streaming",))
-    with pytest.raises(OnnxExportError, match="lookahead"):
-        export_onnx(model, tmp_path / "y", StreamingConfig(chunk_size=4, lookahead=2), modes=("streaming",))
     abs_conf = dict(pos_enc_layer_type="abs_pos", selfattention_layer_type="selfattn", rel_pos_type="legacy")
     model_abs, _ = load_supernet(*make_experiment(tmp_path / "abs", **abs_conf))
     with pytest.raises(OnnxExportError, match="positional encoding PositionalEncoding"):

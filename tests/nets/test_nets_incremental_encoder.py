@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from espnet_omni.nets.chunk_config import StreamingConfig, encoder_right_context
+from espnet_omni.nets.chunk_step import ChunkStep
 from espnet_omni.nets.incremental_encoder import EncoderStream, subsampling_geometry
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder
 from espnet_omni.sparsity.subnet import SubnetConfig
@@ -133,17 +134,28 @@ def test_relative_positions_are_projected_once_per_doubling_not_per_chunk():
     assert len(calls) <= len(enc.encoders) * 9, len(calls)
 
 
-def test_bounded_left_context_keeps_a_bounded_key_value_buffer():
+def test_bounded_left_context_keeps_fixed_cache_shapes():
+    """left_chunks >= 0: the step's caches keep the shapes they start with (keys of the left
+    chunk, plus a lagging block's pending chunk); left_chunks -1: C more key frames per chunk."""
     enc = _encoder()
+    cfg = StreamingConfig(8, 1, 2)  # blocks 1 and 2 lag a chunk
 
-    def capacities(frames):
-        stream = EncoderStream(enc, StreamingConfig(8, 1))
+    def shapes(frames, cfg):
+        stream = EncoderStream(enc, cfg)
         x = torch.randn(frames, 20)
         for i in range(0, frames, 64):
             stream.feed(x[i : i + 64])
-        return [b.kv.k.size(2) for b in stream.blocks], [b.kv.size for b in stream.blocks]
+        return stream, [tuple(c.shape) for c in stream.caches]
 
-    cap_short, live_short = capacities(400)
-    cap_long, live_long = capacities(2400)
-    assert cap_long == cap_short  # 6x the audio, the same buffers
-    assert max(live_short + live_long) <= 2 * 8 + 16  # the left chunk, the current one, frames fed ahead
+    initial = [tuple(c.shape) for c in EncoderStream(enc, cfg).caches]
+    assert shapes(400, cfg)[1] == shapes(2400, cfg)[1] == initial
+    assert [initial[i][2] for i in (0, 3, 7)] == [8, 16, 16]  # keys: 1 left chunk (+ the pending one)
+    assert initial[6] == (1, 8, 16) and initial[-1] == (1,)  # block 1's pending chunk, the offset
+    stream, grown = shapes(400, StreamingConfig(8))
+    assert grown[0][2] == stream.chunks_done * 8 == int(stream.caches[-1])
+
+
+def test_step_refuses_a_call_of_partial_chunks():
+    step = ChunkStep(_encoder(), StreamingConfig(4, lookahead=2))
+    with pytest.raises(ValueError, match="k \\* chunk_size \\+ lookahead frames"):
+        step.forward_chunk(torch.randn(1, 7, 16), step.initial_caches())

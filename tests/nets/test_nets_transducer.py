@@ -20,10 +20,7 @@ from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.nets.transducer import TorchaudioRNNTLoss, TransducerASRModel
 from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text
 from espnet_omni.testing import tiny_asr
-
-TRANSDUCER = ["--model", "transducer_torchaudio", "--model_conf", "{ctc_weight: 0.3, report_cer: true}",
-              "--decoder", "transducer", "--decoder_conf", "{rnn_type: lstm, num_layers: 1, hidden_size: 16}",
-              "--joint_net_conf", "{joint_space_size: 16}"]
+from espnet_omni.testing.tiny_transducer import TRANSDUCER, random_transducer, transducer_args
 
 
 def test_loss_adapter_is_torchaudio_with_gradients():
@@ -113,13 +110,7 @@ def test_supernet_transducer_trains_and_decodes(tmp_path, monkeypatch):
 
 
 def _transducer_args(tmp_path):
-    flags = tiny_asr.train_flags(Path("stats"), Path("exp"), "omni_conformer")
-    for opt in ("--model_conf", "--decoder"):  # the tiny CTC model's
-        i = flags.index(opt)
-        del flags[i:i + 2]
-    args = OmniASRTask.get_parser().parse_args(flags + TRANSDUCER + ["--normalize", "none"])
-    args.token_list = (tmp_path / tiny_asr.TOKENS).read_text().split()
-    return args
+    return transducer_args(tmp_path)
 
 
 def test_transducer_overfits_two_utterances_and_decodes_them(tmp_path, monkeypatch):
@@ -176,7 +167,7 @@ def test_transducer_model_without_transducer_decoder_is_refused(tmp_path):
 
 
 def test_ctc_only_paths_refuse_a_transducer_or_a_model_without_ctc(tmp_path, monkeypatch):
-    """The streaming decoder names what it can do with a transducer (greedy); the CTC fitness of the
+    """The streaming decoder refuses a transducer search it cannot run (beam 0); the CTC fitness of the
     search and CTC distillation refuse a model without a CTC head (ctc_weight 0), before any
     data is read, instead of crashing on ``ctc=None``."""
     from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
@@ -187,8 +178,8 @@ def test_ctc_only_paths_refuse_a_transducer_or_a_model_without_ctc(tmp_path, mon
     tiny_asr.write_corpus(tmp_path)
     args = _transducer_args(tmp_path)
     model = OmniASRTask.build_model(args).eval()
-    with pytest.raises(NotImplementedError, match=r"beam_size=2: .*greedy RNN-T search only: use beam_size 1"):
-        StreamingRecognizer(model, beam_size=2)
+    with pytest.raises(ValueError, match=r"beam_size=0: must be >= 1"):
+        StreamingRecognizer(model, beam_size=0)
     args.model_conf = {**args.model_conf, "ctc_weight": 0.0}
     no_ctc = OmniASRTask.build_model(args).eval()
     assert no_ctc.ctc is None
@@ -208,17 +199,9 @@ def test_ctc_only_paths_refuse_a_transducer_or_a_model_without_ctc(tmp_path, mon
 
 
 def _random_transducer(tmp_path, monkeypatch):
+    """An untrained joint network says blank everywhere: its outputs spread, blank about every other frame."""
     monkeypatch.chdir(tmp_path)
-    tiny_asr.write_corpus(tmp_path)
-    torch.manual_seed(0)
-    model = OmniASRTask.build_model(_transducer_args(tmp_path)).eval()
-    with torch.no_grad():  # an untrained joint network says blank everywhere: spread its outputs
-        torch.nn.init.normal_(model.joint_network.lin_out.weight, std=2.0)
-        model.joint_network.lin_out.bias[model.blank_id] += BLANK_BIAS  # and blank about every other frame
-    return model
-
-
-BLANK_BIAS = 3.0
+    return random_transducer(tmp_path)
 
 
 def _wav():
@@ -298,8 +281,8 @@ def test_transducer_onnx_export_streams_like_pytorch(tmp_path, monkeypatch):
         rec.partials = [rec.feed(wav[s : s + 1000]) for s in range(0, len(wav), 1000)] + [rec.finish()]
     assert onnx_rec.token_ids() == ref.token_ids() and len(ref.token_ids()) > 3
     assert onnx_rec.partials == ref.partials
-    with pytest.raises(ValueError, match="transducer export, decoded with greedy RNN-T only: use beam_size 1"):
-        OnnxStreamingRecognizer(tmp_path / "onnx", beam_size=4)
+    with pytest.raises(ValueError, match="beam_size=0: must be >= 1"):
+        OnnxStreamingRecognizer(tmp_path / "onnx", beam_size=0)
 
 
 def test_transducer_distillation_changes_the_sparse_subnetworks_gradients(tmp_path, monkeypatch):

@@ -202,7 +202,7 @@ def test_tiny_main_job_writes_the_pareto_table_and_plot(tiny_main):
     names = ["dense", "frac0.75", "frac0.85", "frac0.95"]
     for name in names:
         row = re.search(rf"^\| {re.escape(name)} \| (full-context|streaming) \| ([\d.]+) M \((\d+)%\) \| [\d.]+ \| "
-                        r"([\d.]+) \| ([\d.]+) \| ([\d.]+) / ([\d.]+) / [\d.]+ / \d+ \|$", table, re.M)
+                        r"([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) / [\d.]+ / [\d.]+ / (\d+|-) / \d+ \|$", table, re.M)
         assert row, (name, table)
         assert row.group(1) == ("full-context" if name == "dense" else "streaming")
         export = json.loads((sup / f"pareto/{name}/export.json").read_text())
@@ -210,16 +210,21 @@ def test_tiny_main_job_writes_the_pareto_table_and_plot(tiny_main):
         calib = export["bn_calibration"]
         assert calib["mode"] == ("full" if name == "dense" else "streaming") and calib["utts"] > 0, calib
         # each mode's WER recomputed here from the decoded texts (the plain DP of this file)
-        for col, mode in ((4, "streaming"), (5, "full")):
-            hyp = _kv(sup / f"pareto/{name}/decode_decode_ctc_lm_valid.loss.ave_lm_tiny_{mode}/test/text")
+        decodes = {"chunk": "chunk_by_chunk_decode_ctc_lm_valid.loss.ave_lm_tiny",
+                   "full": "decode_decode_ctc_lm_valid.loss.ave_lm_tiny_full",
+                   "streaming": "decode_decode_ctc_lm_valid.loss.ave_lm_tiny_streaming"}
+        for col, mode in ((4, "chunk"), (5, "full"), (6, "streaming")):
+            hyp = _kv(sup / f"pareto/{name}/{decodes[mode]}/test/text")
             assert set(hyp) == set(ref)
             errors = sum(_word_edits(ref[u].split(), hyp[u].split()) for u in ref)
             words = sum(len(v.split()) for v in ref.values())
             assert abs(float(row.group(col)) - 100 * errors / words) <= 0.05 + 1e-9, (name, mode)
         opts = (sup / f"pareto/{name}/decode_decode_ctc_lm_valid.loss.ave_lm_tiny_streaming/test/decode.opts").read_text()
         assert "--encoder_mode streaming" in opts and "--lm_file" in opts
-        lat = json.loads((sup / f"pareto/{name}/chunk_by_chunk/test/latency.json").read_text())
+        lat = json.loads((sup / f"pareto/{name}/{decodes['chunk']}/test/latency.json").read_text())
         assert lat["num_threads"] == 1 and lat["streaming"]["chunk_size"] == 4
+        assert lat["lm_weight"] > 0 and lat["beam_size"] > 1  # the recipe's inference config, the LM fused
+        assert "--lm_file" in (sup / f"pareto/{name}/{decodes['chunk']}/test/decode.opts").read_text()
     # a sub-network's export is smaller than the dense network's; the dense copy of every export
     # is a stock ESPnet model
     sizes = [json.loads((sup / f"pareto/{n}/export.json").read_text())["nonzero_params"] for n in names]
@@ -228,7 +233,7 @@ def test_tiny_main_job_writes_the_pareto_table_and_plot(tiny_main):
     # a rerun skips every finished stage; decoding keeps every decoded set
     again = run_sh("--dir", str(tmp_path), *TINY, *TINY_MAIN)
     assert again.stderr.count("skipping") == 9, again.stderr
-    assert "utts, " not in again.stderr and again.stderr.count("kept") == 8, again.stderr
+    assert "utts, " not in again.stderr and again.stderr.count("kept") == 12, again.stderr
     # other budgets in the same dir: the search stage says what differs
     other = run_sh("--dir", str(tmp_path), *TINY, *TINY_MAIN[:2], "--budgets", "0.8 0.9 0.95",
                    "--stage", "8", "--stop_stage", "8", check=False)
@@ -366,7 +371,8 @@ def test_tiny_table_b_from_the_main_job(tiny_main):
 
 def test_tiny_rnnt_rows_from_the_main_job(tiny_main):
     """local/run_rnnt.sh (dense RNN-T, the RNN-T dual-mode omni supernet from it, the four models
-    decoded greedily, the rnnt section) on the tiny main job's outputs."""
+    decoded greedily, the RNN-T supernet's streaming network also with the LM by modified beam
+    search, the rnnt section) on the tiny main job's outputs."""
     tmp_path = tiny_main
     common = ["--dir", str(tmp_path), "--asr_config", "conf/train_asr_tiny.yaml", "--lm_config",
               "conf/train_lm_tiny.yaml", "--test_sets", "test", "--nj", "1", "--stream_sparsity", "0.5"]
@@ -387,7 +393,8 @@ def test_tiny_rnnt_rows_from_the_main_job(tiny_main):
     table = (tmp_path / "RESULTS.md").read_text().split("<!-- BEGIN rnnt -->")[1].split("<!-- END")[0]
     for name, head, stream in (("asr_tiny", "CTC", False), ("asr_tiny_rnnt", "RNN-T", False),
                                ("asr_tiny_dual_omni", "CTC", True), ("asr_tiny_rnnt_dual_omni", "RNN-T", True)):
-        stream_cols = r"[\d.]+ \| [\d.]+" if stream else r"- \| -"
+        # streaming WER greedy, with the LM (the RNN-T supernet only), RTF
+        stream_cols = (r"[\d.]+ \| " + (r"[\d.]+" if head == "RNN-T" else "-") + r" \| [\d.]+") if stream else r"- \| - \| -"
         # full-context WER greedy, then with the LM (the tiny main job has one)
         assert re.search(rf"^\| `{name}` \((dense|supernet)\) \| {head} \| \d+ \| \d+ / \d+ \| \d+ \| [\d.]+ \| [\d.]+ \| "
                          rf"{stream_cols} \| [\d.]+ M( / [\d.]+ M)? \|$", table, re.M), (name, table)
@@ -398,12 +405,17 @@ def test_tiny_rnnt_rows_from_the_main_job(tiny_main):
     assert re.search(r"dense model, full-context with the LM on `test`: RNN-T [\d.]+% vs CTC [\d.]+% \(difference",
                      table), table
     assert re.search(r"Targets: the RNN-T supernet's training wall time per epoch \(median epoch\) is [\d.]+x", table), table
+    # the RNN-T supernet's streaming network chunk by chunk with the LM: modified beam search, beam 4
+    assert re.search(r"supernet, 50% streaming on `test`: with the LM \(beam search\) [\d.]+% vs greedy [\d.]+% "
+                     r"\(difference", table) and "decode_rnnt_stream_lm.yaml" in table, table
+    lat = json.loads((exp / "asr_tiny_rnnt_dual_omni/rnnt_cmp/stream_lm/test/latency.json").read_text())
+    assert (lat["beam_size"], lat["lm_weight"], lat["num_threads"]) == (4, 0.3, 1), lat
     # the RNN-T streaming text is the streaming CLI's on the same sub-network (transducer greedy)
     lat = json.loads((exp / "asr_tiny_rnnt_dual_omni/rnnt_cmp/stream/test/latency.json").read_text())
     assert lat["num_threads"] == 1
     # re-run: every model kept
     r = recipe("local/run_rnnt.sh", *common, *opts, "--stage", "3")
-    assert r.stderr.count("evaluated already with these options") == 4, r.stderr
+    assert r.stderr.count("evaluated already with these options") == 5, r.stderr  # 4 models + streaming with the LM
     assert len(re.findall(r"decoding test: kept \S+/rnnt_cmp/export_full/decode_lm/test/text", r.stderr)) == 4, r.stderr
     assert "no --distill_heads: nothing to train" in r.stderr and "BEGIN rnnt_distill" not in (tmp_path / "RESULTS.md").read_text()
     # stages 5-6: the supernet again with distillation through each head, beside stage 2's
