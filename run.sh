@@ -234,4 +234,5 @@ if run_stage 11; then
     --results_file "$results_file" --command "$command_line" ${plot:+--plot "$plot"}
   finish_stage 11
 fi
+current_stage=""
 log "finished stages $stage..$stop_stage"

@@ -150,8 +150,9 @@ always_run_stages=${always_run_stages:-}
 
 # run_stage N: true when stage N is selected and not already done.
 run_stage() {
-  current_stage=$1; stage_start=$SECONDS
+  current_stage=""  # a stage out of the range is not named in the log
   [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+  current_stage=$1; stage_start=$SECONDS
   local marker; marker=$(done_marker "$1")
   if [ -f "$marker" ] && [[ " $always_run_stages " == *" $1 "* ]]; then
     log "starting (outputs already up to date are not redone)"; return 0

@@ -208,4 +208,5 @@ if run_stage 6; then
     finish_stage 6
   fi
 fi
+current_stage=""
 log "finished stages $stage..$stop_stage"

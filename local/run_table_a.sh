@@ -130,4 +130,5 @@ if run_stage 7; then
     --also $table_a_also
   finish_stage 7
 fi
+current_stage=""
 log "finished stages $stage..$stop_stage"

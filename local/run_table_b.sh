@@ -197,4 +197,5 @@ if run_stage 4; then
     --results_file "$results_file" --command "$command_line"
   finish_stage 4
 fi
+current_stage=""
 log "finished stages $stage..$stop_stage"

@@ -146,6 +146,8 @@ def test_stage2_duration_limits_drop_training_utterances_only(tmp_path):
         assert utts == (["s-long"] if name == "train" else ["s-long", "s-short"]), name
     warned = [line for line in r.stderr.splitlines() if "WARNING" in line]
     assert len(warned) == 1 and f"{tmp_path}/data/train: dropped 1 of 2 utterances by duration" in warned[0], r.stderr
+    # the last line names the range that ran, not the recipe's last stage
+    assert r.stderr.rstrip().splitlines()[-1].endswith("(./run.sh) finished stages 2..2"), r.stderr[-300:]
 
 
 def test_lm_stage_without_lm_text_names_the_missing_file(tmp_path):
