@@ -230,7 +230,7 @@ fi
 # ------------------------------------------------------------------ 11: Pareto table
 if run_stage 11; then
   $python -m espnet_omni.scoring.pareto --supernet "$sup_exp" --dense "$asr_exp" --budgets $budgets \
-    --decode "decode_$inference_tag" --decode_config "$inference_config" --sets $pareto_sets --latency_set "$latency_set" --dump "$dump" \
+    --decode "decode_$inference_tag" --decode_config "$inference_config" --stream_decode_config "$stream_inference_config" --sets $pareto_sets --latency_set "$latency_set" --dump "$dump" \
     --results_file "$results_file" --command "$command_line" ${plot:+--plot "$plot"}
   finish_stage 11
 fi

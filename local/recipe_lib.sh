@@ -28,6 +28,9 @@ asr_tag=""              # its experiment name; default: the config's file name
 inference_config=""     # decoding config; default conf/decode_ctc_lm.yaml with the LM, else
                         # conf/decode_ctc.yaml (CTC greedy)
 inference_args=""       # extra arguments for asr_inference
+stream_inference_config=""  # the chunk-by-chunk decoder's config (asr_inference_streaming: beam,
+                        # lm_weight, penalty); default conf/decode_ctc_lm_stream.yaml with the LM
+                        # (tuned on dev for the frame-synchronous search), else inference_config
 inference_model=valid.loss.ave.pth
 inference_tag=""        # decode directory name (decode_<tag>); default: from the decoding config,
                         # the model and the LM (set it to keep decodes with other --inference_args apart)
@@ -92,6 +95,9 @@ recipe_init() {
   case $corpus in embedded|librispeech) ;; *) echo "$recipe_name: --corpus must be embedded or librispeech, got '$corpus'" >&2; exit 2;; esac
   if [ -z "$inference_config" ]; then
     if $use_lm; then inference_config=conf/decode_ctc_lm.yaml; else inference_config=conf/decode_ctc.yaml; fi
+  fi
+  if [ -z "$stream_inference_config" ]; then
+    if $use_lm; then stream_inference_config=conf/decode_ctc_lm_stream.yaml; else stream_inference_config=$inference_config; fi
   fi
 
   root=$(cd "$(dirname "$lib_file")/.." && pwd)
@@ -294,7 +300,7 @@ decode_model() {
 
 # stream_decode TRAIN_CONFIG MODEL_FILE OUT_DIR SETS: decode every set of SETS chunk by chunk on
 # one thread, as a user streams it (python -m espnet_omni.bin.asr_inference_streaming: audio fed one
-# encoder chunk at a time, the streaming encoder's caches carried, the inference config's beam,
+# encoder chunk at a time, the streaming encoder's caches carried, --stream_inference_config's beam,
 # lm_weight and penalty; with --use_lm true the LM fused into the CTC prefix beam search chunk by
 # chunk) -> OUT_DIR/<set>/{text,latency.json,decode.opts}. A set decoded with the same options and
 # newer than the model, the configs and the LM is kept (make-style).
@@ -303,11 +309,11 @@ stream_decode() {
   set_lm_opts
   lm_model=$model
   $use_lm && lm_model=$lm_exp/$lm_inference_model
-  opts="decode_config=$inference_config ${lm_opts[*]}"
+  opts="decode_config=$stream_inference_config ${lm_opts[*]}"
   for x in $want; do
     out=$ddir/$x
     if [ -f "$out/latency.json" ] && [ "$out/latency.json" -nt "$model" ] && [ "$out/latency.json" -nt "$config" ] \
-      && [ "$out/latency.json" -nt "$inference_config" ] && [ "$out/latency.json" -nt "$lm_model" ] \
+      && [ "$out/latency.json" -nt "$stream_inference_config" ] && [ "$out/latency.json" -nt "$lm_model" ] \
       && [ "$(cat "$out/decode.opts" 2>/dev/null)" = "$opts" ]; then
       log "chunk by chunk $x: kept $out (same options, newer than the model and configs)"
       continue
@@ -316,7 +322,7 @@ stream_decode() {
     log "chunk by chunk $x ($(wc -l < "$dump/$x/wav.scp") utts, one thread$($use_lm && echo ', with the LM')) -> $out"
     OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference_streaming --asr_train_config "$config" \
       --asr_model_file "$model" --data_dir "$dump/$x" --output_dir "$out" --num_threads 1 \
-      --decode_config "$inference_config" "${lm_opts[@]}" > "$out/decode.log" 2>&1 \
+      --decode_config "$stream_inference_config" "${lm_opts[@]}" > "$out/decode.log" 2>&1 \
       || { log "streaming decoding failed: see $out/decode.log"; exit 1; }
     echo "$opts" > "$out/decode.opts"
   done

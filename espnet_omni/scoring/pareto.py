@@ -199,12 +199,13 @@ def render(args, table: list[dict]) -> str:
         "full-context network and sparse streaming sub-networks; stage 8 searched the best streaming "
         "sub-network for each budget (a fraction of the dense encoder's parameters; CTC greedy WER on the "
         "valid set), stage 9 exported each with its BatchNorm statistics re-estimated in the mode it was "
-        "trained for, stage 10 decoded every export three ways with the decoding config "
-        f"`{rel(args.decode_config) if args.decode_config else args.decode}`: **streaming, chunk by chunk** "
+        "trained for, stage 10 decoded every export three ways: **streaming, chunk by chunk** "
         "as a user streams it (`python -m espnet_omni.bin.asr_inference_streaming`: audio fed one chunk at a "
         "time, the encoder's caches carried, CTC prefix beam search with the LM fused chunk by chunk, one "
-        "thread); full-context (ESPnet's beam search, the LM); and, as a check, the streaming-mode encoder "
-        "output of the whole utterance decoded after it by ESPnet's beam search with the LM. WER in %; the "
+        f"thread; `{rel(args.stream_decode_config or args.decode_config) if (args.stream_decode_config or args.decode_config) else args.decode}`); "
+        "full-context (ESPnet's beam search with the LM, "
+        f"`{rel(args.decode_config) if args.decode_config else args.decode}`); and, as a check, the streaming-mode "
+        "encoder output of the whole utterance decoded after it by the same ESPnet search. WER in %; the "
         "model trained for a mode is the one to read in that mode's columns (the dense network was not "
         "trained to stream, the sparse ones not to run full-context). Encoder params: non-zero encoder "
         f"parameters (share of the dense encoder's); file: the `{table[0]['format']}` export's model.pth. "
@@ -307,6 +308,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense", type=Path, help="the dense model's experiment dir (the supernet's start)")
     p.add_argument("--decode", help="decode name prefix: decode_<tag> (stage 10 adds _full / _streaming)")
     p.add_argument("--decode_config", type=Path, default=None, help="the decoding config (named in the text)")
+    p.add_argument("--stream_decode_config", type=Path, default=None,
+                   help="the chunk-by-chunk decoder's config (named in the text; default --decode_config)")
     p.add_argument("--sets", nargs="+", default=["test"])
     p.add_argument("--latency_set", default="test")
     p.add_argument("--dump", type=Path, help="directory holding <set>/text")
