@@ -469,6 +469,6 @@ def test_librispeech_recipe_end_to_end_on_a_fake_tree(tmp_path):
     table = (out / "RESULTS.md").read_text().split("<!-- BEGIN pareto -->")[1].split("<!-- END")[0]
     for name in ("dense", "frac0.8", "frac0.95"):
         assert re.search(rf"^\| {name} \| (full-context|streaming) \| [\d.]+ M", table, re.M), table
-    assert "streaming WER `test_clean`" in table and "full-context WER `test_other`" in table
+    assert "streaming WER, chunk by chunk `test_clean`" in table and "full-context WER `test_other`" in table
     assert (out / "exp/asr_tiny_dual_omni/pareto/pareto.png").is_file()
     assert not (ROOT / "egs/librispeech/asr1/exp").exists()  # --dir wins over the wrapper's own
