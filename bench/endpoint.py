@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from omni_sparsity import command_line, cpu_model, write_results  # noqa: E402
 
-from espnet_omni.bin.asr_inference_streaming import search_options  # noqa: E402
+from espnet_omni.bin.asr_inference_streaming import build_recognizer  # noqa: E402
 from espnet_omni.inference.decode_data_dir import decode_data_dir  # noqa: E402
 from espnet_omni.inference.endpoint import EndpointConfig  # noqa: E402
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer  # noqa: E402
@@ -80,22 +80,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_threads", type=int, default=1)
     p.add_argument("--out_dir", default=str(ROOT / "bench" / "results"))
     return p
-
-
-def build_recognizer(args) -> StreamingRecognizer:
-    """The recognizer of ``bin/asr_inference_streaming`` for these flags."""
-    if (args.lm_train_config is None) != (args.lm_file is None):
-        sys.exit("error: give both --lm_train_config and --lm_file, or neither")
-    opts = search_options(argparse.Namespace(decode_config=args.decode_config, lm_train_config=args.lm_train_config,
-                                             onnx_lm=False, beam_size=None, lm_weight=None, penalty=None))
-    rec = StreamingRecognizer.from_files(args.asr_train_config, args.asr_model_file, beam_size=opts["beam_size"],
-                                         subnet=args.subnet, lm_train_config=args.lm_train_config,
-                                         lm_file=args.lm_file, lm_weight=opts["lm_weight"],
-                                         length_bonus=opts["penalty"])
-    override = {k: getattr(args, k) for k in ("chunk_size", "left_chunks", "lookahead") if getattr(args, k) is not None}
-    if override:
-        rec.set_streaming_config(StreamingConfig.from_dict({**rec.cfg.to_dict(), **override}))
-    return rec
 
 
 def select(data_dir: Path, num: int):

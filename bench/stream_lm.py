@@ -77,9 +77,7 @@ def main(cmd=None) -> None:
     if not (onnx_dir / "lm.int8.onnx").is_file():
         export_onnx.main(["--asr_train_config", str(sup / "config.yaml"), "--asr_model_file", str(model),
                           "--out_dir", str(onnx_dir), "--int8", "true", *lm_opts])
-    opts = search_options(argparse.Namespace(
-        decode_config=str(args.decode_config), lm_train_config=str(lm / "config.yaml"), onnx_lm=True,
-        beam_size=None, lm_weight=None, penalty=None))
+    opts = search_options(str(args.decode_config), lm_given=True)
     data = args.dir / "dump" / "raw" / args.set
     ref = read_kv(data / "text")
     load_before = os.getloadavg()

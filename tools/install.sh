@@ -80,14 +80,23 @@ cache=${ESPNET_OMNI_CACHE:-$HOME/.cache/espnet_omni}
 venv=$cache/venv-$key
 stamp=$venv/.espnet_omni_complete
 
+# One builder at a time: a second install.sh (another clone's ./test.sh) waits for the first
+# and then finds its stamp, instead of deleting the venv the first one is filling.
+mkdir -p "$cache"
+exec 9>"$venv.lock"
+if ! flock -n 9; then
+  log "another tools/install.sh is building $venv; waiting for it"
+  flock 9
+fi
 if [ ! -f "$stamp" ]; then
   log "building venv $venv with $py (Python $pyver): about 5 min and 6.7 GB the first time"
-  rm -rf "$venv"; mkdir -p "$cache"
+  rm -rf "$venv"
   "$py" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -r requirements.txt
   touch "$stamp"
 fi
+flock -u 9; exec 9>&-
 
 # ---------------------------------------------------------------- per-checkout .venv
 # Made again only when the shared venv or this checkout's path changed (the mark says).

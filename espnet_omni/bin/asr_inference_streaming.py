@@ -38,6 +38,7 @@ beside ``text`` (the segments' texts joined, scored as usual).
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 import torch
 from espnet2.utils.nested_dict_action import NestedDictAction
@@ -109,56 +110,62 @@ DECODE_KEYS = ("beam_size", "lm_weight", "penalty")
 IGNORED_KEYS = ("ctc_weight", "nbest", "maxlenratio", "minlenratio")
 
 
-def search_options(args) -> dict:
-    """``beam_size``, ``lm_weight``, ``penalty``: the flags, else ``--decode_config``, else
-    greedy without an LM (beam 10 with one). Exits naming the key on a bad config."""
-    conf = {}
-    if args.decode_config is not None:
-        import yaml
+def read_decode_config(path) -> dict:
+    """The streaming decoder's keys of an ESPnet inference YAML (``None``: ``{}``); exits naming
+    the file and key on a bad one."""
+    if path is None:
+        return {}
+    import yaml
 
-        path = Path(args.decode_config)
-        if not path.is_file():
-            sys.exit(f"error: --decode_config {path}: not found")
-        conf = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(conf, dict):
-            sys.exit(f"error: --decode_config {path}: expected a YAML mapping of {', '.join(DECODE_KEYS)}")
-        unknown = sorted(set(conf) - set(DECODE_KEYS) - set(IGNORED_KEYS))
-        if unknown:
-            sys.exit(f"error: --decode_config {path}: key(s) {', '.join(unknown)} not used by the streaming "
-                     f"CTC decoder (valid: {', '.join(DECODE_KEYS + IGNORED_KEYS)})")
-        if float(conf.get("ctc_weight", 1.0)) != 1.0:
-            sys.exit(f"error: --decode_config {path}: ctc_weight {conf['ctc_weight']}: the streaming decoder "
-                     "scores CTC alone (ctc_weight 1.0); an attention decoder cannot stream")
-    has_lm = args.lm_train_config is not None or args.onnx_lm
-    out = {k: conf.get(k) for k in DECODE_KEYS}
-    for k in DECODE_KEYS:
-        if getattr(args, k) is not None:
-            out[k] = getattr(args, k)
-    out["beam_size"] = int(out["beam_size"] if out["beam_size"] is not None else (10 if has_lm else 1))
+    path = Path(path)
+    if not path.is_file():
+        sys.exit(f"error: --decode_config {path}: not found")
+    conf = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(conf, dict):
+        sys.exit(f"error: --decode_config {path}: expected a YAML mapping of {', '.join(DECODE_KEYS)}")
+    unknown = sorted(set(conf) - set(DECODE_KEYS) - set(IGNORED_KEYS))
+    if unknown:
+        sys.exit(f"error: --decode_config {path}: key(s) {', '.join(unknown)} not used by the streaming "
+                 f"CTC decoder (valid: {', '.join(DECODE_KEYS + IGNORED_KEYS)})")
+    if float(conf.get("ctc_weight", 1.0)) != 1.0:
+        sys.exit(f"error: --decode_config {path}: ctc_weight {conf['ctc_weight']}: the streaming decoder "
+                 "scores CTC alone (ctc_weight 1.0); an attention decoder cannot stream")
+    return {k: conf[k] for k in DECODE_KEYS if k in conf}
+
+
+def search_options(decode_config=None, lm_given: Optional[bool] = None, **flags) -> dict:
+    """``beam_size``, ``lm_weight``, ``penalty``: the ``flags`` (None = unset), else
+    ``decode_config``'s, else greedy without an LM (beam 10 with one). ``lm_given``: whether an
+    LM was given (PyTorch); None = one is used when lm_weight > 0 (ONNX's ``lm.onnx``). Exits
+    naming the key on a bad config or an lm_weight without an LM."""
+    unknown = sorted(set(flags) - set(DECODE_KEYS))
+    if unknown:
+        raise TypeError(f"search_options: unknown option(s) {', '.join(unknown)}")
+    conf = read_decode_config(decode_config)
+    out = {k: flags[k] if flags.get(k) is not None else conf.get(k) for k in DECODE_KEYS}
     out["lm_weight"] = float(out["lm_weight"] or 0.0)
     out["penalty"] = float(out["penalty"] or 0.0)
-    if out["lm_weight"] and not has_lm:  # its penalty was tuned with the LM: refuse, don't decode without it
-        where = "--lm_weight" if args.lm_weight else f"--decode_config {args.decode_config} (lm_weight)"
+    if out["lm_weight"] and lm_given is False:  # its penalty was tuned with the LM: refuse, don't decode without it
+        where = "--lm_weight" if flags.get("lm_weight") else f"--decode_config {decode_config} (lm_weight)"
         sys.exit(f"error: {where} > 0 needs --lm_train_config and --lm_file (or --lm_weight 0)")
+    has_lm = lm_given if lm_given is not None else out["lm_weight"] > 0
+    out["beam_size"] = int(out["beam_size"] if out["beam_size"] is not None else (10 if has_lm else 1))
     return out
 
 
-def main(cmd=None):
-    """Decode; ``cmd`` defaults to ``sys.argv``."""
-    args = get_parser().parse_args(cmd)
+CHUNK_KEYS = ("chunk_size", "left_chunks", "lookahead", "lookahead_layers")
+
+
+def build_recognizer(args):
+    """The recognizer of these flags: :class:`OnnxStreamingRecognizer` with ``--onnx_dir``, else
+    :class:`StreamingRecognizer` (the LM fused when given); exits with one line on a user's mistake."""
     if (args.lm_train_config is None) != (args.lm_file is None):
         sys.exit("error: give both --lm_train_config and --lm_file, or neither")
-    args.onnx_lm = args.onnx_dir is not None  # the ONNX recognizer reads lm.onnx from --onnx_dir
-    opts = search_options(args)
-    if args.onnx_lm and not opts["lm_weight"]:  # no LM asked for: the options of a decode without one
-        args.onnx_lm = False
-        opts = search_options(args)
-    endpoint = endpoint_config(args)
-    torch.set_num_threads(args.num_threads)
-    override = {k: getattr(args, k) for k in
-                ("chunk_size", "left_chunks", "lookahead", "lookahead_layers")
-                if getattr(args, k) is not None}
-    if args.onnx_dir is not None:
+    onnx = getattr(args, "onnx_dir", None)
+    opts = search_options(args.decode_config, lm_given=None if onnx else args.lm_train_config is not None,
+                          **{k: getattr(args, k, None) for k in DECODE_KEYS})
+    override = {k: getattr(args, k) for k in CHUNK_KEYS if getattr(args, k, None) is not None}
+    if onnx is not None:
         given = [f"--{k}" for k in ("asr_train_config", "asr_model_file", "subnet", "lm_train_config", "lm_file")
                  if getattr(args, k)]
         given += [f"--{k}" for k in override]
@@ -166,25 +173,32 @@ def main(cmd=None):
             sys.exit(f"error: --onnx_dir decodes the exported graph as it is; drop {' '.join(given)}")
         from espnet_omni.inference.onnx_recognizer import OnnxStreamingRecognizer
         try:
-            rec = OnnxStreamingRecognizer(args.onnx_dir, beam_size=opts["beam_size"], threads=args.num_threads,
-                                          int8=args.int8, lm_weight=opts["lm_weight"], length_bonus=opts["penalty"])
+            return OnnxStreamingRecognizer(onnx, beam_size=opts["beam_size"], threads=args.num_threads,
+                                           int8=args.int8, lm_weight=opts["lm_weight"], length_bonus=opts["penalty"])
         except (ValueError, FileNotFoundError) as e:
             sys.exit(f"error: --onnx_dir {e}")
-    elif args.asr_train_config is None or args.asr_model_file is None:
+    if args.asr_train_config is None or args.asr_model_file is None:
         sys.exit("error: give --asr_train_config and --asr_model_file, or --onnx_dir")
-    else:
-        try:  # a missing or broken model file (the LM's too), an exported sub-network: one line
-            require_streamable_config(args.asr_train_config, args.asr_model_file)
-            with readable_checkpoints():
-                rec = StreamingRecognizer.from_files(args.asr_train_config, args.asr_model_file,
-                                                     beam_size=opts["beam_size"], subnet=args.subnet,
-                                                     lm_train_config=args.lm_train_config, lm_file=args.lm_file,
-                                                     lm_weight=opts["lm_weight"], length_bonus=opts["penalty"])
-        except (ModelFileError, NotStreamableError, ValueError, NotImplementedError) as e:
-            sys.exit(f"error: {e}")  # a bad option (beam size, LM token list), a model that cannot stream
+    try:  # a missing or broken model file (the LM's too), an exported sub-network: one line
+        require_streamable_config(args.asr_train_config, args.asr_model_file)
+        with readable_checkpoints():
+            rec = StreamingRecognizer.from_files(args.asr_train_config, args.asr_model_file,
+                                                 beam_size=opts["beam_size"], subnet=args.subnet,
+                                                 lm_train_config=args.lm_train_config, lm_file=args.lm_file,
+                                                 lm_weight=opts["lm_weight"], length_bonus=opts["penalty"])
+    except (ModelFileError, NotStreamableError, ValueError, NotImplementedError) as e:
+        sys.exit(f"error: {e}")  # a bad option (beam size, LM token list), a model that cannot stream
     if override:
-        cfg = StreamingConfig.from_dict({**rec.cfg.to_dict(), **override})
-        rec.set_streaming_config(cfg)
+        rec.set_streaming_config(StreamingConfig.from_dict({**rec.cfg.to_dict(), **override}))
+    return rec
+
+
+def main(cmd=None):
+    """Decode; ``cmd`` defaults to ``sys.argv``."""
+    args = get_parser().parse_args(cmd)
+    endpoint = endpoint_config(args)
+    torch.set_num_threads(args.num_threads)
+    rec = build_recognizer(args)
     if endpoint is not None and rec.transducer:
         sys.exit("error: --endpoint true counts CTC blank frames: a transducer model streams without it")
     try:
