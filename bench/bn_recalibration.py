@@ -11,7 +11,7 @@ s (``exp/asr_ctc_omni``) and the individually pruned model at s
 (``exp/asr_ctc_prune<s>``), both from their ``valid.loss.ave.pth``, scored by
 CTC greedy decoding on the whole dev set (the search's proxy; WER and CER)
 (1) with the checkpoint's BatchNorm statistics and (2) after
-:func:`espnet_omni.inference.bn_calib.recalibrate_batchnorm` on
+:func:`espnet_omni.search.bn_calib.recalibrate_batchnorm` on
 ``--calibration_utts`` training utterances (spread over the training set),
 and the seconds the recalibration took. The supernet's statistics are an
 average over every sub-network it trained; an individual model's belong to
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
@@ -35,8 +34,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from omni_sparsity import cpu_model, write_results  # noqa: E402
 
-from espnet_omni.inference.bn_calib import DEFAULT_CALIBRATION_UTTS, kept_batchnorm_stats  # noqa: E402
-from espnet_omni.inference.subnet_eval import SubnetEvaluator, calibrate_subnet  # noqa: E402
+from espnet_omni.search.bn_calib import DEFAULT_CALIBRATION_UTTS, kept_batchnorm_stats  # noqa: E402
+from espnet_omni.search.subnet_eval import SubnetEvaluator, calibrate_subnet  # noqa: E402
 from espnet_omni.scoring.tables import rel, rel_text  # noqa: E402
 from espnet_omni.sparsity.subnet import SubnetConfig  # noqa: E402
 from espnet_omni.tasks import OmniASRTask  # noqa: E402

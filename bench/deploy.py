@@ -61,10 +61,10 @@ from espnet_omni.export.onnx_export import (  # noqa: E402
     export_onnx,
     initial_caches,
 )
-from espnet_omni.inference.subnet_eval import calibrate_subnet  # noqa: E402
+from espnet_omni.search.subnet_eval import calibrate_subnet  # noqa: E402
 from espnet_omni.nets.chunk_config import StreamingConfig  # noqa: E402
 from espnet_omni.scoring.tables import rel  # noqa: E402
-from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.corpus.datadir import read_kv  # noqa: E402
 from espnet_omni.scoring.wer import corpus_counts  # noqa: E402
 from espnet_omni.sparsity.subnet import SubnetConfig  # noqa: E402
 from espnet_omni.tasks import OmniASRTask, as_omni_config  # noqa: E402
@@ -326,8 +326,8 @@ def latency_search(args, work: Path, log) -> list[dict]:
     """Search the structured supernet under ms budgets, then time each pick directly."""
     from espnet_omni.bin.search import trained_space
     from espnet_omni.evolutionary_search import EvolutionConfig
-    from espnet_omni.inference import latency_table
-    from espnet_omni.inference.subnet_search import SubnetSearchConfig, search_subnets
+    from espnet_omni.search import latency_table
+    from espnet_omni.search.subnet_search import SubnetSearchConfig, search_subnets
 
     exp = Path(args.group_exp)
     if not (exp / args.checkpoint).is_file():

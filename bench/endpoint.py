@@ -52,9 +52,7 @@ from omni_sparsity import command_line, cpu_model, write_results  # noqa: E402
 from espnet_omni.bin.asr_inference_streaming import build_recognizer  # noqa: E402
 from espnet_omni.inference.decode_data_dir import decode_data_dir  # noqa: E402
 from espnet_omni.inference.endpoint import EndpointConfig  # noqa: E402
-from espnet_omni.inference.streaming_recognizer import StreamingRecognizer  # noqa: E402
-from espnet_omni.nets.chunk_config import StreamingConfig  # noqa: E402
-from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.corpus.datadir import read_kv  # noqa: E402
 from espnet_omni.scoring.tables import rel  # noqa: E402
 from espnet_omni.scoring.wer import char_counts, corpus_counts  # noqa: E402
 

@@ -55,7 +55,7 @@ from espnet2.asr.ctc import CTC
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 
 from espnet_omni.export import export_asr_model
-from espnet_omni.inference.latency_table import cpu_model  # noqa: F401  (the benchmarks import it from here)
+from espnet_omni.search.latency_table import cpu_model  # noqa: F401  (the benchmarks import it from here)
 from espnet_omni.nets.omni_conformer import BLOCK_PATTERNS, OmniConformerEncoder
 from espnet_omni.scoring.tables import rel, rel_text
 from espnet_omni.sparsity.subnet import SubnetConfig

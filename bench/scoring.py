@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from omni_sparsity import cpu_model, write_results  # noqa: E402
 
+from espnet_omni.corpus.datadir import read_kv  # noqa: E402
 from espnet_omni.scoring import score, wer  # noqa: E402
 from espnet_omni.scoring.tables import rel, rel_text  # noqa: E402  (relative to the repository: no machine paths)
 from espnet_omni.scoring.wer import ErrorCounts  # noqa: E402
@@ -202,7 +203,7 @@ def main(cmd=None) -> None:
     start = time.perf_counter()
     real = not args.synthetic and all(Path(p).is_file() for p in (args.ref, args.hyp, args.hyp_b))
     if real:
-        ref, hyp, hyp_b = (score.read_kv(Path(p)) for p in (args.ref, args.hyp, args.hyp_b))
+        ref, hyp, hyp_b = (read_kv(Path(p)) for p in (args.ref, args.hyp, args.hyp_b))
         data = {"kind": "real decode", "ref": rel(args.ref), "hyp": rel(args.hyp), "hyp_b": rel(args.hyp_b)}
     else:
         ref, hyp, hyp_b = synthetic()

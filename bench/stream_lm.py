@@ -40,7 +40,7 @@ from espnet_omni.bin.asr_inference_streaming import search_options  # noqa: E402
 from espnet_omni.inference.decode_data_dir import decode_data_dir  # noqa: E402
 from espnet_omni.inference.onnx_recognizer import OnnxStreamingRecognizer  # noqa: E402
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer  # noqa: E402
-from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.corpus.datadir import read_kv  # noqa: E402
 from espnet_omni.scoring.tables import rel  # noqa: E402
 from espnet_omni.scoring.wer import corpus_counts  # noqa: E402
 

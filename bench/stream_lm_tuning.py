@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from omni_sparsity import command_line, write_results  # noqa: E402
 
-from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.corpus.datadir import read_kv  # noqa: E402
 from espnet_omni.scoring.wer import corpus_counts  # noqa: E402
 
 

@@ -46,7 +46,7 @@ from omni_sparsity import cpu_model, write_results  # noqa: E402
 
 from espnet_omni.corpus.datadir import read_lines  # noqa: E402
 from espnet_omni.scoring.tables import audio_seconds, rel  # noqa: E402
-from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.corpus.datadir import read_kv  # noqa: E402
 from espnet_omni.scoring.wer import corpus_counts, paired_bootstrap  # noqa: E402
 
 SETS = ("dev", "test", "test_seen", "real")

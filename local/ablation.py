@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from espnet_omni.scoring import tables  # noqa: E402
 from espnet_omni.scoring.results_file import replace_section  # noqa: E402
-from espnet_omni.scoring.score import read_kv  # noqa: E402
+from espnet_omni.corpus.datadir import read_kv  # noqa: E402
 from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap  # noqa: E402
 
 WHO = "ablation"

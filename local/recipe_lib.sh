@@ -42,7 +42,7 @@ results_file=""         # markdown file whose sections are (re)written; default 
                         # ("none": no section)
 export_format=sparse    # sparse | dense | row | structured (see espnet_omni.bin.export)
 bn_calib_utts=200       # the BatchNorm statistics of every searched and exported sub-network are
-                        # re-estimated on N training utterances (espnet_omni.inference.bn_calib);
+                        # re-estimated on N training utterances (espnet_omni.search.bn_calib);
                         # 0: keep the checkpoint's
 # ------------------------------------------------------------------ end of common options
 

@@ -155,7 +155,7 @@ def render(args, table: list[dict]) -> str:
         *(f"Supernet{' ' + label if label else ''} (`{tables.rel(d)}`): {describe(d)}."
           for label, d in supernets(args)),
         "",
-        "BatchNorm statistics of the exported models (espnet_omni.inference.bn_calib):",
+        "BatchNorm statistics of the exported models (espnet_omni.search.bn_calib):",
         f"(a) individual: {calibration([r['ind'] for r in table])};",
         *(f"{sub_name(label)}: {calibration([r['subs'][i][1] for r in table])}."
           for i, (label, _) in enumerate(supernets(args))),

@@ -17,7 +17,7 @@ streaming, whose equality is tested), by the same beam search and LM.
 
 An LM (``--lm_train_config``) or ARPA n-gram (``--ngram_file``) built for
 another token list than the ASR model's is refused before decoding
-(:mod:`espnet_omni.inference.lm_check`).  An utterance whose audio holds NaN
+(:mod:`espnet_omni.tasks.lm_check`).  An utterance whose audio holds NaN
 or inf, or whose file has no samples or is cut short (its header declares more
 than the file holds), stops the decoding with an error naming it and its file
 (exit code 1), where ESPnet would write an empty text for it, fail in its STFT,
@@ -32,7 +32,7 @@ from pathlib import Path
 import espnet2.bin.asr_inference
 
 from espnet_omni.corpus.audio_check import BadAudioError
-from espnet_omni.inference.lm_check import (
+from espnet_omni.tasks.lm_check import (
     TokenListMismatch,
     check_lm_token_list,
     check_ngram_tokens,

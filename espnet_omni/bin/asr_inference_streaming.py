@@ -18,7 +18,7 @@ Writes: <output_dir>/text (Kaldi: "utt text"), <output_dir>/latency.json
 algorithmic latency ms = chunk + look-ahead + front-end context).
 Unset chunk options fall back to the encoder's ``streaming`` config.
 With an LM, every chunk is decoded by CTC prefix beam search with the LM fused
-(``inference/ctc_search.CTCPrefixBeamLM``); ``--decode_config`` (the recipe's
+(``inference/ctc_decoder.CTCPrefixBeamLM``); ``--decode_config`` (the recipe's
 ESPnet inference config) gives ``beam_size``, ``lm_weight`` and ``penalty`` (the
 length bonus per token), each overridden by its flag. With ``--onnx_dir`` the LM is the
 export's ``lm.onnx`` (``bin/export_onnx --lm_train_config --lm_file``), fused when lm_weight > 0.

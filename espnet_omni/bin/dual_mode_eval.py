@@ -60,10 +60,10 @@ from espnet2.fileio.sound_scp import SoundScpReader
 from espnet2.utils.types import str2bool
 from espnet_omni.corpus.audio_check import require_finite
 from espnet_omni.export import FORMATS, export_asr_model
-from espnet_omni.inference.bn_calib import add_calibration_arguments
+from espnet_omni.search.bn_calib import add_calibration_arguments
 from espnet_omni.inference.decode_data_dir import decode_data_dir
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
-from espnet_omni.inference.subnet_eval import calibrate_for_export
+from espnet_omni.search.subnet_eval import calibrate_for_export
 from espnet_omni.nets.chunk_config import StreamingConfig
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask, OmniSpeech2Text, as_omni_config, omni_asr_inference

@@ -19,8 +19,8 @@ import logging
 import yaml
 
 from espnet_omni.export import DTYPES, FORMATS, export_asr_model
-from espnet_omni.inference.bn_calib import add_calibration_arguments
-from espnet_omni.inference.subnet_eval import calibrate_for_export
+from espnet_omni.search.bn_calib import add_calibration_arguments
+from espnet_omni.search.subnet_eval import calibrate_for_export
 from espnet_omni.nets.packed_state import CODECS
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask, as_omni_config

@@ -29,7 +29,7 @@ from espnet2.utils.types import str2bool
 
 from espnet_omni.export.onnx_export import OnnxExportError, export_onnx
 from espnet_omni.export.onnx_lm import export_onnx_lm, load_lm_for_export
-from espnet_omni.inference.lm_check import TokenListMismatch
+from espnet_omni.tasks.lm_check import TokenListMismatch
 from espnet_omni.nets.chunk_config import StreamingConfig
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import yaml
 
 from espnet_omni.evolutionary_search import EvolutionConfig
-from espnet_omni.inference.bn_calib import add_calibration_arguments
-from espnet_omni.inference.subnet_eval import DEFAULT_BATCH_SECONDS, HEADS, METRICS
-from espnet_omni.inference.subnet_search import (
+from espnet_omni.search.bn_calib import add_calibration_arguments
+from espnet_omni.search.subnet_eval import DEFAULT_BATCH_SECONDS, HEADS, METRICS
+from espnet_omni.search.subnet_search import (
     BUDGET_UNITS,
     SubnetSearchConfig,
     search_from_files,

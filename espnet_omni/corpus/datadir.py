@@ -99,6 +99,12 @@ def read_kaldi_map(path: Path) -> KaldiMap:
     return out
 
 
+def read_kv(path: Path) -> Dict[str, str]:
+    """``utt -> value`` of a Kaldi ``<key> <value>`` file (:func:`read_kaldi_map`'s values): the
+    one reader of ``text``, ``wav.scp``, ``utt2spk``, hypotheses; a value may be empty."""
+    return read_kaldi_map(path).values
+
+
 def write_kaldi_map(path: Path, values: Dict[str, object]) -> None:
     """Write ``values`` sorted by key; atomic (temp file, then rename)."""
     path = Path(path)

@@ -117,13 +117,13 @@ def export_onnx_lm(lm: nn.Module, out_dir: Union[str, Path], int8: bool = False)
 def load_lm_for_export(asr_train_config: Union[str, Path], lm_train_config: Union[str, Path],
                        lm_file: Union[str, Path]) -> nn.Module:
     """ESPnet's LM task files -> its ``ESPnetLanguageModel`` (eval mode), refused before any export
-    when its token list is not the ASR model's (:class:`~espnet_omni.inference.lm_check.
+    when its token list is not the ASR model's (:class:`~espnet_omni.tasks.lm_check.
     TokenListMismatch`) or it is not an RNN LM (:class:`OnnxExportError`); both name the config.
     A missing or truncated file: :class:`~espnet_omni.tasks.checkpoint.ModelFileError` naming it."""
     import yaml
     from espnet2.tasks.lm import LMTask
 
-    from espnet_omni.inference.lm_check import check_lm_token_list
+    from espnet_omni.tasks.lm_check import check_lm_token_list
     from espnet_omni.tasks.checkpoint import check_model_files, readable_checkpoints
 
     check_model_files(lm_train_config, lm_file)

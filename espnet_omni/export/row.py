@@ -56,7 +56,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward i
     PositionwiseFeedForward,
 )
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder
-from espnet_omni.nets.pruned_conformer import subsampling_convs
+from espnet_omni.nets.subsampling import subsampling_convs
 from espnet_omni.nets.pruned_conv_module import PrunedConvolutionModule
 
 State = MutableMapping[str, torch.Tensor]

@@ -29,7 +29,7 @@ import torch
 
 from espnet_omni.export.row import State, cut_unit_pair
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder
-from espnet_omni.nets.pruned_conformer import subsampling_convs
+from espnet_omni.nets.subsampling import subsampling_convs
 
 
 def _kept(encoder: OmniConformerEncoder, name: str, units: int, index: int = 0) -> torch.Tensor:

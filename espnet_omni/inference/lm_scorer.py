@@ -1,6 +1,6 @@
 """Language models for streaming shallow fusion: one LM step for a batch of prefixes.
 
-A streaming decoder (:class:`~espnet_omni.inference.ctc_search.CTCPrefixBeamLM`) keeps one
+A streaming decoder (:class:`~espnet_omni.inference.ctc_decoder.CTCPrefixBeamLM`) keeps one
 :class:`LMState` per live prefix: the LM's recurrent state after the prefix and its
 log-distribution of the next token. When prefixes grow, the new tokens of all of them go
 through the LM in **one batched call** (:meth:`LMScorer.advance`).

@@ -10,7 +10,7 @@ Each :class:`~espnet_omni.inference.lm_scorer.LMState` holds its prefix's recurr
 numpy slices ``(h, c)`` (``(h,)`` for a GRU or plain RNN), each ``(L, H)``; a step stacks the
 parents' into ``(L, B, H)``, runs ``lm.onnx`` once (:mod:`espnet_omni.export.onnx_lm`) and
 splits its outputs again. Drop-in for :class:`~espnet_omni.inference.lm_scorer.TorchLM` in
-:func:`~espnet_omni.inference.ctc_search.make_ctc_search`.
+:func:`~espnet_omni.inference.ctc_decoder.make_ctc_search`.
 """
 
 from __future__ import annotations

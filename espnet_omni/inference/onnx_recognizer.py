@@ -34,7 +34,7 @@ from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 
 from espnet_omni.nets.chunk_step import initial_caches
-from espnet_omni.inference.ctc_search import make_ctc_search
+from espnet_omni.inference.ctc_decoder import make_ctc_search
 from espnet_omni.inference.onnx_lm import OnnxLM
 from espnet_omni.inference.onnx_transducer import make_onnx_transducer_search
 from espnet_omni.inference.streaming_recognizer import FbankStream, check_audio

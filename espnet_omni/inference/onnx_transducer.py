@@ -1,6 +1,6 @@
 """RNN-T searches over a transducer export's ``decoder.onnx`` and ``joiner.onnx`` (ONNX Runtime).
 
-The loops of :mod:`~espnet_omni.inference.transducer_search` with the networks run by ONNX
+The loops of :mod:`~espnet_omni.inference.transducer_decoder` with the networks run by ONNX
 Runtime: :class:`OnnxTransducerGreedy` (greedy) and :class:`OnnxTransducerBeam` (modified beam
 search with LM shallow fusion, the hypotheses of a frame in one ``decoder.onnx`` and one
 ``joiner.onnx`` call). ``decoder.onnx`` is one prediction-network step: ``token (N, 1)``, ``h``,
@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet_omni.inference.lm_scorer import LMScorer
-from espnet_omni.inference.transducer_search import (
+from espnet_omni.inference.transducer_decoder import (
     GreedyTransducerLoop,
     TransducerBeamLoop,
     wants_beam_search,
@@ -50,7 +50,7 @@ class _OnnxNetworks:
 
 class OnnxTransducerGreedy(_OnnxNetworks, GreedyTransducerLoop):
     """Greedy RNN-T over ``decoder.onnx`` and ``joiner.onnx`` (the loop of
-    :class:`~espnet_omni.inference.transducer_search.TransducerGreedy`): the prediction
+    :class:`~espnet_omni.inference.transducer_decoder.TransducerGreedy`): the prediction
     network's output and state carried across chunks."""
 
     def __init__(self, decoder, joiner, meta: dict):
@@ -70,7 +70,7 @@ class OnnxTransducerGreedy(_OnnxNetworks, GreedyTransducerLoop):
 
 class OnnxTransducerBeam(_OnnxNetworks, TransducerBeamLoop):
     """Modified beam search with LM shallow fusion
-    (:class:`~espnet_omni.inference.transducer_search.TransducerBeamLoop`) over ``decoder.onnx``
+    (:class:`~espnet_omni.inference.transducer_decoder.TransducerBeamLoop`) over ``decoder.onnx``
     and ``joiner.onnx``, all hypotheses of a frame in one call of each.
 
     Args:

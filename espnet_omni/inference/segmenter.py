@@ -47,7 +47,7 @@ class Segment(NamedTuple):
 
 
 class EndpointGate:
-    """A CTC search (``step``, ``best``, ... of :mod:`~espnet_omni.inference.ctc_search`)
+    """A CTC search (``step``, ``best``, ... of :mod:`~espnet_omni.inference.ctc_decoder`)
     stepped only up to the segment's endpoint.
 
     The recognizer steps it with each chunk's ``(m, V)`` log-posteriors; it counts

@@ -32,8 +32,8 @@ from espnet2.asr.frontend.default import DefaultFrontend
 from espnet2.layers.global_mvn import GlobalMVN
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
-from espnet_omni.inference.ctc_search import make_ctc_search
-from espnet_omni.inference.transducer_search import make_transducer_search
+from espnet_omni.inference.ctc_decoder import make_ctc_search
+from espnet_omni.inference.transducer_decoder import make_transducer_search
 from espnet_omni.nets.transducer import is_transducer
 from espnet_omni.nets.chunk_config import (
     StreamingConfig,
@@ -137,7 +137,7 @@ def _tokenizer_and_converter(args, token_list):
 
 class StreamingRecognizer:
     """Chunk-by-chunk recognizer over an ``ESPnetASRModel``: CTC, or RNN-T for a transducer
-    model (``model: transducer_torchaudio``; :mod:`~espnet_omni.inference.transducer_search`).
+    model (``model: transducer_torchaudio``; :mod:`~espnet_omni.inference.transducer_decoder`).
 
     Args:
         model: an ``ESPnetASRModel`` with an ``omni_conformer`` encoder, the
@@ -215,7 +215,7 @@ class StreamingRecognizer:
         if (lm_train_config is None) != (lm_file is None):
             raise ValueError("give both lm_train_config and lm_file (--lm_train_config, --lm_file), or neither")
         if lm_train_config is not None:
-            from espnet_omni.inference.lm_check import check_lm_token_list
+            from espnet_omni.tasks.lm_check import check_lm_token_list
             from espnet_omni.inference.lm_scorer import TorchLM
 
             check_lm_token_list(asr_train_config, lm_train_config)

@@ -50,12 +50,8 @@ from espnet_omni.nets.chunk_config import (
     chunk_attention_mask,
     streaming_attention_mask,
 )
-from espnet_omni.sparsity.groups import (
-    attach_groups,
-    conformer_unit_sets,
-    member_names,
-    owned_parameters,
-)
+from espnet_omni.nets.conformer_units import conformer_unit_sets
+from espnet_omni.sparsity.groups import attach_groups, member_names, owned_parameters
 from espnet_omni.sparsity.layers import convert_to_masked
 from espnet_omni.sparsity.masks import MaskSpec
 from espnet_omni.sparsity.subnet import (

@@ -46,6 +46,7 @@ from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward i
 )
 from espnet_omni.nets.packed_state import unpack_state_dict
 from espnet_omni.nets.pruned_conv_module import PrunedConvolutionModule
+from espnet_omni.nets.subsampling import subsampling_convs
 
 
 def _resize_ffn(ffn: torch.nn.Module, hidden: int, where: str) -> None:
@@ -61,22 +62,6 @@ def _resize_ffn(ffn: torch.nn.Module, hidden: int, where: str) -> None:
         warnings.simplefilter("ignore", UserWarning)
         ffn.w_1 = torch.nn.Linear(d, hidden)
         ffn.w_2 = torch.nn.Linear(hidden, d)
-
-
-def subsampling_convs(embed: torch.nn.Module) -> list[int]:
-    """Indices in ``embed.conv`` of the Conv2d layers of a conv2d* front end.
-
-    Raises unless ``embed`` is a ``Conv2dSubsampling*`` (a ``conv`` Sequential
-    of Conv2d / ReLU and an ``out`` Linear).
-    """
-    conv = getattr(embed, "conv", None)
-    out = getattr(embed, "out", None)
-    if not isinstance(conv, torch.nn.Sequential) or not isinstance(out, torch.nn.Linear):
-        raise ValueError(
-            f"front end {type(embed).__name__} is not a conv2d subsampling "
-            "(input_layer conv2d / conv2d1 / conv2d2 / conv2d6 / conv2d8)"
-        )
-    return [i for i, m in enumerate(conv) if isinstance(m, torch.nn.Conv2d)]
 
 
 def _resize_frontend(embed: torch.nn.Module, channels: List[int]) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from espnet_omni.evolutionary_search.pareto import pareto_front
 from espnet_omni.evolutionary_search.report import budget_label
 from espnet_omni.scoring.results_file import replace_section
-from espnet_omni.scoring.score import read_kv
+from espnet_omni.corpus.datadir import read_kv
 from espnet_omni.scoring.tables import load_json, median_epochs, rel, rel_text
 from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap
 

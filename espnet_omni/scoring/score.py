@@ -23,24 +23,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from espnet_omni.corpus.datadir import read_kv
 from espnet_omni.scoring.results_file import replace_section
 from espnet_omni.scoring.tables import rel_text
 from espnet_omni.scoring.wer import ErrorCounts, char_counts, word_counts
-
-
-def read_kv(path: Path) -> dict[str, str]:
-    """`utt value...` lines -> dict; a value may be empty."""
-    out = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            key, _, value = line.partition(" ")
-            if key in out:
-                raise ValueError(f"{path}:{lineno}: duplicate utterance id {key!r}")
-            out[key] = value.strip()
-    return out
 
 
 def score_set(ref: dict[str, str], hyp: dict[str, str], family: dict[str, str]) -> dict:

@@ -105,7 +105,7 @@ def compute_str(exp: Path, who: str = "table") -> str:
 def significance(ref: Path, a: Path, b: Path, who: str = "table") -> str:
     """``difference ... 95% CI ...: (not) significant`` of WER(a) - WER(b), paired bootstrap over the
     utterances of the texts of two decodes against the references ``ref``."""
-    from espnet_omni.scoring.score import read_kv
+    from espnet_omni.corpus.datadir import read_kv
     from espnet_omni.scoring.wer import bootstrap_summary, paired_bootstrap
 
     for f in (ref, a, b):

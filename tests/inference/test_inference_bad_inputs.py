@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 from espnet_omni.bin import asr_inference, asr_inference_streaming, export, export_onnx, subnet_yaml
-from espnet_omni.scoring.score import read_kv
+from espnet_omni.corpus.datadir import read_kv
 from espnet_omni.testing.tiny_asr import VALID
 
 CONFIG, MODEL = "exp/supernet/config.yaml", "exp/supernet/valid.loss.best.pth"

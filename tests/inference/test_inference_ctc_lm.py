@@ -1,4 +1,4 @@
-"""CTC prefix beam search with LM shallow fusion, chunk by chunk (inference/ctc_search.CTCPrefixBeamLM)."""
+"""CTC prefix beam search with LM shallow fusion, chunk by chunk (inference/ctc_decoder.CTCPrefixBeamLM)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from espnet_omni.bin import asr_inference_streaming
-from espnet_omni.inference.ctc_search import CTCGreedy, CTCPrefixBeam, CTCPrefixBeamLM, make_ctc_search
+from espnet_omni.inference.ctc_decoder import CTCGreedy, CTCPrefixBeam, CTCPrefixBeamLM, make_ctc_search
 from espnet_omni.inference.lm_scorer import TorchLM
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer, simulated_streaming_encode
 from espnet_omni.nets.chunk_config import StreamingConfig

@@ -16,7 +16,8 @@ from espnet_omni.corpus.audio_check import BadAudioError
 from espnet_omni.inference.decode_data_dir import decode_data_dir
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
 from espnet_omni.nets.chunk_config import StreamingConfig
-from espnet_omni.scoring.score import read_kv, score_set
+from espnet_omni.corpus.datadir import read_kv
+from espnet_omni.scoring.score import score_set
 from espnet_omni.testing.tiny_asr import VALID
 
 

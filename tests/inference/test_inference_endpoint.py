@@ -8,7 +8,7 @@ import soundfile
 import torch
 
 from espnet_omni.bin import asr_inference_streaming
-from espnet_omni.inference.ctc_search import CTCGreedy
+from espnet_omni.inference.ctc_decoder import CTCGreedy
 from espnet_omni.inference.endpoint import EndpointConfig, Endpointer, silent_frames
 from espnet_omni.inference.segmenter import EndpointGate, SegmentingRecognizer
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer, check_audio

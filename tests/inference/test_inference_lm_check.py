@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_omni.inference.lm_check import TokenListMismatch, check_lm_token_list, check_ngram_tokens
+from espnet_omni.tasks.lm_check import TokenListMismatch, check_lm_token_list, check_ngram_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from espnet2.asr.frontend.default import DefaultFrontend
 
 from espnet_omni.bin import asr_inference_streaming
 from espnet_omni.corpus.audio_check import BadAudioError
-from espnet_omni.inference.ctc_search import CTCGreedy, CTCPrefixBeam
+from espnet_omni.inference.ctc_decoder import CTCGreedy, CTCPrefixBeam
 from espnet_omni.inference.decode_data_dir import decode_data_dir
 from espnet_omni.inference.streaming_recognizer import (
     FbankStream,

@@ -1,5 +1,5 @@
 """RNN-T modified beam search with LM shallow fusion, chunk by chunk, in PyTorch and ONNX Runtime
-(inference/transducer_search.TransducerBeamSearch, inference/onnx_transducer.OnnxTransducerBeam)."""
+(inference/transducer_decoder.TransducerBeamSearch, inference/onnx_transducer.OnnxTransducerBeam)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from espnet_omni.inference.lm_scorer import TorchLM
 from espnet_omni.inference.streaming_recognizer import StreamingRecognizer, simulated_streaming_encode
-from espnet_omni.inference.transducer_search import (
+from espnet_omni.inference.transducer_decoder import (
     TransducerBeamSearch,
     TransducerGreedy,
     make_transducer_search,

@@ -69,7 +69,7 @@ def test_supernet_transducer_trains_and_decodes(tmp_path, monkeypatch):
     # searched with the transducer fitness (greedy RNN-T WER on dev), exported, decoded both ways
     from espnet_omni.bin import export, search
     from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
-    from espnet_omni.inference.subnet_eval import SubnetEvaluator
+    from espnet_omni.search.subnet_eval import SubnetEvaluator
     from espnet_omni.sparsity.subnet import SubnetConfig
 
     dev = str(tiny_asr.VALID)
@@ -98,7 +98,7 @@ def test_supernet_transducer_trains_and_decodes(tmp_path, monkeypatch):
                           beam_size=1, device="cpu")
     assert isinstance(s2t(torch.from_numpy(wav))[0][0], str)  # offline: ESPnet's transducer search
     from espnet_omni.inference.streaming_recognizer import simulated_streaming_encode
-    from espnet_omni.inference.transducer_search import TransducerGreedy
+    from espnet_omni.inference.transducer_decoder import TransducerGreedy
 
     cfg = StreamingConfig(4)
     rec = StreamingRecognizer.from_files("export/config.yaml", "export/model.pth", streaming=cfg)
@@ -171,7 +171,7 @@ def test_ctc_only_paths_refuse_a_transducer_or_a_model_without_ctc(tmp_path, mon
     search and CTC distillation refuse a model without a CTC head (ctc_weight 0), before any
     data is read, instead of crashing on ``ctc=None``."""
     from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
-    from espnet_omni.inference.subnet_eval import SubnetEvaluator
+    from espnet_omni.search.subnet_eval import SubnetEvaluator
     from espnet_omni.train.supernet import SupernetConfig, SupernetState, TaggedModel
 
     monkeypatch.chdir(tmp_path)
@@ -212,7 +212,7 @@ def _wav():
 def test_transducer_greedy_equals_espnets_greedy_search(tmp_path, monkeypatch):
     """TransducerGreedy fed 1, 5, 2, ... frames at a time gives the tokens of ESPnet's
     BeamSearchTransducer.greedy_search over the whole encoder output (an independent reference)."""
-    from espnet_omni.inference.transducer_search import TransducerGreedy
+    from espnet_omni.inference.transducer_decoder import TransducerGreedy
 
     model = _random_transducer(tmp_path, monkeypatch)
     wav = _wav()
@@ -234,7 +234,7 @@ def test_streaming_transducer_chunk_by_chunk_equals_simulated(tmp_path, monkeypa
     the text after every feed a prefix of the final one, the final tokens those of greedy RNN-T
     over the simulated streaming encoder output of the whole utterance."""
     from espnet_omni.inference.streaming_recognizer import StreamingRecognizer, simulated_streaming_encode
-    from espnet_omni.inference.transducer_search import TransducerGreedy
+    from espnet_omni.inference.transducer_decoder import TransducerGreedy
     from espnet_omni.nets.chunk_config import StreamingConfig
 
     model = _random_transducer(tmp_path, monkeypatch)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 
-from espnet_omni.inference.subnet_search import build_cost_table, candidate_subnet
+from espnet_omni.search.subnet_search import build_cost_table, candidate_subnet
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder
 from espnet_omni.sparsity.groups import StructuredGroup
 from espnet_omni.sparsity.subnet import SubnetConfig

@@ -147,3 +147,26 @@ def test_checkout_venv_layout_migration_and_repointing(tmp_path):
     (c / ".venv").mkdir()
     assert "not made by tools/install.sh" in install(c, tmp_path / "cache", rc=1)
     assert not list(c.glob(".venv.new.*"))
+
+
+def test_a_second_install_waits_for_the_one_building_the_shared_venv(tmp_path):
+    """Two install.sh at once on a fresh machine (two clones' ./test.sh): the second waits for
+    the builder's lock instead of deleting the venv the first is filling, then uses it."""
+    import fcntl
+    import time
+
+    c = clone(tmp_path / "c")
+    venv = fake_shared_venv(tmp_path / "cache", c)
+    with open(f"{venv}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a builder is at work
+        p = subprocess.Popen(["tools/install.sh", "--no-apt"], cwd=c, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "ESPNET_OMNI_CACHE": str(tmp_path / "cache")})
+        time.sleep(3)
+        assert p.poll() is None, p.stderr.read()  # still waiting
+        assert not (c / ".venv").exists()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "another tools/install.sh is building" in err and "building venv" not in err
+    assert (venv / ".espnet_omni_complete").is_file()  # the builder's venv was not deleted
+    assert imported_from(c, tmp_path) == c.resolve() / "espnet_omni/__init__.py"

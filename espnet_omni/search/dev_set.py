@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from espnet2.fileio.read_text import read_2columns_text
 from espnet2.fileio.sound_scp import SoundScpReader
 from tqdm import tqdm
 
 from espnet_omni.corpus.audio_check import require_finite
+from espnet_omni.corpus.datadir import read_kv
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Batch:
 def _read_table(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: a dev data dir needs wav.scp and text")
-    return dict(read_2columns_text(path))
+    return read_kv(path)
 
 
 def load_dev_set(

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from espnet_omni.evolutionary_search import EvolutionConfig
-from espnet_omni.inference.subnet_search import (
+from espnet_omni.search.subnet_search import (
     SubnetSearchConfig,
     build_cost_table,
     candidate_subnet,

@@ -44,8 +44,8 @@ def test_each_network_gets_batchnorm_statistics_of_its_own_mode(in_root, tmp_pat
     keep the checkpoint's."""
     import torch
 
-    from espnet_omni.inference.bn_calib import batchnorm_layers
-    from espnet_omni.inference.subnet_eval import calibrate_subnet
+    from espnet_omni.search.bn_calib import batchnorm_layers
+    from espnet_omni.search.subnet_eval import calibrate_subnet
     from espnet_omni.sparsity.subnet import SubnetConfig
     from espnet_omni.tasks import OmniASRTask
 
@@ -111,7 +111,7 @@ def test_streaming_search_decodes_the_chunk_by_chunk_encoder_output(in_root, tmp
 
     from espnet2.fileio.sound_scp import SoundScpReader
     from espnet_omni.inference.streaming_recognizer import StreamingRecognizer
-    from espnet_omni.inference.subnet_eval import calibrate_subnet
+    from espnet_omni.search.subnet_eval import calibrate_subnet
     from espnet_omni.nets.chunk_config import StreamingConfig
     from espnet_omni.sparsity.subnet import SubnetConfig
     from espnet_omni.tasks import OmniASRTask

@@ -18,8 +18,8 @@ import soundfile
 import torch
 
 from espnet_omni.corpus.audio_check import BadAudioError
-from espnet_omni.inference.dev_set import load_dev_set, plan_batches
-from espnet_omni.inference.subnet_eval import SubnetEvaluator, TokenText, ctc_greedy_ids
+from espnet_omni.search.dev_set import load_dev_set, plan_batches
+from espnet_omni.search.subnet_eval import SubnetEvaluator, TokenText, ctc_greedy_ids
 from espnet_omni.sparsity.subnet import SubnetConfig, sample
 from espnet_omni.tasks import OmniASRTask
 

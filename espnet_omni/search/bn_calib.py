@@ -15,7 +15,7 @@ What it is worth on Table A's supernet and on an individually pruned model
 ``bench/bn_recalibration.py`` (``bench/results/bn_recalibration.md``).
 
 :func:`recalibrate_batchnorm` is the verb; the search scores each candidate
-after recalibrating it (:class:`~espnet_omni.inference.subnet_eval.SubnetEvaluator`
+after recalibrating it (:class:`~espnet_omni.search.subnet_eval.SubnetEvaluator`
 ``calibration_dir``) and the export recalibrates the chosen sub-network before
 writing it (``espnet_omni.bin.export --calibration_dir``).
 """
@@ -42,7 +42,7 @@ def add_calibration_arguments(parser: argparse.ArgumentParser, purpose: str) -> 
     recalibrate (search: each candidate before scoring; export: the chosen
     sub-network before writing it); ``purpose`` ends the help's first sentence."""
     parser.add_argument("--calibration_dir", default=None,
-                        help=f"training data dir: re-estimate {purpose} (espnet_omni.inference.bn_calib); "
+                        help=f"training data dir: re-estimate {purpose} (espnet_omni.search.bn_calib); "
                              "default: keep the checkpoint's statistics")
     parser.add_argument("--calibration_utts", type=int, default=DEFAULT_CALIBRATION_UTTS,
                         help="utterances of --calibration_dir, spread evenly over it")

@@ -2,7 +2,7 @@
 
 Glue between the model-free :mod:`espnet_omni.evolutionary_search` and a real
 model: the search dimensions are the tie groups of the encoder's search space,
-the cost is read from a per-group table (:class:`CostTable`, cheap enough for
+the cost is read from a per-group table (:class:`~espnet_omni.search.cost_table.CostTable`, cheap enough for
 the search's many repair steps) and the score is a :class:`SubnetEvaluator`
 decode of a dev set, memoised in ``out_dir/scores.jsonl`` so that a rerun
 resumes (``scores.key.json`` pins what the cached scores were computed on).
@@ -41,8 +41,9 @@ import torch
 
 from espnet_omni.evolutionary_search import EvolutionConfig, ScoreCache, search_budgets
 from espnet_omni.evolutionary_search.report import budget_label, write_front_csv, write_front_yaml
-from espnet_omni.inference.bn_calib import DEFAULT_CALIBRATION_UTTS
-from espnet_omni.inference.subnet_eval import (
+from espnet_omni.search.bn_calib import DEFAULT_CALIBRATION_UTTS
+from espnet_omni.search.cost_table import BUDGET_UNITS, build_cost_table
+from espnet_omni.search.subnet_eval import (
     DEFAULT_BATCH_SECONDS,
     HEADS,
     METRICS,
@@ -50,101 +51,14 @@ from espnet_omni.inference.subnet_eval import (
     check_head,
     default_head,
 )
-from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder
+from espnet_omni.nets.omni_conformer import supernet_encoder
 from espnet_omni.sparsity.storage import STORAGES
-from espnet_omni.sparsity.groups import owned_parameters
 from espnet_omni.sparsity.subnet import DEFAULT_CHOICES, TIES, SearchSpace, SubnetConfig
 from espnet_omni.tasks import OmniASRTask
 
 logger = logging.getLogger(__name__)
 
-BUDGET_UNITS = ("fraction", "params", "bytes", "ms")
 SCORE_CACHE, CACHE_KEY = "scores.jsonl", "scores.key.json"
-
-
-@dataclass
-class CostTable:
-    """Encoder cost of a candidate from precomputed per-group sums.
-
-    ``cost(c) = (base + sum_g table[g][c[g]]) / scale`` where ``base`` counts
-    every encoder parameter outside the masked weights (biases included:
-    they stay dense) and ``table[g][s]`` the masked weights of group ``g``
-    at sparsity ``s``, both as the encoder's own ``active_nonzero_params()``
-    (``params``, ``fraction``) or ``active_size_bytes()`` (``bytes``) count
-    them; ``scale`` is the dense total for ``fraction``, else 1.
-
-    Attributes:
-        unit: one of :data:`BUDGET_UNITS`.
-        names: dimension (tie group) names.
-        table: per dimension, sparsity -> integer params or bytes.
-        base: integer cost outside the masked weights.
-        scale: divisor (dense total for ``fraction``).
-        dense: the dense encoder's integer params (or bytes).
-    """
-
-    unit: str
-    names: list[str]
-    table: list[dict[float, int]]
-    base: int
-    scale: float
-    dense: int
-
-    def raw(self, candidate: Sequence[float]) -> int:
-        """Integer params (or bytes) of ``candidate``."""
-        return self.base + sum(t[float(s)] for t, s in zip(self.table, candidate))
-
-    def __call__(self, candidate: Sequence[float]) -> float:
-        return self.raw(candidate) / self.scale
-
-
-def build_cost_table(
-    encoder: OmniConformerEncoder,
-    space: SearchSpace,
-    unit: str = "fraction",
-    *,
-    storage: str = "auto",
-    dtype_bytes: int = 4,
-) -> CostTable:
-    """Tabulate the cost of every group at every allowed sparsity.
-
-    Uses the masked layers' own ``nonzero_params()`` / ``size_bytes()``
-    (their sparsity is set and restored), so a candidate's cost equals the
-    encoder's ``active_nonzero_params()`` / ``active_size_bytes()`` with
-    that sub-network active.
-    """
-    if unit not in BUDGET_UNITS:
-        raise ValueError(f"budget unit {unit!r} is not one of {BUDGET_UNITS}")
-    if storage not in STORAGES:
-        raise ValueError(f"storage={storage!r} is not one of {STORAGES}")
-
-    def measure(layer) -> int:
-        if unit == "bytes":
-            return layer.size_bytes(dtype_bytes, storage)
-        return layer.nonzero_params()
-
-    layers = {n: encoder.get_submodule(n) for n in space.layers}
-    inside = {id(p) for m in layers.values() for p in owned_parameters(m)}
-    rest = sum(p.numel() for p in encoder.parameters() if id(p) not in inside)
-    base = rest * dtype_bytes if unit == "bytes" else rest
-    groups = space.groups()
-    table: list[dict[float, int]] = []
-    previous = {n: m.sparsity for n, m in layers.items()}
-    try:
-        for members in groups.values():
-            row = {}
-            for s in space.group_choices(members):
-                for n in members:
-                    layers[n].sparsity = s
-                row[s] = sum(measure(layers[n]) for n in members)
-            table.append(row)
-        for m in layers.values():
-            m.sparsity = 0.0
-        dense = base + sum(measure(m) for m in layers.values())
-    finally:
-        for n, m in layers.items():
-            m.sparsity = previous[n]
-    scale = float(dense) if unit == "fraction" else 1.0
-    return CostTable(unit, list(groups), table, base, scale, dense)
 
 
 def candidate_subnet(space: SearchSpace, candidate: Sequence[float]) -> SubnetConfig:
@@ -354,7 +268,7 @@ def search_subnets(
     cost_space = encoder.search_space(
         sorted(set(config.choices) | _cached_values(out_dir / SCORE_CACHE)), config.tie)
     if config.budget_unit == "ms":  # measured once on this machine, cached in out_dir
-        from espnet_omni.inference.latency_table import latency_cost_table, load_or_measure
+        from espnet_omni.search.latency_table import latency_cost_table, load_or_measure
 
         latency = load_or_measure(Path(out_dir) / "latency_table.json", model, vars(train_args),
                                   encoder.prunable_layers(), cost_space.choices,

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from espnet_omni.bin.export import main as export_main
-from espnet_omni.inference.bn_calib import batchnorm_layers, kept_batchnorm_stats, recalibrate_batchnorm
-from espnet_omni.inference.subnet_eval import SubnetEvaluator, calibrate_subnet
+from espnet_omni.search.bn_calib import batchnorm_layers, kept_batchnorm_stats, recalibrate_batchnorm
+from espnet_omni.search.subnet_eval import SubnetEvaluator, calibrate_subnet
 from espnet_omni.sparsity.subnet import SubnetConfig
 from espnet_omni.tasks import OmniASRTask
 

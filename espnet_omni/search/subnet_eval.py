@@ -25,7 +25,7 @@ about as big as the audio itself.
 BatchNorm recalibration (``calibration_dir``): the supernet's sub-networks
 share the conv modules' BatchNorm statistics, so each candidate is scored
 after its own statistics are re-estimated from training utterances
-(:mod:`espnet_omni.inference.bn_calib`), as its export will be; the
+(:mod:`espnet_omni.search.bn_calib`), as its export will be; the
 statistics are restored afterwards. The calibration batches take part in the
 replay cache like the dev batches.
 
@@ -51,15 +51,15 @@ from espnet2.legacy.nets.pytorch_backend.transformer.subsampling import TooShort
 from espnet2.text.build_tokenizer import build_tokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
 
-from espnet_omni.inference.transducer_search import TransducerGreedy
+from espnet_omni.inference.transducer_decoder import TransducerGreedy
 from espnet_omni.nets.transducer import is_transducer
-from espnet_omni.inference.bn_calib import (
+from espnet_omni.search.bn_calib import (
     DEFAULT_CALIBRATION_UTTS,
     batchnorm_layers,
     kept_batchnorm_stats,
     recalibrate_batchnorm,
 )
-from espnet_omni.inference.dev_set import load_dev_set, make_batches
+from espnet_omni.search.dev_set import load_dev_set, make_batches
 from espnet_omni.nets.omni_conformer import supernet_encoder
 from espnet_omni.scoring.wer import ErrorCounts, char_counts, word_counts
 from espnet_omni.sparsity.layers import MASKED_LAYERS

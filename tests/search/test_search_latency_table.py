@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from espnet_omni.evolutionary_search import EvolutionConfig
-from espnet_omni.inference import latency_table
-from espnet_omni.inference.subnet_search import SubnetSearchConfig, search_subnets
+from espnet_omni.search import latency_table
+from espnet_omni.search.subnet_search import SubnetSearchConfig, search_subnets
 from espnet_omni.tasks import OmniASRTask
 from espnet_omni.testing.tiny_asr import train_tiny_supernet
 

@@ -34,14 +34,12 @@ import random
 import statistics
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import torch
 
 from espnet_omni.nets.omni_conformer import supernet_encoder
-
-if TYPE_CHECKING:
-    from espnet_omni.inference.subnet_search import CostTable
+from espnet_omni.search.cost_table import CostTable
 
 #: group name suffix -> the encoder module timed for it
 PARTS = {"heads": "self_attn", "macaron_units": "feed_forward_macaron",
@@ -245,11 +243,9 @@ def load_or_measure(path: Path, model: torch.nn.Module, train_config: dict, grou
     return table
 
 
-def latency_cost_table(latency: dict[str, Any], space) -> "CostTable":
-    """A search :class:`~espnet_omni.inference.subnet_search.CostTable` in ms per
+def latency_cost_table(latency: dict[str, Any], space) -> CostTable:
+    """A search :class:`~espnet_omni.search.cost_table.CostTable` in ms per
     second of audio: per tie group of ``space``, the summed part times."""
-    from espnet_omni.inference.subnet_search import CostTable
-
     table = []
     for members in space.groups().values():
         table.append({s: sum(latency["table"][m][str(float(s))] for m in members)

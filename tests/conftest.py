@@ -1,4 +1,4 @@
-"""A tiny omni_conformer supernet trained for one epoch, shared by this folder."""
+"""A tiny omni_conformer supernet trained for one epoch, shared by tests/inference and tests/search."""
 
 from __future__ import annotations
 
