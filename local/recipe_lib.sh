@@ -107,7 +107,14 @@ recipe_init() {
   export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
   . ./db.sh
 
+  case $dir in *[[:space:]]*)  # ESPnet's shape files and scp lines are space-separated
+    echo "$recipe_name: --dir '$dir' holds a space; ESPnet's scp and shape files cannot hold such paths: use a directory without spaces" >&2
+    exit 2;; esac
+  case $root in *[[:space:]]*)
+    echo "$recipe_name: the checkout $root holds a space; ESPnet's scp and shape files cannot hold such paths: clone it to a directory without spaces" >&2
+    exit 2;; esac
   mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+  take_recipe_lock
   data=$dir/data; dump=$dir/dump/raw; exp=$dir/exp
   [ -n "$asr_tag" ] || asr_tag=$(config_tag "$asr_config" asr)
   [ -n "$results_file" ] || results_file=$dir/RESULTS.md
@@ -132,6 +139,18 @@ recipe_init() {
   if [ "$bn_calib_utts" -gt 0 ]; then
     calibration_opts=(--calibration_dir "$dump/$train_set" --calibration_utts "$bn_calib_utts")
   fi
+}
+
+# take_recipe_lock: one run of this recipe per --dir at a time (two would run the same stages on
+# the same files). The lock is held until the recipe's process ends; the file names its holder.
+take_recipe_lock() {
+  local lock=$dir/.lock.${recipe_name##*/}
+  exec 8>>"$lock"
+  if ! flock -n 8; then
+    echo "$recipe_name: another $recipe_name is running in --dir $dir ($(cat "$lock" 2>/dev/null || echo "its lock: $lock")); wait for it to finish, or use another --dir" >&2
+    exit 1
+  fi
+  echo "pid $$, started $(date '+%Y-%m-%dT%H:%M:%S')" > "$lock"
 }
 
 # config_tag CONFIG KIND: an experiment tag from a config's file name (conf/train_asr_ctc.yaml,

@@ -125,6 +125,27 @@ def test_bad_budget_lists_are_refused_before_anything_runs(tmp_path, budgets, sa
     assert not (tmp_path / "data").exists()
 
 
+def test_a_dir_with_a_space_is_refused_up_front(tmp_path):
+    """ESPnet's scp/shape files cannot hold such a path: it failed at stage 4 inside a stats log."""
+    r = run_sh("--dir", str(tmp_path / "my run"), "--stage", "2", "--stop_stage", "2", check=False)
+    assert r.returncode == 2 and "holds a space" in r.stderr and "my run" in r.stderr, r.stderr
+    assert not (tmp_path / "my run").exists()
+
+
+def test_a_second_run_in_the_same_dir_is_refused_naming_the_first(tmp_path):
+    """Two ./run.sh in one --dir ran the same stages on the same files at once."""
+    import fcntl
+
+    with open(tmp_path / ".lock.run.sh", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a run is at work in this dir
+        lock.write("pid 4242, started 2026-12-07T10:00:00\n")
+        lock.flush()
+        r = run_sh("--dir", str(tmp_path), "--stage", "2", "--stop_stage", "2", check=False)
+    assert r.returncode == 1, r.stderr
+    assert "another ./run.sh is running in --dir" in r.stderr and "pid 4242" in r.stderr, r.stderr
+    assert not (tmp_path / "dump").exists()
+
+
 def test_stage2_duration_limits_drop_training_utterances_only(tmp_path):
     """--min_sec/--max_sec drop train utterances with a warning; every test set (dev too, the
     valid set, as it is scored) keeps all of its utterances, so its WER covers the whole set."""
