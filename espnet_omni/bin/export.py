@@ -15,6 +15,8 @@ Decode: python -m espnet_omni.bin.asr_inference --asr_train_config
 
 import argparse
 import logging
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -54,11 +56,14 @@ def main(cmd=None):
     """Export; ``cmd`` defaults to ``sys.argv``."""
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:  # a wrong, broken or missing sub-network YAML: one line naming it, before the model loads
+        subnet = SubnetConfig.from_yaml(Path(args.subnet))
+    except ValueError as e:
+        sys.exit(f"error: --subnet {e}")
     config = as_omni_config(args.asr_train_config)  # a stock conformer exports as its dense network
     model, train_args = OmniASRTask.build_model_from_file(config, args.asr_model_file, "cpu")
     with open(config, encoding="utf-8") as f:
         train_config = yaml.safe_load(f)
-    subnet = SubnetConfig.from_yaml(args.subnet)
     calibration = {}
     if args.calibration_dir is not None:
         calibration = calibrate_for_export(model, train_args, subnet, args.calibration_dir,

@@ -15,6 +15,7 @@ Export one: python -m espnet_omni.bin.export --subnet <out_dir>/subnet_0.3.yaml 
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import yaml
@@ -102,6 +103,14 @@ def main(cmd=None):
     if args.mode == "auto":
         args.mode = trained.get("mode", "full")
     logging.info("search space: choices %s, tie %s; encoder mode %s", args.choices, args.tie, args.mode)
+    try:  # a bad budget, an impossible one, a latency budget on a supernet without groups: one line
+        summary = _search(args)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    print(summary.to_json(), end="")
+
+
+def _search(args):
     config = SubnetSearchConfig(
         budgets=args.budgets, budget_unit=args.budget_unit, metric=args.metric,
         choices=tuple(args.choices), tie=args.tie, storage=args.storage,
@@ -111,10 +120,9 @@ def main(cmd=None):
         calibration_utts=args.calibration_utts, latency_threads=args.latency_threads,
         latency_seconds=args.latency_seconds, mode=args.mode, head=args.head,
     )
-    summary = search_from_files(args.asr_train_config, args.asr_model_file, args.data_dir,
-                                args.out_dir, config, device=args.device,
-                                calibration_dir=args.calibration_dir)
-    print(summary.to_json(), end="")
+    return search_from_files(args.asr_train_config, args.asr_model_file, args.data_dir,
+                             args.out_dir, config, device=args.device,
+                             calibration_dir=args.calibration_dir)
 
 
 if __name__ == "__main__":

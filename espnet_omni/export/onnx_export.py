@@ -58,6 +58,7 @@ decodes it chunk by chunk, greedy or by modified beam search
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import warnings
@@ -323,8 +324,23 @@ def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[Strea
             q = name.replace(".onnx", ".int8.onnx")
             quantize_int8(out / name, out / q)
             meta["graphs"][f"{mode}_int8"] = q
+    record_digests(out, meta)
     (out / "onnx.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def record_digests(out: Path, meta: dict[str, Any]) -> None:
+    """``meta["sha256"]``: each graph file's digest, so that a loader refuses graphs that are not
+    this export's (:func:`espnet_omni.inference.onnx_session.graph_session`)."""
+    meta["sha256"] = {f: file_sha256(out / f) for f in sorted(set(meta["graphs"].values()))}
 
 
 def frontend_meta(frontend: nn.Module) -> dict[str, Any]:

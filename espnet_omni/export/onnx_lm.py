@@ -25,7 +25,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from espnet_omni.export.onnx_export import OnnxExportError, _export, quantize_int8
+from espnet_omni.export.onnx_export import OnnxExportError, _export, quantize_int8, record_digests
 
 SUPPORTED = "lm: seq_rnn (SequentialRNNLM, rnn_type lstm, gru, rnn_tanh or rnn_relu)"
 
@@ -110,6 +110,7 @@ def export_onnx_lm(lm: nn.Module, out_dir: Union[str, Path], int8: bool = False)
         quantize_int8(out / "lm.onnx", out / "lm.int8.onnx")
         meta["graphs"]["lm_int8"] = "lm.int8.onnx"
     meta["lm"] = info
+    record_digests(out, meta)
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 

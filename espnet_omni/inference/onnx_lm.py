@@ -22,6 +22,7 @@ from typing import Union
 import numpy as np
 
 from espnet_omni.inference.lm_scorer import LMScorer, LMState
+from espnet_omni.inference.onnx_session import graph_session
 
 
 class OnnxLM(LMScorer):
@@ -51,8 +52,7 @@ class OnnxLM(LMScorer):
             session_options = ort.SessionOptions()
             session_options.intra_op_num_threads = threads
             session_options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(Path(onnx_dir) / meta["graphs"][key]), session_options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = graph_session(onnx_dir, meta, key, session_options)
         self.inputs = [i.name for i in self.session.get_inputs()]  # token, h[, c]
         self.vocab_size, self.sos, self.eos = int(info["vocab_size"]), int(info["sos"]), int(info["eos"])
         self.zero = np.zeros((info["layers"], info["hidden"]), np.float32)  # (L, H): before <sos>

@@ -36,6 +36,7 @@ from espnet2.text.token_id_converter import TokenIDConverter
 from espnet_omni.nets.chunk_step import initial_caches
 from espnet_omni.inference.ctc_decoder import make_ctc_search
 from espnet_omni.inference.onnx_lm import OnnxLM
+from espnet_omni.inference.onnx_session import graph_session
 from espnet_omni.inference.onnx_transducer import make_onnx_transducer_search
 from espnet_omni.inference.streaming_recognizer import FbankStream, check_audio
 from espnet_omni.nets.chunk_config import StreamingConfig, StreamingLatency, algorithmic_latency
@@ -71,8 +72,7 @@ class OnnxStreamingRecognizer:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.dir / self.meta["graphs"][key]), opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = graph_session(self.dir, self.meta, key, opts)
         self.inputs = [i.name for i in self.session.get_inputs()]
         st = self.meta["streaming"]
         self.chunk, self.window, self.advance = st["config"]["chunk_size"], st["window"], st["advance"]

@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet_omni.inference.lm_scorer import LMScorer
+from espnet_omni.inference.onnx_session import graph_session
 from espnet_omni.inference.transducer_decoder import (
     GreedyTransducerLoop,
     TransducerBeamLoop,
@@ -111,10 +112,7 @@ def make_onnx_transducer_search(onnx_dir: Path, meta: dict, session_options, bea
                                 length_bonus: float = 0.0):
     """The export's ``decoder.onnx`` and ``joiner.onnx`` in ONNX Runtime, searched greedily (beam 1
     without an LM or a length bonus) or by :class:`OnnxTransducerBeam`."""
-    import onnxruntime as ort
-
-    graph = {n: ort.InferenceSession(str(Path(onnx_dir) / meta["graphs"][n]), session_options,
-                                     providers=["CPUExecutionProvider"]) for n in ("decoder", "joiner")}
+    graph = {n: graph_session(onnx_dir, meta, n, session_options) for n in ("decoder", "joiner")}
     if wants_beam_search(beam_size, lm, lm_weight, length_bonus, len(meta["token_list"])):
         return OnnxTransducerBeam(graph["decoder"], graph["joiner"], meta, beam_size, lm, lm_weight,
                                   length_bonus, where=str(onnx_dir))

@@ -83,8 +83,15 @@ class SubnetConfig:
 
     @classmethod
     def from_yaml(cls, source: str | Path) -> "SubnetConfig":
-        """From YAML text or a file path; unknown keys raise."""
-        return cls.from_dict(load_yaml(source))
+        """From YAML text or a file path; unknown keys raise ``ValueError`` naming the file."""
+        d = load_yaml(source)
+        try:
+            return cls.from_dict(d)
+        except (ValueError, TypeError) as e:
+            if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source):
+                raise ValueError(f"{source}: {e} (expected a sub-network YAML of bin/search or "
+                                 "bin/subnet_yaml)") from None
+            raise
 
 
 def block_of(name: str) -> str:

@@ -38,14 +38,24 @@ def dump_yaml(d: dict, path: str | Path | None = None) -> str:
 
 def load_yaml(source: str | Path) -> dict:
     """Mapping from a YAML file path (``Path``, or a str naming an existing
-    ``.yaml``/``.yml`` file) or from YAML text."""
+    ``.yaml``/``.yml`` file) or from YAML text; a missing file, YAML that does not
+    parse or is not a mapping raises ``ValueError`` naming the file (and line)."""
+    where = "YAML text"
     if isinstance(source, Path) or (
         isinstance(source, str)
         and "\n" not in source
         and source.endswith((".yaml", ".yml"))
     ):
+        where = str(source)
+        if not Path(source).is_file():
+            raise ValueError(f"{where}: not found; expected a YAML file")
         source = Path(source).read_text()
-    d = yaml.safe_load(source)
+    try:
+        d = yaml.safe_load(source)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{where}: not valid YAML{at} ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"expected a YAML mapping, got {type(d).__name__}")
+        raise ValueError(f"{where}: expected a YAML mapping, got {type(d).__name__}")
     return d

@@ -93,10 +93,43 @@ def test_bytes_budget(root, monkeypatch):
 
 def test_impossible_budget_names_the_minimum(root, monkeypatch):
     monkeypatch.chdir(root)
-    with pytest.raises(ValueError, match=r"budget 0\.01 \(fraction\) is impossible: the "
+    with pytest.raises(SystemExit, match=r"^error: budget 0\.01 \(fraction\) is impossible: the "
                                          r"minimum achievable is 0\.\d+"):
         search.main(_cmd("exp/search_bad", "0.9", "0.01"))
     assert not (root / "exp/search_bad").exists()
+
+
+@pytest.mark.parametrize("budgets, unit, says", [
+    (["1.5"], "fraction", r"^error: budgets \[1\.5\]: a fraction budget must be in \(0, 1\]"),
+    (["20"], "ms", r"^error: a latency budget needs a structured supernet \(mask_granularity 'group'\)"),
+])
+def test_a_bad_budget_is_one_line(root, monkeypatch, budgets, unit, says):
+    """A user's budget mistake: one line (SystemExit), not a traceback (issue 27 item 7)."""
+    monkeypatch.chdir(root)
+    with pytest.raises(SystemExit, match=says):
+        search.main(_cmd("exp/search_badbudget", *budgets, unit=unit))
+
+
+@pytest.mark.parametrize("text, says", [
+    (None, r"nope.yaml: not found; expected a YAML file"),
+    ("junk: [1\n", r"bad.yaml: not valid YAML at line 2"),
+    ("encoders.0.self_attn.linear_q: 0.5\n", r"bad.yaml: unknown SubnetConfig keys .* \(expected a sub-network YAML"),
+])
+def test_a_wrong_subnet_yaml_is_one_line_naming_it(root, monkeypatch, tmp_path, text, says):
+    """--subnet of bin/export and asr_inference_streaming: a missing, broken or wrong YAML."""
+    from espnet_omni.bin import asr_inference_streaming, export
+
+    monkeypatch.chdir(root)
+    path = tmp_path / ("nope.yaml" if text is None else "bad.yaml")
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit, match="^error: --subnet .*" + says):
+        export.main(["--asr_train_config", str(CONFIG), "--asr_model_file", str(MODEL), "--subnet", str(path),
+                     "--format", "dense", "--out_dir", str(tmp_path / "export")])
+    with pytest.raises(SystemExit, match="^error: .*" + says):
+        asr_inference_streaming.main(["--asr_train_config", str(CONFIG), "--asr_model_file", str(MODEL),
+                                      "--subnet", str(path), "--data_dir", "data/valid",
+                                      "--output_dir", str(tmp_path / "dec")])
 
 
 def test_stock_encoder_config_is_refused(root, monkeypatch):
@@ -109,7 +142,7 @@ def test_stock_encoder_config_is_refused(root, monkeypatch):
         yaml_no_alias_safe_dump(args, f)
     torch.save(OmniASRTask.build_model(argparse.Namespace(**args)).state_dict(),
                stock_dir / "model.pth")
-    with pytest.raises(ValueError, match=r"exp/stock/config.yaml: the encoder is "
+    with pytest.raises(SystemExit, match=r"^error: exp/stock/config.yaml: the encoder is "
                                          r"ConformerEncoder, not a supernet"):
         search.main(_cmd("exp/search_stock", "0.5", config=stock_dir / "config.yaml",
                          model=stock_dir / "model.pth"))

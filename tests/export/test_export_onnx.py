@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -206,3 +207,30 @@ def test_recognizer_refuses_bad_audio(group_exp, tmp_path):
         OnnxStreamingRecognizer(tmp_path, int8=True)
     with pytest.raises(FileNotFoundError, match="onnx.json"):
         OnnxStreamingRecognizer(tmp_path / "nowhere")
+
+
+def test_graphs_of_another_export_are_refused(group_exp, tmp_path, capsys):
+    """onnx.json ties to its graphs by sha256: a streaming.onnx copied in from another model's
+    export decoded silently before; now the recognizer names the file (issue 27 item 7)."""
+    import shutil
+
+    _, supernet, _ = group_exp
+    a, b = tmp_path / "a", tmp_path / "b"
+    export_onnx(supernet, a, CFG, modes=("streaming",), int8=True)
+    meta = json.loads((a / "onnx.json").read_text())
+    assert set(meta["sha256"]) == {"streaming.onnx", "streaming.int8.onnx"}
+    OnnxStreamingRecognizer(a)  # its own graphs open
+    other = copy.deepcopy(supernet)  # another model: other weights
+    with torch.no_grad():
+        for p in other.encoder.parameters():
+            p.add_(0.01)
+    export_onnx(other, b, CFG, modes=("streaming",))
+    shutil.copy(b / "streaming.onnx", a / "streaming.onnx")
+    with pytest.raises(ValueError, match=r"a/streaming.onnx: sha256 .* not this export's streaming graph"):
+        OnnxStreamingRecognizer(a)
+    (a / "streaming.int8.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match=r"streaming.int8.onnx: missing"):
+        OnnxStreamingRecognizer(a, int8=True)
+    with pytest.raises(SystemExit, match="error: --onnx_dir .*streaming.int8.onnx: missing"):
+        asr_inference_streaming.main(["--onnx_dir", str(a), "--int8", "--data_dir", str(tmp_path),
+                                      "--output_dir", str(tmp_path / "dec")])

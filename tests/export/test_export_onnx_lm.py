@@ -75,8 +75,11 @@ def test_lm_step_equals_torch_lm_for_a_batch_of_prefixes(asr, tmp_path, rnn_type
     model, _ = LMTask.build_model_from_file(config, weights, "cpu")
     before = json.loads((out / "onnx.json").read_text())
     meta = export_onnx_lm(model, out, int8=True)
-    assert {k: v for k, v in meta.items() if k != "lm"} == {  # what the ASR export wrote is kept
-        **before, "graphs": {**before["graphs"], "lm": "lm.onnx", "lm_int8": "lm.int8.onnx"}}
+    assert {k: v for k, v in meta.items() if k not in ("lm", "sha256")} == {  # what the ASR export wrote is kept
+        **{k: v for k, v in before.items() if k != "sha256"},
+        "graphs": {**before["graphs"], "lm": "lm.onnx", "lm_int8": "lm.int8.onnx"}}
+    assert meta["sha256"] == {**before["sha256"], "lm.onnx": meta["sha256"]["lm.onnx"],
+                              "lm.int8.onnx": meta["sha256"]["lm.int8.onnx"]}  # the LM's graphs are tied too
     assert meta["lm"] == {"rnn_type": rnn_type, "layers": 2, "hidden": 16, "vocab_size": len(TOKENS),
                           "sos": len(TOKENS) - 1, "eos": len(TOKENS) - 1}
     assert json.loads((out / "onnx.json").read_text()) == meta
