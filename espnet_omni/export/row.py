@@ -1,7 +1,7 @@
 """Row (structured) export: physically drop pruned units, fold their constants.
 
-A row mask zeroes whole output rows of a weight but keeps the bias (DESIGN
-section 2 prunes weights only), so a pruned unit ``j`` of a producer layer
+A row mask zeroes whole output rows of a weight but keeps the bias (masks prune
+weights only, never biases), so a pruned unit ``j`` of a producer layer
 outputs the constant ``b_j``, and ``act(b_j)`` after its activation. Where
 the consumer of that output is *pointwise in the pruned dimension* (a Linear,
 or a convolution without padding), the constant's contribution is the same

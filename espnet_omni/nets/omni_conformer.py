@@ -11,7 +11,7 @@ Supernet verbs (once-for-all vocabulary): :meth:`prunable_layers`,
 :meth:`set_min_net`, :meth:`get_active_subnet`, :meth:`refresh_masks`,
 :meth:`active_nonzero_params`, :meth:`active_size_bytes`.
 
-Dual-mode verbs (shared weights, DESIGN.md section 3): :meth:`set_active_mode`
+Dual-mode verbs (one set of shared weights, README "Dual mode"): :meth:`set_active_mode`
 (``"full"``: ESPnet's forward, bitwise; ``"streaming"``: chunked
 self-attention and causal depthwise convs, see
 :mod:`espnet_omni.nets.chunk_config`), :meth:`get_active_mode`. Mode and
@@ -75,7 +75,7 @@ BLOCK_PATTERNS = (
     "encoders.*.feed_forward_macaron.w_[12]",
     "encoders.*.conv_module.pointwise_conv[12]",
 )
-# Front end (~60% of CPU time in a 4x144 model, DESIGN.md section 2): every
+# Front end (the largest share of CPU time in a small model): every
 # subsampling conv but the first (1 input channel: its 9-weight rows neither
 # tile nor cost much, ~1/odim of the second conv's MACs) and the output
 # Linear; ``embed.0`` is the Linear of input_layer="linear".

@@ -42,7 +42,7 @@ from espnet_omni.train.samplers import SamplerConfig, plan_step, uniform_subnets
 
 @dataclass
 class DualModeConfig:
-    """Dual mode (DESIGN.md section 3): every step trains the dense full-context
+    """Dual mode (README "Dual mode"): every step trains the dense full-context
     network and a sparse streaming sub-network of the same weights.
 
     Attributes:
