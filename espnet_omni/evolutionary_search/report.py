@@ -1,22 +1,19 @@
-"""Write search outputs: the Pareto front (CSV + YAML) and one YAML per budget.
+"""Write search outputs: the Pareto front (CSV + YAML) and budget labels.
 
 What it writes (``out_dir`` chosen by the caller)::
 
     front.csv            cost,score,<dim names...>   one row per front point
     front.yaml           {front: [{cost, score, sparsities: [...]}, ...]}
-    budget_<b>.yaml      {budget, cost, score, sparsities: [...]}
 
-A budget file is a plain mapping: the caller turns ``sparsities`` (one float
-per search dimension, in the search's dimension order) into its own
-sub-network config. Readers validate keys and lengths.
+The best sub-network per budget is the caller's own config file
+(:mod:`espnet_omni.search.subnet_search` writes ``subnet_<budget>.yaml``).
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,6 @@ import yaml
 
 from espnet_omni.evolutionary_search.pareto import ParetoPoint
 
-_RECORD_KEYS = ("budget", "cost", "score", "sparsities")
 
 
 def _point(p: tuple) -> ParetoPoint:
@@ -82,38 +78,12 @@ def write_front_csv(
     return path
 
 
-def read_front_csv(path: str | os.PathLike) -> list[ParetoPoint]:
-    """Read back :func:`write_front_csv` (candidates as float tuples)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows or rows[0][:2] != ["cost", "score"]:
-        raise ValueError(f"{path}: expected a header starting with cost,score")
-    out = []
-    for line_no, row in enumerate(rows[1:], start=2):
-        if len(row) != len(rows[0]):
-            raise ValueError(f"{path}:{line_no}: {len(row)} fields, header has {len(rows[0])}")
-        vals = [float(v) for v in row]
-        out.append(ParetoPoint(vals[0], vals[1], tuple(vals[2:])))
-    return out
-
-
 def write_front_yaml(front: Iterable[tuple], path: str | os.PathLike) -> Path:
     """Write ``{front: [{cost, score, sparsities}, ...]}``; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"front": [point_record(p) for p in front]}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def write_budget_yaml(budget: float, point: tuple, path: str | os.PathLike) -> Path:
-    """Write ``{budget, cost, score, sparsities}`` for one budget."""
-    rec = point_record(point, budget)
-    if rec["cost"] > rec["budget"]:
-        raise ValueError(f"point cost {rec['cost']:g} exceeds its budget {rec['budget']:g}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(rec, sort_keys=False))
     return path
 
 
@@ -126,33 +96,3 @@ def budget_label(budget: float) -> str:
     b = float(budget)
     return str(int(b)) if b.is_integer() else repr(b)
 
-
-def write_budget_yamls(
-    best: Mapping[float, tuple], out_dir: str | os.PathLike, prefix: str = "budget_"
-) -> dict[float, Path]:
-    """One ``<prefix><label>.yaml`` per budget; returns budget -> path."""
-    out_dir = Path(out_dir)
-    return {
-        float(b): write_budget_yaml(b, p, out_dir / f"{prefix}{budget_label(b)}.yaml")
-        for b, p in best.items()
-    }
-
-
-def read_budget_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate one budget file; returns the plain mapping."""
-    data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict) or set(data) != set(_RECORD_KEYS):
-        got = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path}: expected exactly the keys {list(_RECORD_KEYS)}, got {got}")
-    for key in ("budget", "cost", "score"):
-        v = data[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-            raise ValueError(f"{path}: {key!r} must be a number, got {v!r}")
-        data[key] = float(v)
-    sp = data["sparsities"]
-    if not isinstance(sp, list) or not sp or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 1.0 for v in sp
-    ):
-        raise ValueError(f"{path}: 'sparsities' must be a non-empty list of numbers in [0, 1)")
-    data["sparsities"] = [float(v) for v in sp]
-    return data

@@ -33,9 +33,8 @@ taps zeroed, so output ``t`` reads inputs ``t - (K - 1) // 2 .. t``.
 from __future__ import annotations
 
 import dataclasses
-import random
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 
@@ -221,39 +220,6 @@ def causal_conv_kernel_mask(kernel_size: int) -> torch.Tensor:
         )
     pad = (kernel_size - 1) // 2
     return (torch.arange(kernel_size) <= pad).float()
-
-
-def sample_streaming_config(
-    rng: Union[random.Random, torch.Generator],
-    chunk_choices: Sequence[int],
-    left_choices: Sequence[int] = (-1,),
-    lookahead_choices: Sequence[int] = (0,),
-    lookahead_layers: int = -1,
-) -> StreamingConfig:
-    """Draw a config for dynamic chunk training (uniform over each choice list).
-
-    Look-ahead draws larger than the drawn chunk are clipped to it.
-
-    >>> sample_streaming_config(random.Random(0), [4, 8, 16], [-1, 2])
-    StreamingConfig(chunk_size=8, left_chunks=2, lookahead=0, lookahead_layers=-1)
-    """
-    for name, choices in (
-        ("chunk_choices", chunk_choices),
-        ("left_choices", left_choices),
-        ("lookahead_choices", lookahead_choices),
-    ):
-        if len(choices) == 0:
-            raise ValueError(f"{name} is empty")
-
-    def pick(choices: Sequence[int]) -> int:
-        if isinstance(rng, torch.Generator):
-            return int(choices[int(torch.randint(len(choices), (1,), generator=rng))])
-        return int(choices[rng.randrange(len(choices))])
-
-    chunk = pick(chunk_choices)
-    left = pick(left_choices)
-    ahead = min(pick(lookahead_choices), chunk)
-    return StreamingConfig(chunk, left, ahead, lookahead_layers)
 
 
 def encoder_right_context(cfg: StreamingConfig, num_blocks: int) -> int:

@@ -291,9 +291,6 @@ class OmniConformerEncoder(ConformerEncoder):
     ) -> EncoderMode:
         """Select ``"full"`` or ``"streaming"`` (with ``cfg``, default the
         constructor's ``streaming`` config); returns the active mode.
-
-        Dynamic chunk training: pass a config drawn by
-        :func:`~espnet_omni.nets.chunk_config.sample_streaming_config`.
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: must be one of {MODES}")

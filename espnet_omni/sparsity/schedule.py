@@ -84,22 +84,3 @@ class CubicSchedule:
         check_keys(d, [f.name for f in fields(cls)], cls.__name__)
         return cls(**d)
 
-
-def should_refresh(step: int, interval: int) -> bool:
-    """True on the steps where masks are recomputed from the live weights.
-
-    Step 0 refreshes (the masks must follow the initial weights), then every
-    ``interval`` steps.
-
-    >>> [t for t in range(10) if should_refresh(t, 4)]
-    [0, 4, 8]
-    >>> should_refresh(3, 0)
-    Traceback (most recent call last):
-    ...
-    ValueError: mask refresh interval=0 must be >= 1
-    """
-    if interval < 1:
-        raise ValueError(f"mask refresh interval={interval} must be >= 1")
-    if step < 0:
-        raise ValueError(f"step={step} must be >= 0")
-    return step % interval == 0

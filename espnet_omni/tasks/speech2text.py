@@ -85,8 +85,3 @@ class OmniSpeech2Text(Speech2Text):
             kwargs.update(download_pretrained(model_tag))
         return OmniSpeech2Text(**kwargs)
 
-
-def inference(**kwargs: Any) -> None:
-    """``espnet2.bin.asr_inference.inference`` through OmniASRTask."""
-    with omni_asr_inference():
-        espnet2.bin.asr_inference.inference(**kwargs)

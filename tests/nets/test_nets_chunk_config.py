@@ -1,6 +1,5 @@
 """Streaming mode: config validation, masks, causal conv, encoder modes."""
 
-import random
 
 import pytest
 import torch
@@ -15,7 +14,6 @@ from espnet_omni.nets.chunk_config import (
     causal_conv_kernel_mask,
     chunk_attention_mask,
     encoder_right_context,
-    sample_streaming_config,
 )
 from espnet_omni.sparsity.subnet import SubnetConfig
 
@@ -66,16 +64,6 @@ def test_causal_kernel_mask_errors():
     for k in (0, 2, -1):
         with pytest.raises(ValueError, match="kernel_size"):
             causal_conv_kernel_mask(k)
-
-
-def test_sample_streaming_config():
-    seen = {sample_streaming_config(random.Random(i), [2, 4], [-1, 1], [0, 8]) for i in range(40)}
-    assert {c.chunk_size for c in seen} == {2, 4}
-    assert all(c.lookahead <= c.chunk_size for c in seen)  # 8 clipped to the chunk
-    g = torch.Generator().manual_seed(0)
-    assert sample_streaming_config(g, [4]).chunk_size == 4
-    with pytest.raises(ValueError, match="chunk_choices"):
-        sample_streaming_config(random.Random(0), [])
 
 
 def test_latency_parts():

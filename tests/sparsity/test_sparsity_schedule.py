@@ -2,7 +2,7 @@
 
 import pytest
 
-from espnet_omni.sparsity.schedule import CubicSchedule, should_refresh
+from espnet_omni.sparsity.schedule import CubicSchedule
 
 
 def test_endpoints_and_clamp():
@@ -51,9 +51,3 @@ def test_yaml_roundtrip_and_unknown_key(tmp_path):
     with pytest.raises(ValueError, match="valid keys"):
         CubicSchedule.from_yaml("final_sparsity: 0.5\nramp: 3\n")
 
-
-def test_should_refresh():
-    assert [t for t in range(7) if should_refresh(t, 3)] == [0, 3, 6]
-    assert all(should_refresh(t, 1) for t in range(5))
-    with pytest.raises(ValueError, match="interval"):
-        should_refresh(1, 0)
