@@ -198,17 +198,21 @@ if run_stage 9; then
   mkdir -p "$pareto"
   $python -m espnet_omni.bin.subnet_yaml --asr_train_config "$sup_exp/config.yaml" --sparsity 0 \
     --out "$pareto/subnet_dense.yaml" > /dev/null
+  rm -f "$pareto/export.jobs"
   while read -r name subnet mode; do
     log "export $name ($mode statistics) -> $pareto/$name"
-    export_model "$sup_exp" "$subnet" "$pareto/$name" --calibration_mode "$mode" \
-      --dense_copy "$pareto/$name/dense" > "$pareto/$name.export.log" 2>&1 \
-      || { log "export failed: see $pareto/$name.export.log"; exit 1; }
+    export_args "$sup_exp" "$subnet" "$pareto/$name" --calibration_mode "$mode" \
+      --dense_copy "$pareto/$name/dense" >> "$pareto/export.jobs"
   done < <(pareto_models)
+  # one process exports them all (ESPnet's start-up paid once)
+  $python -m espnet_omni.bin.export --jobs "$pareto/export.jobs" > "$pareto/export.log" 2>&1 \
+    || { log "export failed: see $pareto/export.log"; exit 1; }
   finish_stage 9
 fi
 
 # ------------------------------------------------------------------ 10: decoding, both modes
 if run_stage 10; then
+  decode_batch  # every model's decodes queued, then run by one process per job (start-up paid once)
   while read -r name subnet mode; do
     m=$pareto/$name
     require_file "$m/dense/model.pth" "the export of $name" "./run.sh --dir $dir --stage 9 --stop_stage 9"
@@ -217,12 +221,16 @@ if run_stage 10; then
     decode_model "$m/dense/config.yaml" "$m/dense/model.pth" "$m/decode_${inference_tag}_full" "$pareto_sets"
     decode_model "$sup_exp/config.yaml" "$m/dense/model.pth" "$m/decode_${inference_tag}_streaming" \
       "$pareto_sets" --encoder_mode streaming
-    for x in full streaming; do
-      score_decode "$m" "decode_${inference_tag}_$x" "$m/dense/config.yaml" none "$pareto_sets" > /dev/null
-    done
-    # what a streaming user gets: chunk by chunk, the LM fused per chunk, one thread (RTF, latency)
+    # what a streaming user gets: chunk by chunk, the LM fused per chunk, one thread (RTF, latency);
+    # streamed after the decodes above, alone on the machine
     stream_decode "$sup_exp/config.yaml" "$m/dense/model.pth" "$m/chunk_by_chunk_${inference_tag}" \
       "$(printf '%s\n' $pareto_sets $latency_set | sort -u | tr '\n' ' ')"
+  done < <(pareto_models)
+  decode_flush
+  while read -r name subnet mode; do
+    for x in full streaming; do
+      score_decode "$pareto/$name" "decode_${inference_tag}_$x" "$pareto/$name/dense/config.yaml" none "$pareto_sets" > /dev/null
+    done
   done < <(pareto_models)
   finish_stage 10
 fi

@@ -270,9 +270,11 @@ set_lm_opts() {
 # set of SETS (default: the test sets) into DECODE_DIR/<set>/text. A set whose text is
 # complete, newer than the model and both configs, and made with the same inference options
 # is kept (make-style), so a re-run of an interrupted stage decodes only what is missing.
+# Between decode_batch and decode_flush the decodes of several models are only queued, and
+# run by one process per job (ESPnet's start-up, ~8 s, paid once per job, not per model).
 decode_model() {
   local config=$1 model=$2 ddir=$3 want=${4:-$test_sets}; shift 3; [ $# -eq 0 ] || shift
-  local extra=("$@") x out n i j pids opts lm_model sets=() args wall
+  local extra=("$@") x out n i j opts lm_model sets=() args queue=$decode_queue
   lm_model=$model
   set_lm_opts
   $use_lm && lm_model=$lm_exp/$lm_inference_model
@@ -294,27 +296,49 @@ decode_model() {
     sets+=("$x")
   done
   [ ${#sets[@]} -gt 0 ] || return 0
-  # one process per job decodes its share of every set (ESPnet's start-up paid once per job)
-  pids=()
+  [ -n "$queue" ] || { queue=$(mktemp -d "$ddir/.queue.XXXXXX"); }
+  # job j decodes its share of every set: one asr_inference command line per model
   for i in $(seq 0 $((nj - 1))); do
     j=$(printf '%02d' "$i"); args=()
     for x in "${sets[@]}"; do
       [ -f "$ddir/$x/logdir/keys.$j" ] && args+=(--set "$dump/$x/wav.scp" "$ddir/$x/logdir/keys.$j" "$ddir/$x/logdir/out.$j")
     done
     [ ${#args[@]} -gt 0 ] || continue
-    OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference --ngpu 0 --batch_size 1 \
-      --config "$inference_config" --asr_train_config "$config" --asr_model_file "$model" \
-      "${args[@]}" "${lm_opts[@]}" $inference_args "${extra[@]}" > "$ddir/decode.$j.log" 2>&1 &
+    # shellcheck disable=SC2086  # inference_args: options split at spaces
+    printf '%q ' --ngpu 0 --batch_size 1 --config "$inference_config" --asr_train_config "$config" \
+      --asr_model_file "$model" "${args[@]}" "${lm_opts[@]}" $inference_args "${extra[@]}" >> "$queue/jobs.$j"
+    echo >> "$queue/jobs.$j"
+  done
+  printf '%s\t%s\t%s\n' "$ddir" "$opts" "${sets[*]}" >> "$queue/collect"
+  [ -n "$decode_queue" ] || { decode_flush "$queue"; rm -rf "$queue"; }
+}
+
+# decode_batch / decode_flush: queue the decode_model calls in between, then run them all.
+decode_queue=""
+decode_batch() { decode_queue=$(mktemp -d "$exp/.decode_queue.XXXXXX"); }
+decode_flush() {
+  local queue=${1:-$decode_queue} f j pids=() ddir opts sets x out wall
+  [ -n "$queue" ] || return 0
+  for f in "$queue"/jobs.*; do
+    [ -f "$f" ] || continue
+    j=${f##*.}
+    OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference --jobs "$f" > "$queue/decode.$j.log" 2>&1 &
     pids+=($!)
   done
-  for p in "${pids[@]}"; do wait "$p" || { log "decoding failed: see $ddir/decode.*.log"; exit 1; }; done
-  for x in "${sets[@]}"; do
-    out=$ddir/$x
-    cat "$out"/logdir/out.*/1best_recog/text | sort > "$out/text.tmp"
-    # the set's wall time: its slowest job's own decoding seconds (the jobs ran side by side)
-    wall=$(cat "$out"/logdir/out.*/seconds | sort -g | tail -n 1)
-    echo "$opts" > "$out/decode.opts"; echo "$wall" > "$out/wall_seconds"; mv "$out/text.tmp" "$out/text"
+  for p in "${pids[@]}"; do
+    wait "$p" || { cp "$queue"/decode.*.log "$exp/" 2>/dev/null; log "decoding failed: see $exp/decode.*.log"; exit 1; }
   done
+  while IFS=$'\t' read -r ddir opts sets; do
+    for x in $sets; do
+      out=$ddir/$x
+      cat "$out"/logdir/out.*/1best_recog/text | sort > "$out/text.tmp"
+      # the set's wall time: its slowest job's own decoding seconds (the jobs ran side by side)
+      wall=$(cat "$out"/logdir/out.*/seconds | sort -g | tail -n 1)
+      echo "$opts" > "$out/decode.opts"; echo "$wall" > "$out/wall_seconds"; mv "$out/text.tmp" "$out/text"
+    done
+  done < <(cat "$queue/collect" 2>/dev/null)
+  stream_flush "$queue"
+  [ "$queue" != "$decode_queue" ] || { rm -rf "$decode_queue"; decode_queue=""; }
 }
 
 # stream_decode TRAIN_CONFIG MODEL_FILE OUT_DIR SETS: decode every set of SETS chunk by chunk on
@@ -322,13 +346,16 @@ decode_model() {
 # encoder chunk at a time, the streaming encoder's caches carried, --stream_inference_config's beam,
 # lm_weight and penalty; with --use_lm true the LM fused into the CTC prefix beam search chunk by
 # chunk) -> OUT_DIR/<set>/{text,latency.json,decode.opts}. A set decoded with the same options and
-# newer than the model, the configs and the LM is kept (make-style).
+# newer than the model, the configs and the LM is kept (make-style). Between decode_batch and
+# decode_flush the sets are queued and streamed one after the other by one process, after the
+# queued decode_model jobs (so that nothing else runs while it times the chunks).
 stream_decode() {
-  local config=$1 model=$2 ddir=$3 want=$4 x out opts lm_model
+  local config=$1 model=$2 ddir=$3 want=$4 x out opts lm_model queue=$decode_queue
   set_lm_opts
   lm_model=$model
   $use_lm && lm_model=$lm_exp/$lm_inference_model
   opts="decode_config=$stream_inference_config ${lm_opts[*]}"
+  [ -n "$queue" ] || { mkdir -p "$ddir"; queue=$(mktemp -d "$ddir/.queue.XXXXXX"); }
   for x in $want; do
     out=$ddir/$x
     if [ -f "$out/latency.json" ] && [ "$out/latency.json" -nt "$model" ] && [ "$out/latency.json" -nt "$config" ] \
@@ -339,12 +366,21 @@ stream_decode() {
     fi
     rm -rf "$out"; mkdir -p "$out"
     log "chunk by chunk $x ($(wc -l < "$dump/$x/wav.scp") utts, one thread$($use_lm && echo ', with the LM')) -> $out"
-    OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference_streaming --asr_train_config "$config" \
-      --asr_model_file "$model" --data_dir "$dump/$x" --output_dir "$out" --num_threads 1 \
-      --decode_config "$stream_inference_config" "${lm_opts[@]}" > "$out/decode.log" 2>&1 \
-      || { log "streaming decoding failed: see $out/decode.log"; exit 1; }
-    echo "$opts" > "$out/decode.opts"
+    printf '%q ' --asr_train_config "$config" --asr_model_file "$model" --data_dir "$dump/$x" --output_dir "$out" \
+      --num_threads 1 --decode_config "$stream_inference_config" "${lm_opts[@]}" >> "$queue/stream_jobs"
+    echo >> "$queue/stream_jobs"
+    printf '%s\t%s\n' "$out" "$opts" >> "$queue/stream_collect"
   done
+  [ -n "$decode_queue" ] || { stream_flush "$queue"; rm -rf "$queue"; }
+}
+
+# stream_flush [QUEUE]: stream the queued sets (decode_flush calls it after its decodes).
+stream_flush() {
+  local queue=${1:-$decode_queue} out opts
+  [ -f "$queue/stream_jobs" ] || return 0
+  OMP_NUM_THREADS=1 $python -m espnet_omni.bin.asr_inference_streaming --jobs "$queue/stream_jobs" \
+    > "$queue/stream.log" 2>&1 || { cp "$queue/stream.log" "$exp/stream_decode.log"; log "streaming decoding failed: see $exp/stream_decode.log"; exit 1; }
+  while IFS=$'\t' read -r out opts; do echo "$opts" > "$out/decode.opts"; done < "$queue/stream_collect"
 }
 
 # score_decode EXP_DIR DECODE_NAME CONFIG [RESULTS_FILE [SETS]]: WER/CER tables (scores.json),
@@ -358,11 +394,15 @@ score_decode() {
 }
 
 # export_model EXP_DIR SUBNET_YAML OUT_DIR [export args...]: a standalone model directory.
-export_model() {
+export_model() { $python -m espnet_omni.bin.export --jobs <(export_args "$@"); }
+
+# export_args EXP_DIR SUBNET_YAML OUT_DIR [export args...]: export_model's command line, shell-quoted
+# on one line (for python -m espnet_omni.bin.export --jobs FILE).
+export_args() {
   local d=$1 subnet=$2 out=$3; shift 3
-  $python -m espnet_omni.bin.export --asr_train_config "$d/config.yaml" \
-    --asr_model_file "$d/$inference_model" --subnet "$subnet" --format "$export_format" --out_dir "$out" \
-    "${calibration_opts[@]}" "$@"
+  printf '%q ' --asr_train_config "$d/config.yaml" --asr_model_file "$d/$inference_model" --subnet "$subnet" \
+    --format "$export_format" --out_dir "$out" "${calibration_opts[@]}" "$@"
+  echo
 }
 
 # make_token_list: the token list (and sentencepiece model) of the train set's text (run.sh stage 3).

@@ -123,8 +123,15 @@ evaluate_model() {
   if $use_lm && [ "$lm_conf" != - ]; then
     require_file "$lm_conf" "the LM decoding config of $d" "--ctc_lm_decode_config / --rnnt_lm_decode_config FILE"
     require_file "$t/export_full/model.pth" "the exported full-context network of $d" "$recipe_name --dir $dir --stage 3"
+    # queued (stage 3's decode_batch): scored by score_lm_decode after decode_flush
     (inference_config=$lm_conf; decode_model "$t/export_full/config.yaml" "$t/export_full/model.pth" "$t/export_full/decode_lm")
-    score_decode "$t/export_full" decode_lm "$t/export_full/config.yaml" none
+  fi
+}
+
+# score_lm_decode EXP LM_DECODE_CONFIG: the WER of evaluate_model's decode with the LM.
+score_lm_decode() {
+  if $use_lm && [ "$2" != - ]; then
+    score_decode "$1/rnnt_cmp/export_full" decode_lm "$1/rnnt_cmp/export_full/config.yaml" none
   fi
 }
 
@@ -147,12 +154,10 @@ stream_lm_model() {
   # (--format dense overrides export_model's --export_format)
   export_model "$d" "$t/subnet_stream.yaml" "$o/dense" --format dense --calibration_mode streaming \
     > "$o/export.log" 2>&1 || { log "export failed: see $o/export.log"; exit 1; }
-  for x in $test_sets; do
-    $python -m espnet_omni.bin.asr_inference_streaming --asr_train_config "$d/config.yaml" \
-      --asr_model_file "$o/dense/model.pth" --data_dir "$dump/$x" --output_dir "$o/$x" \
-      --decode_config "$conf" "${lm_opts[@]}" --num_threads 1 > "$o/$x.log" 2>&1 \
-      || { log "streaming decoding with the LM failed: see $o/$x.log"; exit 1; }
-  done
+  $python -m espnet_omni.bin.asr_inference_streaming --jobs <(for x in $test_sets; do
+    printf '%q ' --asr_train_config "$d/config.yaml" --asr_model_file "$o/dense/model.pth" --data_dir "$dump/$x" \
+      --output_dir "$o/$x" --decode_config "$conf" "${lm_opts[@]}" --num_threads 1; echo; done) > "$o/decode.log" 2>&1 \
+    || { log "streaming decoding with the LM failed: see $o/decode.log"; exit 1; }
   score_decode "$t" stream_lm "$d/config.yaml" none
   mark_evaluated "$o" "$key"
 }
@@ -160,9 +165,12 @@ stream_lm=false  # the RNN-T supernet's streaming network is decoded with the LM
 if $use_lm && [ "$rnnt_stream_lm_decode_config" != - ]; then stream_lm=true; fi
 
 if run_stage 3; then
+  decode_batch  # the decodes with the LM of every model queued, then run by one process per job
   while read -r d conf lm_conf modes; do
     evaluate_model "$d" "$conf" "$lm_conf" $modes
   done < <(models)
+  decode_flush
+  while read -r d conf lm_conf modes; do score_lm_decode "$d" "$lm_conf"; done < <(models)
   if $stream_lm; then stream_lm_model "$rnnt_sup_exp"; fi
   finish_stage 3
 fi

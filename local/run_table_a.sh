@@ -86,8 +86,10 @@ if run_stage 4; then
   for s in $prune_targets; do
     d=$(prune_exp "$s")
     $python -m espnet_omni.bin.subnet_yaml --asr_train_config "$d/config.yaml" --sparsity "$s" --out "$d/subnet.yaml"
-    export_model "$d" "$d/subnet.yaml" "$d/export"
   done
+  # one process exports them all (ESPnet's start-up paid once)
+  $python -m espnet_omni.bin.export --jobs <(for s in $prune_targets; do
+    d=$(prune_exp "$s"); export_args "$d" "$d/subnet.yaml" "$d/export"; done)
   finish_stage 4
 fi
 
@@ -104,18 +106,22 @@ if run_stage 5; then
   $python -m espnet_omni.bin.search --asr_train_config "$omni_exp/config.yaml" \
     --asr_model_file "$omni_exp/$inference_model" --data_dir "$dump/$valid_set" \
     --budgets $budgets --budget_unit params --out_dir "$omni_exp/search" "${calibration_opts[@]}" $search_args
-  i=0
-  for s in $prune_targets; do
+  $python -m espnet_omni.bin.export --jobs <(i=0; for s in $prune_targets; do
     b=${budget_list[$i]}; i=$((i + 1))
-    export_model "$omni_exp" "$omni_exp/search/subnet_$b.yaml" "$omni_exp/export_$s"
-  done
+    export_args "$omni_exp" "$omni_exp/search/subnet_$b.yaml" "$omni_exp/export_$s"; done)
   finish_stage 5
 fi
 
 if run_stage 6; then
+  decode_batch  # every model's decodes queued, then run by one process per job
   for s in $prune_targets; do
     for d in "$(prune_exp "$s")/export" "$omni_exp/export_$s"; do
       decode_model "$d/config.yaml" "$d/model.pth" "$d/decode_$inference_tag"
+    done
+  done
+  decode_flush
+  for s in $prune_targets; do
+    for d in "$(prune_exp "$s")/export" "$omni_exp/export_$s"; do
       score_decode "$d" "decode_$inference_tag" "$d/config.yaml" none  # Table A (stage 7) sums them up
     done
   done

@@ -11,6 +11,8 @@ Writes: <output_dir>/1best_recog/{text,token,token_int,score} (ESPnet format).
 Several sets in one process: ``--set WAV_SCP KEY_FILE OUTPUT_DIR`` (repeatable)
 instead of ``--data_path_and_name_and_type``, ``--key_file`` and ``--output_dir``;
 each set's decoding seconds go to ``OUTPUT_DIR/seconds``.
+Several models in one process: ``--jobs FILE``, one command line of this program per line
+(shell-quoted; the recipes' decode_batch / decode_flush write it), run one after the other.
 ``--encoder_mode streaming`` decodes with the encoder in its streaming mode
 (chunked attention, causal convolutions: the encoder output of chunk-by-chunk
 streaming, whose equality is tested), by the same beam search and LM.
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import espnet2.bin.asr_inference
 
+from espnet_omni.bin.jobs import jobs_file, read_jobs
 from espnet_omni.corpus.audio_check import BadAudioError
 from espnet_omni.tasks.lm_check import (
     TokenListMismatch,
@@ -103,6 +106,11 @@ def main(cmd=None):
     the recipe starts one process per job instead of one per job and set.
     """
     cmd = list(sys.argv[1:] if cmd is None else cmd)
+    jobs = jobs_file(cmd)
+    if jobs is not None:
+        for job in read_jobs(jobs):
+            main(job)
+        return
     rest, sets = split_sets(cmd)
     if sets:
         clash = [o for o in ("--data_path_and_name_and_type", "--key_file", "--output_dir") if o in rest]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from espnet_omni.bin.jobs import jobs_file, read_jobs
 from espnet_omni.export import DTYPES, FORMATS, export_asr_model
 from espnet_omni.search.bn_calib import add_calibration_arguments
 from espnet_omni.search.subnet_eval import calibrate_for_export
@@ -53,7 +54,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd=None):
-    """Export; ``cmd`` defaults to ``sys.argv``."""
+    """Export; ``cmd`` defaults to ``sys.argv``. ``--jobs FILE``: one command line of this program
+    per line (shell-quoted), exported one after the other in this process (run.sh stage 9
+    exports every Pareto model so)."""
+    cmd = list(sys.argv[1:] if cmd is None else cmd)
+    jobs = jobs_file(cmd)
+    if jobs is not None:
+        for job in read_jobs(jobs):
+            main(job)
+        return
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:  # a wrong, broken or missing sub-network YAML: one line naming it, before the model loads
