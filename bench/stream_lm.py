@@ -9,7 +9,7 @@ Writes: bench/results/stream_lm.md and .json (``--out_dir`` changes the folder);
 
 The model is the main job's export ``exp/asr_ctc_dual_omni/pareto/<model>/dense/model.pth`` in the
 supernet's config (as run.sh stage 10 streams it), decoded with the recipe's inference config
-(``conf/decode_ctc_lm.yaml``: beam, LM weight, length bonus) and LM (``exp/lm_char``):
+(``conf/decode_ctc_lm_stream.yaml``, run.sh stage 10's: beam, LM weight, length bonus) and LM (``exp/lm_char``):
 
 * ``pytorch``: ``StreamingRecognizer`` + ``TorchLM``;
 * ``onnx``, ``onnx_int8``: ``bin/export_onnx --lm_train_config --lm_file --int8 true`` of the same
@@ -57,7 +57,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm_model", default="valid.loss.ave.pth")
     p.add_argument("--model", default="frac0.5", help="a Pareto model of the main job")
     p.add_argument("--set", default="test")
-    p.add_argument("--decode_config", type=Path, default=ROOT / "conf" / "decode_ctc_lm.yaml")
+    p.add_argument("--decode_config", type=Path, default=ROOT / "conf" / "decode_ctc_lm_stream.yaml")
     p.add_argument("--num_threads", type=int, default=1)
     p.add_argument("--out_dir", type=Path, default=ROOT / "bench" / "results")
     return p

@@ -53,6 +53,7 @@ from espnet_omni.export.row import PACKED_EXTRAS, compact_rows
 from espnet_omni.export.structured import compact_groups
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder, supernet_encoder
 from espnet_omni.nets.packed_state import CODECS, pack_state_dict
+from espnet_omni.sparsity.granularity import require_export_format
 from espnet_omni.sparsity.masks import MaskSpec
 from espnet_omni.sparsity.subnet import SubnetConfig
 
@@ -131,14 +132,10 @@ def storage_tile(shape: torch.Size | tuple[int, ...], spec: MaskSpec) -> tuple[i
     >>> storage_tile((8, 4, 3), MaskSpec("row")), storage_tile((8, 16), MaskSpec("nm"))
     ((1, 12), (1, 1))
     """
-    if spec.granularity == "block":
-        return spec.block
-    if spec.granularity == "row":
-        cols = 1
-        for d in shape[1:]:
-            cols *= int(d)
-        return (1, cols)
-    return (1, 1)
+    cols = 1
+    for d in shape[1:]:
+        cols *= int(d)
+    return tuple(spec.unit.tile(int(shape[0]), cols, spec))
 
 
 def _saved_bytes(state: Mapping[str, torch.Tensor], directory: Path) -> int:
@@ -180,18 +177,7 @@ def plan_export(model: torch.nn.Module, subnet: SubnetConfig, fmt: str) -> Expor
     sub-network is restored afterwards."""
     _check_choice(fmt, FORMATS, "format")
     enc = _encoder_of(model)
-    if fmt == "structured" and enc.mask_spec.granularity != "group":
-        raise ValueError(
-            f"format 'structured' needs a supernet trained with mask_granularity 'group' "
-            f"(tied heads, units and channels); this one uses {enc.mask_spec.granularity!r} "
-            "(its pruned weights are not whole units): use format 'sparse' or 'dense'"
-            + (" or 'row'" if enc.mask_spec.granularity == "row" else ""))
-    if fmt == "row" and enc.mask_spec.granularity != "row":
-        raise ValueError(
-            f"format 'row' needs a supernet trained with mask_granularity 'row'; "
-            f"this one uses {enc.mask_spec.granularity!r} (its pruned weights are "
-            "not whole rows): use format 'sparse' or 'dense'"
-        )
+    require_export_format(enc.mask_spec.granularity, fmt)
     previous = enc.get_active_subnet()
     try:
         enc.set_active_subnet(subnet)  # raises on another architecture / spec

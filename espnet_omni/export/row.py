@@ -55,6 +55,7 @@ from espnet2.legacy.nets.pytorch_backend.conformer.convolution import Convolutio
 from espnet2.legacy.nets.pytorch_backend.transformer.positionwise_feed_forward import (
     PositionwiseFeedForward,
 )
+from espnet_omni.sparsity.granularity import require_export_format
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder
 from espnet_omni.nets.subsampling import subsampling_convs
 from espnet_omni.nets.pruned_conv_module import PrunedConvolutionModule
@@ -268,11 +269,7 @@ def compact_rows(
     Returns:
         The kept sizes, for ``PrunedConformerEncoder``'s ``encoder_conf``.
     """
-    if encoder.mask_spec.granularity != "row":
-        raise ValueError(
-            f"row export needs a supernet with mask_granularity 'row', got "
-            f"{encoder.mask_spec.granularity!r}; use --format sparse or dense"
-        )
+    require_export_format(encoder.mask_spec.granularity, "row")
     return RowSizes(
         ffn_units=_compact_ffns(encoder, state, prefix, "feed_forward"),
         macaron_ffn_units=_compact_ffns(encoder, state, prefix, "feed_forward_macaron"),

@@ -27,6 +27,7 @@ from typing import Optional
 
 import torch
 
+from espnet_omni.sparsity.granularity import require_export_format
 from espnet_omni.export.row import State, cut_unit_pair
 from espnet_omni.nets.omni_conformer import OmniConformerEncoder
 from espnet_omni.nets.subsampling import subsampling_convs
@@ -138,12 +139,7 @@ def compact_groups(encoder: OmniConformerEncoder, state: State, prefix: str = "e
         The ``encoder_conf`` keys of ``PrunedConformerEncoder`` (only sizes
         that differ from the stock ones).
     """
-    if encoder.mask_spec.granularity != "group":
-        raise ValueError(
-            f"format 'structured' needs a supernet trained with mask_granularity 'group' "
-            f"(tied heads, units and channels), this one uses {encoder.mask_spec.granularity!r}: "
-            "its pruned weights are not whole units; use format 'sparse' or 'dense'"
-            + (" (or 'row')" if encoder.mask_spec.granularity == "row" else ""))
+    require_export_format(encoder.mask_spec.granularity, "structured")
     conf: dict = {}
     for key, sizes in (
         ("attention_heads_per_block", _compact_heads(encoder, state, prefix)),

@@ -92,6 +92,55 @@ def _pct(values, q):
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
+def stream_utterance(rec, wav: np.ndarray, fs: int, step: int) -> tuple[str, Optional[float], float]:
+    """Stream one utterance ``step`` samples at a time: (final text, ms from the stream's start
+    to the first non-empty partial with the audio fed at real time (None: no partial), compute
+    seconds)."""
+    rec.reset()
+    tic = time.perf_counter()
+    first = None
+    for start in range(0, wav.shape[0], step):
+        t0 = time.perf_counter()
+        partial = rec.feed(wav[start : start + step], fs=fs)
+        if first is None and partial:
+            first = (min(start + step, wav.shape[0]) / fs + time.perf_counter() - t0) * 1000.0
+    text = rec.finish()
+    return text, first, time.perf_counter() - tic
+
+
+def latency_report(rec, num_utterances: int, audio_s: float, compute_s: float, chunk_ms: list,
+                   first_partial_ms: list, dropped: dict) -> dict:
+    """``latency.json``'s content (see :func:`decode_data_dir`)."""
+    lat = rec.latency()
+    report = {
+        "num_utterances": num_utterances,
+        "audio_seconds": round(audio_s, 3),
+        "compute_seconds": round(compute_s, 3),
+        "rtf": round(compute_s / audio_s, 4) if audio_s else None,
+        "num_threads": torch.get_num_threads(),
+        "num_chunks": len(chunk_ms),
+        "chunk_compute_ms_mean": round(float(np.mean(chunk_ms)), 3) if chunk_ms else None,
+        "chunk_compute_ms_max": round(float(np.max(chunk_ms)), 3) if chunk_ms else None,
+        "chunk_compute_ms_p50": _pct(chunk_ms, 50),
+        "chunk_compute_ms_p95": _pct(chunk_ms, 95),
+        "first_partial_ms_p50": _pct(first_partial_ms, 50),
+        "first_partial_ms_p95": _pct(first_partial_ms, 95),
+        "algorithmic_latency_ms": round(lat.total_ms, 3),
+        "latency_parts_ms": {
+            "chunk": round(lat.chunk_ms, 3),
+            "lookahead": round(lat.lookahead_ms, 3),
+            "frontend": round(lat.frontend_ms, 3),
+        },
+        "streaming": rec.cfg.to_dict(),
+        "beam_size": rec.beam_size,
+        "lm_weight": getattr(rec.search, "lm_weight", 0.0),
+        "length_bonus": getattr(rec.search, "length_bonus", 0.0),
+        "num_dropped": len(dropped),
+        "dropped": dropped,
+    }
+    return report
+
+
 def decode_data_dir(rec: StreamingRecognizer, data_dir: Union[str, Path],
                     output_dir: Union[str, Path], on_error: str = "fail",
                     endpoint: Optional[EndpointConfig] = None) -> dict:
@@ -148,18 +197,10 @@ def decode_data_dir(rec: StreamingRecognizer, data_dir: Union[str, Path],
             logger.warning("dropped %s", e)
             dropped[utt] = str(e)
             continue
-        rec.reset()
-        tic = time.perf_counter()
-        first = None  # ms from the stream's start to the first non-empty partial (fed at real time)
-        for start in range(0, wav.shape[0], step):
-            t0 = time.perf_counter()
-            partial = rec.feed(wav[start : start + step], fs=fs)
-            if first is None and partial:
-                first = (min(start + step, wav.shape[0]) / fs + time.perf_counter() - t0) * 1000.0
-        text = rec.finish()
+        text, first, seconds = stream_utterance(rec, wav, fs, step)
         if first is not None:
             first_partial_ms.append(first)
-        compute_s += time.perf_counter() - tic
+        compute_s += seconds
         audio_s += wav.shape[0] / fs
         chunk_ms += rec.chunk_ms
         lines.append(f"{utt} {text}".rstrip() + "\n")
@@ -169,33 +210,7 @@ def decode_data_dir(rec: StreamingRecognizer, data_dir: Union[str, Path],
     if dropped:
         logger.warning("%s: dropped %d of %d utterances (not in %s; scoring counts their words as deleted)",
                        scp, len(dropped), len(reader), output_dir / "text")
-    lat = rec.latency()
-    report = {
-        "num_utterances": len(lines),
-        "audio_seconds": round(audio_s, 3),
-        "compute_seconds": round(compute_s, 3),
-        "rtf": round(compute_s / audio_s, 4) if audio_s else None,
-        "num_threads": torch.get_num_threads(),
-        "num_chunks": len(chunk_ms),
-        "chunk_compute_ms_mean": round(float(np.mean(chunk_ms)), 3) if chunk_ms else None,
-        "chunk_compute_ms_max": round(float(np.max(chunk_ms)), 3) if chunk_ms else None,
-        "chunk_compute_ms_p50": _pct(chunk_ms, 50),
-        "chunk_compute_ms_p95": _pct(chunk_ms, 95),
-        "first_partial_ms_p50": _pct(first_partial_ms, 50),
-        "first_partial_ms_p95": _pct(first_partial_ms, 95),
-        "algorithmic_latency_ms": round(lat.total_ms, 3),
-        "latency_parts_ms": {
-            "chunk": round(lat.chunk_ms, 3),
-            "lookahead": round(lat.lookahead_ms, 3),
-            "frontend": round(lat.frontend_ms, 3),
-        },
-        "streaming": rec.cfg.to_dict(),
-        "beam_size": rec.beam_size,
-        "lm_weight": getattr(rec.search, "lm_weight", 0.0),
-        "length_bonus": getattr(rec.search, "length_bonus", 0.0),
-        "num_dropped": len(dropped),
-        "dropped": dropped,
-    }
+    report = latency_report(rec, len(lines), audio_s, compute_s, chunk_ms, first_partial_ms, dropped)
     if endpoint is not None:
         (output_dir / "segments.txt").write_text("".join(seg_lines))
         report["endpoint"] = {**endpoint.to_dict(), "num_segments": len(seg_lines)}

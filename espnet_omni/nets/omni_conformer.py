@@ -220,7 +220,7 @@ class OmniConformerEncoder(ConformerEncoder):
             mask_granularity, tuple(mask_block), n=mask_n, m=mask_m
         )
         self._groups: dict = {}
-        if self.mask_spec.granularity == "group":
+        if self.mask_spec.unit.tied:
             self._prunable = self._build_groups(prune_frontend, prunable, prune_exclude)
             self._finish_init(streaming)
             return

@@ -236,6 +236,54 @@ def _write_subnet(path: Path, cfg: SubnetConfig, header: Sequence[str]) -> None:
     path.write_text("".join(f"# {line}\n" for line in header) + cfg.to_yaml())
 
 
+def _cost_tables(model, train_args, encoder, out_dir: Path, dims, config: SubnetSearchConfig):
+    """(the budget unit's cost table, the params table, the minimum achievable cost); raises on an
+    impossible budget before any audio is read."""
+    # Cost every sparsity the search or the cache file may hold (the front
+    # and the per-budget answers range over the whole cache).
+    cost_space = encoder.search_space(
+        sorted(set(config.choices) | _cached_values(out_dir / SCORE_CACHE)), config.tie)
+    if config.budget_unit == "ms":  # measured once on this machine, cached in out_dir
+        from espnet_omni.search.latency_table import latency_cost_table, load_or_measure
+
+        latency = load_or_measure(Path(out_dir) / "latency_table.json", model, vars(train_args),
+                                  encoder.prunable_layers(), cost_space.choices,
+                                  seconds=config.latency_seconds, threads=config.latency_threads)
+        costs = latency_cost_table(latency, cost_space)
+    else:
+        costs = build_cost_table(encoder, cost_space, config.budget_unit,
+                                 storage=config.storage, dtype_bytes=config.dtype_bytes)
+    min_cost = costs([d[-1] for d in dims])
+    for b in config.budgets:
+        if b < min_cost:
+            raise ValueError(
+                f"budget {b:g} ({config.budget_unit}) is impossible: the minimum "
+                f"achievable is {min_cost:g} (every group at sparsity {max(config.choices):g}, "
+                f"tie={config.tie}; the fastest / smallest sub-network of the choices)"
+            )
+    params = (build_cost_table(encoder, cost_space, "params")
+              if config.budget_unit in ("bytes", "ms") else costs)
+    return costs, params, min_cost
+
+
+def _write_best(out_dir: Path, space, budget: float, p, params, config: SubnetSearchConfig, evaluator,
+                data_dir, calibration_dir) -> BudgetResult:
+    """Write ``subnet_<budget>.yaml`` of the best point ``p`` of a budget; its result row."""
+    name = f"subnet_{budget_label(budget)}.yaml"
+    n_params = params.raw(p.candidate)
+    _write_subnet(out_dir / name, candidate_subnet(space, p.candidate), [
+        "Sub-network chosen by espnet_omni.bin.search",
+        f"budget: {budget:g} {config.budget_unit}; cost: {p.cost:.6g}; "
+        f"non-zero encoder params: {n_params}",
+        f"score: {p.score:.6g} ({config.metric} of CTC "
+        f"{'loss' if config.metric == 'loss' else 'greedy decoding'} on "
+        f"{evaluator.n_utts} utts of {data_dir}, encoder mode {config.mode})",
+    ] + ([f"BatchNorm statistics re-estimated on {config.calibration_utts} utts of "
+          f"{calibration_dir} before scoring (export it the same way)"]
+         if evaluator.calibration_batches else []))
+    return BudgetResult(budget, name, p.cost, p.score, n_params, n_params / params.dense, list(p.candidate))
+
+
 def search_subnets(
     model: torch.nn.Module,
     train_args,
@@ -263,30 +311,7 @@ def search_subnets(
     space = encoder.search_space(config.choices, config.tie)
     dims = [space.group_choices(m) for m in space.groups().values()]
     out_dir = Path(out_dir)
-    # Cost every sparsity the search or the cache file may hold (the front
-    # and the per-budget answers range over the whole cache).
-    cost_space = encoder.search_space(
-        sorted(set(config.choices) | _cached_values(out_dir / SCORE_CACHE)), config.tie)
-    if config.budget_unit == "ms":  # measured once on this machine, cached in out_dir
-        from espnet_omni.search.latency_table import latency_cost_table, load_or_measure
-
-        latency = load_or_measure(Path(out_dir) / "latency_table.json", model, vars(train_args),
-                                  encoder.prunable_layers(), cost_space.choices,
-                                  seconds=config.latency_seconds, threads=config.latency_threads)
-        costs = latency_cost_table(latency, cost_space)
-    else:
-        costs = build_cost_table(encoder, cost_space, config.budget_unit,
-                                 storage=config.storage, dtype_bytes=config.dtype_bytes)
-    min_cost = costs([d[-1] for d in dims])
-    for b in config.budgets:
-        if b < min_cost:
-            raise ValueError(
-                f"budget {b:g} ({config.budget_unit}) is impossible: the minimum "
-                f"achievable is {min_cost:g} (every group at sparsity {max(config.choices):g}, "
-                f"tie={config.tie}; the fastest / smallest sub-network of the choices)"
-            )
-    params = (build_cost_table(encoder, cost_space, "params")
-              if config.budget_unit in ("bytes", "ms") else costs)
+    costs, params, min_cost = _cost_tables(model, train_args, encoder, out_dir, dims, config)
 
     head = default_head(model) if config.head == "auto" else config.head
     check_head(model, head)  # before reading any audio
@@ -323,23 +348,8 @@ def search_subnets(
 
     write_front_csv(sweep.front, out_dir / "front.csv", names=costs.names)
     write_front_yaml(sweep.front, out_dir / "front.yaml")
-    results = []
-    for b in sorted(sweep.best):
-        p = sweep.best[b]
-        name = f"subnet_{budget_label(b)}.yaml"
-        n_params = params.raw(p.candidate)
-        _write_subnet(out_dir / name, candidate_subnet(space, p.candidate), [
-            "Sub-network chosen by espnet_omni.bin.search",
-            f"budget: {b:g} {config.budget_unit}; cost: {p.cost:.6g}; "
-            f"non-zero encoder params: {n_params}",
-            f"score: {p.score:.6g} ({config.metric} of CTC "
-            f"{'loss' if config.metric == 'loss' else 'greedy decoding'} on "
-            f"{evaluator.n_utts} utts of {data_dir}, encoder mode {config.mode})",
-        ] + ([f"BatchNorm statistics re-estimated on {config.calibration_utts} utts of "
-              f"{calibration_dir} before scoring (export it the same way)"]
-             if evaluator.calibration_batches else []))
-        results.append(BudgetResult(b, name, p.cost, p.score, n_params,
-                                    n_params / params.dense, list(p.candidate)))
+    results = [_write_best(out_dir, space, b, sweep.best[b], params, config, evaluator, data_dir, calibration_dir)
+               for b in sorted(sweep.best)]
     summary = SearchSummary(
         budgets=sorted(sweep.best), budget_unit=config.budget_unit, metric=config.metric,
         tie=config.tie, dimensions=costs.names, dense_params=params.dense,

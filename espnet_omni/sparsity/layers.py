@@ -83,7 +83,7 @@ class _Masked:
 
     def bool_mask(self, sparsity: float | None = None) -> torch.Tensor:
         """Bool mask (``weight.shape``) at ``sparsity`` (default: the active one)."""
-        if self.spec.granularity == "group":
+        if self.spec.unit.tied:
             if sparsity is not None:
                 raise ValueError("a group layer's mask is set by its StructuredGroup: "
                                  "ask the group (layer_masks) for another sparsity")
@@ -94,7 +94,7 @@ class _Masked:
 
     def active_mask(self) -> torch.Tensor | None:
         """Float mask at the active sparsity (cached, see the module doc), or None at sparsity 0."""
-        if self.spec.granularity == "group":
+        if self.spec.unit.tied:
             m, w = self.group_mask, self.weight
             if m is not None and (m.device != w.device or m.dtype != w.dtype):
                 m = self.group_mask = m.to(device=w.device, dtype=w.dtype)

@@ -40,7 +40,8 @@ from typing import Sequence
 
 import torch
 
-GRANULARITIES = ("unstructured", "block", "nm", "row", "group")
+from espnet_omni.sparsity.granularity import REGISTRY, Granularity
+
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class MaskSpec:
     """How a layer is pruned (the same spec for every layer of a supernet).
 
     Attributes:
-        granularity: One of :data:`GRANULARITIES`.
+        granularity: A name of :data:`~espnet_omni.sparsity.granularity.REGISTRY`.
         block: ``(bh, bw)`` tile for ``block`` (rows, input columns); 1x4 is
             the common CPU-friendly shape.
         n: The ``N`` of the deployment pattern ``N:M`` (2 for 2:4). Masks use
@@ -71,10 +72,10 @@ class MaskSpec:
     m: int = 4
 
     def __post_init__(self) -> None:
-        if self.granularity not in GRANULARITIES:
+        if self.granularity not in REGISTRY:
             raise ValueError(
                 f"MaskSpec.granularity={self.granularity!r} is not one of "
-                f"{GRANULARITIES}"
+                f"{tuple(REGISTRY)}"
             )
         block = tuple(int(b) for b in self.block)  # YAML gives a list
         object.__setattr__(self, "block", block)
@@ -86,6 +87,11 @@ class MaskSpec:
             raise ValueError(f"MaskSpec.m={self.m} must be >= 1")
         if not 0 < self.n <= self.m:
             raise ValueError(f"MaskSpec.n={self.n} must be in [1, m={self.m}]")
+
+    @property
+    def unit(self) -> Granularity:
+        """The :class:`~espnet_omni.sparsity.granularity.Granularity` object of :attr:`granularity`."""
+        return REGISTRY[self.granularity]
 
     @property
     def nm_sparsity(self) -> float:
@@ -152,18 +158,7 @@ def check_shape(shape: Sequence[int], spec: MaskSpec) -> None:
     ValueError: block (4, 4) does not divide weight (6, 8) viewed as matrix (6, 8)
     """
     rows, cols = _as_matrix_shape(shape)
-    if spec.granularity == "block":
-        bh, bw = spec.block
-        if rows % bh or cols % bw:
-            raise ValueError(
-                f"block {spec.block} does not divide weight {tuple(shape)} "
-                f"viewed as matrix ({rows}, {cols})"
-            )
-    elif spec.granularity == "nm" and cols % spec.m:
-        raise ValueError(
-            f"nm group m={spec.m} does not divide the input dim {cols} of "
-            f"weight {tuple(shape)}"
-        )
+    spec.unit.check_shape(rows, cols, tuple(shape), spec)
 
 
 def num_units(shape: Sequence[int], spec: MaskSpec) -> int:
@@ -175,14 +170,7 @@ def num_units(shape: Sequence[int], spec: MaskSpec) -> int:
     """
     check_shape(shape, spec)
     rows, cols = _as_matrix_shape(shape)
-    g = spec.granularity
-    if g == "unstructured":
-        return rows * cols
-    if g == "block":
-        return (rows // spec.block[0]) * (cols // spec.block[1])
-    if g == "nm":
-        return spec.m
-    return rows  # row (and group: a layer alone is never pruned)
+    return spec.unit.num_units(rows, cols, spec)
 
 
 def unit_size(shape: Sequence[int], spec: MaskSpec) -> int:
@@ -192,12 +180,7 @@ def unit_size(shape: Sequence[int], spec: MaskSpec) -> int:
     (16, 1)
     """
     rows, cols = _as_matrix_shape(shape)
-    g = spec.granularity
-    if g == "block":
-        return spec.block[0] * spec.block[1]
-    if g == "row":
-        return cols
-    return 1
+    return spec.unit.unit_size(rows, cols, spec)
 
 
 def kept_weights(shape: Sequence[int], spec: MaskSpec, sparsity: float) -> int:
@@ -208,29 +191,8 @@ def kept_weights(shape: Sequence[int], spec: MaskSpec, sparsity: float) -> int:
     >>> kept_weights((8, 16), MaskSpec("row"), 0.3)
     96
     """
-    units = num_units(shape, spec)
-    kept = keep_count(sparsity, units) * unit_size(shape, spec)
-    if spec.granularity == "nm":
-        rows, cols = _as_matrix_shape(shape)
-        kept *= rows * cols // spec.m
-    return kept
-
-
-def _rank_of(scores: torch.Tensor) -> torch.Tensor:
-    """Rank along the last dim (0 = largest score; ties to the lower index).
-
-    One stable descending argsort plus a scatter. (An unstable sort of a
-    unique int64 key, or an ``m x m`` compare for ``nm``, measured within
-    15% of this on CPU: not worth the extra code.)
-
-    >>> _rank_of(torch.tensor([[1.0, 3.0, 3.0, 0.0]])).tolist()
-    [[2, 0, 1, 3]]
-    """
-    order = torch.argsort(scores, dim=-1, descending=True, stable=True)
-    arange = torch.arange(order.size(-1), dtype=torch.int32, device=order.device)
-    ranks = torch.empty(order.shape, dtype=torch.int32, device=order.device)
-    ranks.scatter_(-1, order, arange.expand(order.shape).contiguous())
-    return ranks
+    rows, cols = _as_matrix_shape(shape)
+    return keep_count(sparsity, num_units(shape, spec)) * unit_size(shape, spec) * spec.unit.groups(rows, cols, spec)
 
 
 @torch.no_grad()
@@ -251,22 +213,7 @@ def unit_ranks(weight: torch.Tensor, spec: MaskSpec) -> torch.Tensor:
     check_shape(weight.shape, spec)
     rows, cols = _as_matrix_shape(weight.shape)
     w = weight.detach().reshape(rows, cols).float()  # (out, in)
-    g = spec.granularity
-    if g == "group":  # ranked by its StructuredGroup; alone, every weight is kept
-        ranks = torch.zeros(rows, cols, dtype=torch.int32, device=w.device)
-    elif g == "unstructured":
-        ranks = _rank_of(w.abs().reshape(-1)).reshape(rows, cols)
-    elif g == "nm":
-        groups = w.abs().reshape(rows, cols // spec.m, spec.m)  # (out, G, m)
-        ranks = _rank_of(groups).reshape(rows, cols)
-    elif g == "row":
-        ranks = _rank_of(w.norm(dim=1)).unsqueeze(1).expand(rows, cols)
-    else:  # block
-        bh, bw = spec.block
-        tiles = w.reshape(rows // bh, bh, cols // bw, bw)  # (R, bh, C, bw)
-        scores = tiles.pow(2).sum(dim=(1, 3))  # (R, C); squared norm, same order
-        r = _rank_of(scores.reshape(-1)).reshape(rows // bh, 1, cols // bw, 1)
-        ranks = r.expand(rows // bh, bh, cols // bw, bw).reshape(rows, cols)
+    ranks = spec.unit.ranks(w, spec)
     return ranks.reshape(weight.shape).contiguous()
 
 

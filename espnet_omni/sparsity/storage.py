@@ -25,25 +25,11 @@ from espnet_omni.sparsity.masks import MaskSpec, keep_count, kept_weights, num_u
 STORAGES = ("dense", "bitmask", "compressed", "auto")
 
 
-def _index_bytes(count: int) -> int:
-    return 2 if count <= 1 << 16 else 4
-
-
 def _compressed(shape: Sequence[int], spec: MaskSpec, sparsity: float, b: int) -> int:
     rows = int(shape[0])
     cols = math.prod(int(d) for d in shape[1:])
-    kept = kept_weights(shape, spec, sparsity)
-    g = spec.granularity
-    if g == "nm":
-        return kept * b + math.ceil(kept * math.ceil(math.log2(max(spec.m, 2))) / 8)
-    if g == "row":
-        kept_rows = keep_count(sparsity, rows)
-        return kept_rows * cols * b + kept_rows * _index_bytes(rows)
-    bh, bw = spec.block if g == "block" else (1, 1)
     kept_units = keep_count(sparsity, num_units(shape, spec))
-    col_index = kept_units * _index_bytes(cols // bw)
-    row_ptr = (rows // bh + 1) * 4
-    return kept * b + col_index + row_ptr
+    return spec.unit.compressed_bytes(rows, cols, spec, kept_weights(shape, spec, sparsity), kept_units, b)
 
 
 def weight_storage_bytes(
