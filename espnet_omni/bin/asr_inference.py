@@ -33,7 +33,7 @@ from pathlib import Path
 
 import espnet2.bin.asr_inference
 
-from espnet_omni.bin.jobs import jobs_file, read_jobs
+from espnet_omni.bin.jobs import run_jobs
 from espnet_omni.corpus.audio_check import BadAudioError
 from espnet_omni.tasks.lm_check import (
     TokenListMismatch,
@@ -106,10 +106,7 @@ def main(cmd=None):
     the recipe starts one process per job instead of one per job and set.
     """
     cmd = list(sys.argv[1:] if cmd is None else cmd)
-    jobs = jobs_file(cmd)
-    if jobs is not None:
-        for job in read_jobs(jobs):
-            main(job)
+    if run_jobs(cmd, main):
         return
     rest, sets = split_sets(cmd)
     if sets:

@@ -44,7 +44,7 @@ import torch
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool
 
-from espnet_omni.bin.jobs import jobs_file, read_jobs
+from espnet_omni.bin.jobs import run_jobs
 from espnet_omni.corpus.audio_check import BadAudioError
 from espnet_omni.inference.decode_data_dir import (
     ON_ERROR,
@@ -199,10 +199,7 @@ def main(cmd=None):
     program per line (shell-quoted), decoded one after the other in this process (the recipe's
     stage 10 streams every Pareto model so: the imports paid once)."""
     cmd = list(sys.argv[1:] if cmd is None else cmd)
-    jobs = jobs_file(cmd)
-    if jobs is not None:
-        for job in read_jobs(jobs):
-            main(job)
+    if run_jobs(cmd, main):
         return
     args = get_parser().parse_args(cmd)
     endpoint = endpoint_config(args)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from espnet_omni.bin.jobs import jobs_file, read_jobs
+from espnet_omni.bin.jobs import run_jobs
 from espnet_omni.export import DTYPES, FORMATS, export_asr_model
 from espnet_omni.search.bn_calib import add_calibration_arguments
 from espnet_omni.search.subnet_eval import calibrate_for_export
@@ -58,10 +58,7 @@ def main(cmd=None):
     per line (shell-quoted), exported one after the other in this process (run.sh stage 9
     exports every Pareto model so)."""
     cmd = list(sys.argv[1:] if cmd is None else cmd)
-    jobs = jobs_file(cmd)
-    if jobs is not None:
-        for job in read_jobs(jobs):
-            main(job)
+    if run_jobs(cmd, main):
         return
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")

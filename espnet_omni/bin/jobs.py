@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 
 def read_jobs(path: str) -> list[list[str]]:
@@ -46,3 +46,14 @@ def jobs_file(cmd: list[str]) -> Optional[str]:
     if rest:
         raise SystemExit(f"error: --jobs gives every option per line; drop {' '.join(rest)}")
     return cmd[i + 1]
+
+
+def run_jobs(cmd: list[str], main: Callable[[list[str]], object]) -> bool:
+    """With ``--jobs FILE`` in ``cmd``: run ``main`` on each of its command lines and return True;
+    without it, False (the caller decodes ``cmd`` itself)."""
+    jobs = jobs_file(cmd)
+    if jobs is None:
+        return False
+    for job in read_jobs(jobs):
+        main(job)
+    return True
