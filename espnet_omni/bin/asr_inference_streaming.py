@@ -60,14 +60,23 @@ from espnet_omni.tasks.checkpoint import ModelFileError, readable_checkpoints
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_recognizer_args(p)
+    p.add_argument("--data_dir", required=True, help="Kaldi data dir with wav.scp")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--on_error", choices=ON_ERROR, default="fail",
+                   help="a bad utterance (unreadable, empty, cut short, NaN/inf, wrong sample rate, several channels): "
+                   "fail = stop naming it; drop = skip it (logged, counted; scored as all deleted)")
+    return p
+
+
+def add_recognizer_args(p: argparse.ArgumentParser) -> None:
+    """The flags :func:`build_recognizer` and :func:`endpoint_config` read (the server's too)."""
     p.add_argument("--asr_train_config", default=None)
     p.add_argument("--asr_model_file", default=None)
     p.add_argument("--onnx_dir", default=None,
                    help="decode with ONNX Runtime: a dir of espnet_omni.bin.export_onnx (instead of "
                    "--asr_train_config/--asr_model_file; its chunk config is fixed at export)")
     p.add_argument("--int8", action="store_true", help="with --onnx_dir: the int8 graph")
-    p.add_argument("--data_dir", required=True, help="Kaldi data dir with wav.scp")
-    p.add_argument("--output_dir", required=True)
     p.add_argument("--chunk_size", type=int, default=None, help="C encoder frames")
     p.add_argument("--left_chunks", type=int, default=None, help="L chunks; -1 = all")
     p.add_argument("--lookahead", type=int, default=None, help="R frames, 0..C")
@@ -83,15 +92,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_threads", type=int, default=1)
     p.add_argument("--subnet", default=None,
                    help="SubnetConfig YAML to activate on a supernet encoder (sparse streaming model)")
-    p.add_argument("--on_error", choices=ON_ERROR, default="fail",
-                   help="a bad utterance (unreadable, empty, cut short, NaN/inf, wrong sample rate, several channels): "
-                   "fail = stop naming it; drop = skip it (logged, counted; scored as all deleted)")
     p.add_argument("--endpoint", type=str2bool, default=False,
                    help="cut each utterance into segments at endpoints (CTC blank runs): writes segments.txt")
     p.add_argument("--endpoint_conf", action=NestedDictAction, default=dict(),
                    help="endpoint rules as key=value (seconds; null = off): rule1_min_trailing_silence (5.0), "
                    "rule2_min_trailing_silence (0.6), rule3_max_segment_length (20.0), blank_threshold (null)")
-    return p
 
 
 def endpoint_config(args):

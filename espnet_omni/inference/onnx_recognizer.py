@@ -22,6 +22,7 @@ shorter chunk. With ``lm_weight > 0`` the prefix beam search fuses the export's 
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -97,6 +98,16 @@ class OnnxStreamingRecognizer:
             token_type=token_type, bpemodel=None if bpemodel is None else str(self.dir / bpemodel))
         self.converter = TokenIDConverter(token_list=self.meta["token_list"])
         self.reset()
+
+    def spawn(self) -> "OnnxStreamingRecognizer":
+        """A recognizer of its own stream over the same ONNX Runtime sessions (``run`` is
+        thread-safe) and options: front-end buffer, caches and search of its own, so streams
+        can be fed from several threads (a server: one per connection)."""
+        new = copy.copy(self)
+        new.fbank = FbankStream(self.fbank.frontend)
+        new.search = copy.copy(self.search)  # every search's reset() builds its state anew
+        new.reset()
+        return new
 
     def reset(self) -> None:
         """Start a new utterance."""

@@ -31,6 +31,7 @@ spikes, so it starts a little after the speech and may end before it).
 
 from __future__ import annotations
 
+import copy
 from typing import List, NamedTuple, Optional
 
 import numpy as np
@@ -146,6 +147,13 @@ class SegmentingRecognizer:
 
     def latency(self):
         return self.rec.latency()
+
+    def spawn(self) -> "SegmentingRecognizer":
+        """The same endpointing over a recognizer of its own stream (``rec.spawn()``: shared
+        weights, own state)."""
+        rec = self.rec.spawn()
+        rec.search = copy.copy(self.gate.inner)
+        return SegmentingRecognizer(rec, self.config, self.trim)
 
     # ------------------------------------------------------------- streaming
     def reset(self) -> None:

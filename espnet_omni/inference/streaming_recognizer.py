@@ -20,6 +20,7 @@ streaming forward of the whole utterance (:func:`simulated_streaming_encode`).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -228,6 +229,17 @@ class StreamingRecognizer:
         self.encoder = EncoderStream(self.model.encoder, cfg)
         self.cfg = cfg
         self.reset()
+
+    def spawn(self) -> "StreamingRecognizer":
+        """A recognizer of its own stream over the same model, LM and options: the weights are
+        shared (read only), the front-end buffer, encoder caches and search are its own, so two
+        streams can be fed from two threads (a server: one per connection)."""
+        new = copy.copy(self)
+        new.fbank = FbankStream(self.model.frontend)
+        new.encoder = EncoderStream(self.model.encoder, self.cfg)
+        new.search = copy.copy(self.search)  # every search's reset() builds its state anew
+        new.reset()
+        return new
 
     def reset(self) -> None:
         """Start a new utterance."""
