@@ -6,5 +6,5 @@
 #   ./test.sh tests/sparsity  # any pytest arguments
 set -euo pipefail
 cd "$(dirname "$0")"
-tools/install.sh
+tools/install.sh --test
 exec .venv/bin/python -m pytest -q --durations=15 "$@"

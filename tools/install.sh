@@ -4,6 +4,7 @@
 # Usage:
 #   tools/install.sh            # venvs + Debian packages (when root/sudo)
 #   tools/install.sh --no-apt   # skip the Debian packages (print what is missing)
+#   tools/install.sh --test     # also what the tests need (chromium, for the server's page)
 #
 # Writes:
 #   $ESPNET_OMNI_CACHE/venv-<hash>   the heavy dependencies, built once per machine and
@@ -25,11 +26,13 @@ root=$(pwd)
 log() { echo "[install] $*" >&2; }
 
 with_apt=true
+with_test=false
 for arg in "$@"; do
   case $arg in
     --no-apt) with_apt=false ;;
+    --test) with_test=true ;;
     -h|--help) sed -n '2,/^set -euo/{/^#/p;}' "$0"; exit 0 ;;
-    *) echo "[install] unknown option '$arg'; valid: --no-apt, --help" >&2; exit 2 ;;
+    *) echo "[install] unknown option '$arg'; valid: --no-apt, --test, --help" >&2; exit 2 ;;
   esac
 done
 
@@ -38,6 +41,8 @@ done
 # the real-speech check set.
 DEB_PKGS=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
           festvox-us-slt-hts sox fortunes wordnet-base pocketsphinx-testdata)
+# The tests' only extra: a headless browser for the streaming server's page (tests/serve).
+$with_test && DEB_PKGS+=(chromium)
 missing=()
 for p in "${DEB_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
