@@ -31,7 +31,7 @@ def setup(tmp_path_factory):
     texts = offline(export, data, root / "offline")
     segments = {}
     for line in (root / "offline" / "segments.txt").read_text().splitlines():
-        utt = line.split()[0].rsplit("-", 1)[0]
+        utt = line.split()[0]
         segments[utt] = segments.get(utt, 0) + 1
     return export, data, texts, segments
 
@@ -185,3 +185,25 @@ def test_sigterm_finishes_open_streams_before_exit(setup, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_stream_client_writes_the_offline_text_and_segments(setup, tmp_path, capsys):
+    """bin/stream_client --data_dir: its text and segments.txt are asr_inference_streaming's,
+    file for file; a wav on the command line prints its text; its errors are one line."""
+    from espnet_omni.bin import stream_client
+
+    export, data, texts, _ = setup
+    server = build(export)
+    with running(server) as url:
+        stream_client.main(["--server", url, "--data_dir", str(data), "--output", str(tmp_path / "out/text"),
+                            "--segments", str(tmp_path / "out/segments.txt"), "--fast", "--concurrency", "4"])
+        assert "8 streams" in capsys.readouterr().err
+        offline_dir = data.parent / "offline"
+        assert (tmp_path / "out/text").read_text() == (offline_dir / "text").read_text()
+        assert (tmp_path / "out/segments.txt").read_text() == (offline_dir / "segments.txt").read_text()
+        stream_client.main(["--server", url, "--fast", str(data / "w4.wav")])
+        assert capsys.readouterr().out == f"{data / 'w4.wav'}\t{texts['w4']}\n"
+        with pytest.raises(SystemExit, match=r"error: --data_dir .*nothing: no wav.scp"):
+            stream_client.main(["--server", url, "--data_dir", str(tmp_path / "nothing"), "--output", "x"])
+    with pytest.raises(SystemExit, match=r"error: .*w4\.wav: ws://127.0.0.1:\d+: cannot connect"):
+        stream_client.main(["--server", url, "--fast", str(data / "w4.wav")])
