@@ -9,7 +9,8 @@ Usage:
 
 Each recording is sent in ``--chunk_ms`` pieces at real time (``--fast``: each piece as soon as
 the previous one's partial arrived). With wavs: one line per file, ``FILE<TAB>TEXT``. With ``--data_dir``: the Kaldi ``text`` of its ``wav.scp`` (score it like
-any decode: ``python -m espnet_omni.scoring.score --ref data/test/text --hyp FILE``), and with
+any decode: ``--output exp/served/decode/test/text``, then ``python -m espnet_omni.scoring.score
+--exp exp/served --decode decode --dump dump/raw --sets test``), and with
 ``--segments`` the server's finals (``UTT INDEX START END TEXT``, the ``segments.txt`` of
 ``asr_inference_streaming --endpoint true``). The send-to-partial latency p50/p95 goes to stderr.
 """
