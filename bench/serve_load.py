@@ -69,7 +69,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32_models", default="dense frac0.5", help="the models also run with runtime onnx")
     p.add_argument("--set", default="test")
     p.add_argument("--decode_config", type=Path, default=ROOT / "conf" / "decode_ctc_lm_stream.yaml")
-    p.add_argument("--threads", type=int, default=2, help="the server's decoding workers")
+    p.add_argument("--threads", type=int, default=2, help="the server's decoding threads (per process)")
+    p.add_argument("--workers", type=int, default=1, help="the server's processes (bin/serve --workers)")
     p.add_argument("--seconds", type=float, default=60.0, help="the confirming load's length")
     p.add_argument("--probe_seconds", type=float, default=20.0, help="the search's loads' length")
     p.add_argument("--max_p95_ms", type=float, default=300.0)
@@ -154,7 +155,8 @@ class ServerProcess:
     def __init__(self, args, onnx_dir: Path, runtime: str):
         cmd = [sys.executable, "-m", "espnet_omni.bin.serve", "--model_dir", str(onnx_dir), *RUNTIMES[runtime],
                "--decode_config", str(args.decode_config), "--port", "0", "--threads", str(args.threads),
-               "--num_threads", "1", "--max_streams", str(args.max_n + 1), "--idle_timeout", "60"]
+               "--num_threads", "1", "--max_streams", str(args.max_n + 1), "--idle_timeout", "60",
+               "--workers", str(args.workers)]
         self.command = " ".join(rel(c) if c.startswith("/") else c for c in cmd[1:])
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -163,10 +165,16 @@ class ServerProcess:
             self.proc.kill()
             sys.exit(f"error: the server did not start: {self.command}")
         self.url = line.split()[1].rstrip("/")
+        workers = line.split("workers:", 1)[1].strip(" )\n").split() if "workers:" in line else []
+        self.pids = [self.proc.pid, *map(int, workers)]
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds of the server's processes (the workers' too)."""
+        total = 0
+        for pid in self.pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -270,6 +278,11 @@ def search(args, server: ServerProcess) -> tuple[dict, list[dict]]:
     return {"streams": 0, "holds": False}, probes
 
 
+def procs(r: dict) -> str:
+    w = r.get("workers", 1)
+    return f", {w} processes" if w > 1 else ""
+
+
 def markdown(res: dict) -> str:
     lines = ["# Concurrent real-time streams per model (the streaming server)", "",
              f"Written by `{res['command']}` on {res['date']} ({res['cpu']}, {res['nproc']} cores; load average "
@@ -284,7 +297,7 @@ def markdown(res: dict) -> str:
     for key, r in res["models"].items():
         c = r["confirmed"]
         size = f"{r['encoder_fraction']:.2f}" if r.get("encoder_fraction") is not None else "?"
-        lines.append(f"| {r['supernet']} | {r['model']} | {size} | {r['format']} | {r['runtime']} | {c['streams']} | "
+        lines.append(f"| {r['supernet']} | {r['model']} | {size} | {r['format']} | {r['runtime']}{procs(r)} | {c['streams']} | "
                      f"{c['streams'] / res['nproc']:.1f} | {c.get('latency_ms_p50', 0):.0f} / "
                      f"{c.get('latency_ms_p95', 0):.0f} / {c.get('latency_ms_max', 0):.0f} | "
                      f"{c.get('server_cpu_cores', 0):.2f} | {r.get('texts_equal_offline', '-')} |")
@@ -309,6 +322,7 @@ def targets(res: dict) -> list[dict]:
     dense = m["dense/onnx_int8"]["confirmed"]["streams"]
     for tag in sorted({r["supernet"] for r in m.values()}):
         sizes = [r for r in m.values() if r["supernet"] == tag and r["runtime"] == "onnx_int8"
+                 and r.get("workers", 1) == 1
                  and r.get("encoder_fraction") and r["encoder_fraction"] < 1]
         if sizes:
             sparsest = min(sizes, key=lambda r: r["encoder_fraction"])
@@ -326,14 +340,15 @@ def plot(res: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     dense = [r for k, r in res["models"].items() if k.startswith("dense/")]
-    for tag, runtime in sorted({(r["supernet"], r["runtime"]) for r in res["models"].values()}):
-        group = [r for r in res["models"].values() if (r["supernet"], r["runtime"]) == (tag, runtime)]
-        group += [r for r in dense if r["runtime"] == runtime and r not in group]  # the same dense network
+    kind = lambda r: (r["supernet"], r["runtime"], r.get("workers", 1))  # noqa: E731
+    for tag, runtime, workers in sorted({kind(r) for r in res["models"].values()}):
+        group = [r for r in res["models"].values() if kind(r) == (tag, runtime, workers)]
+        group += [r for r in dense if kind(r)[1:] == (runtime, workers) and r not in group]  # the same dense net
         rows = sorted((r["encoder_fraction"], r["confirmed"]["streams"] / res["nproc"])
                       for r in group if r.get("encoder_fraction"))
         if len(rows) > 1:
             fmt = next(r["format"] for r in group if r["supernet"] == tag and r["model"] != "dense")
-            ax.plot(*zip(*rows), marker="o", label=f"{fmt} export, {runtime}")
+            ax.plot(*zip(*rows), marker="o", label=f"{fmt} export, {runtime}{procs({'workers': workers})}")
     ax.set_xlabel("encoder size (fraction of the dense encoder)")
     ax.set_ylabel("real-time streams per core")
     ax.set_title("Streaming server: streams per core", fontsize=10)
@@ -357,6 +372,7 @@ def main(cmd=None) -> None:
     for name, runtime in runs:
         tag = Path(args.supernet).name
         key = f"{name}/{runtime}" if args.supernet == DEFAULT_SUPERNET else f"{tag}:{name}/{runtime}"
+        key += f"/workers{args.workers}" if args.workers > 1 else ""
         if key in res["models"]:
             print(f"{key}: in {rel(known)} already (--resume)")
             continue
@@ -368,7 +384,7 @@ def main(cmd=None) -> None:
             confirmed, probes = search(args, server)
         finally:
             server.close()
-        row = {"supernet": tag, "model": name, "runtime": runtime, "encoder_fraction": encoder_fraction(args, name), **info,
+        row = {"supernet": tag, "model": name, "runtime": runtime, "workers": args.workers, "encoder_fraction": encoder_fraction(args, name), **info,
                "onnx_dir": rel(onnx_dir), "confirmed": public(confirmed), "probes": probes}
         if confirmed.get("_results"):
             want = offline_texts(args, onnx_dir, runtime, confirmed["_audios"])

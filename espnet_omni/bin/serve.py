@@ -44,7 +44,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=d.host)
     p.add_argument("--port", type=int, default=d.port, help="0: any free port")
     p.add_argument("--max_streams", type=int, default=d.max_streams, help="open streams; the next is refused")
-    p.add_argument("--threads", type=int, default=d.threads, help="decoding worker threads")
+    p.add_argument("--threads", type=int, default=d.threads, help="decoding worker threads (per process)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes accepting on the one port (the decoder's Python search holds the GIL: "
+                   "one process uses about 1.3 cores; --workers 2 uses a 2-core machine); --max_streams is "
+                   "shared out among them")
+    p.add_argument("--listen_fd", type=int, default=None, help=argparse.SUPPRESS)  # a worker's inherited socket
     p.add_argument("--idle_timeout", type=float, default=d.idle_timeout,
                    help="seconds without a message before a stream is closed")
     p.add_argument("--max_message_bytes", type=int, default=d.max_message_bytes)
@@ -95,6 +100,15 @@ def build_server(args) -> Server:
 def main(cmd=None):
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s serve %(levelname)s %(message)s")
+    if args.workers < 1:
+        sys.exit(f"error: --workers {args.workers}: must be >= 1")
+    if args.workers > 1:
+        return run_workers(args, sys.argv[1:] if cmd is None else list(cmd))
+    sock = None
+    if args.listen_fd is not None:  # a worker: the parent's listening socket
+        import socket
+
+        sock = socket.socket(fileno=args.listen_fd)
     server = build_server(args)
     host = server.config.host
 
@@ -102,9 +116,59 @@ def main(cmd=None):
         print(f"serving ws://{host}:{s.port}/ (page: http://{host}:{s.port}/)", flush=True)
 
     try:
-        asyncio.run(server.serve(ready=ready))
+        asyncio.run(server.serve(ready=ready, sock=sock))
     except OSError as e:  # the port is taken, the host is not this machine's
         sys.exit(f"error: cannot listen on {host}:{server.config.port}: {e.strerror or e}")
+
+
+def run_workers(args, argv) -> None:
+    """``--workers N``: bind the port here, start N worker processes accepting on it (the kernel
+    shares the connections out), print the ready line when all are ready, pass SIGTERM / SIGINT
+    on (each drains its streams) and exit when they have; exit non-zero if one failed."""
+    import math
+    import signal
+    import socket
+    import subprocess
+
+    try:
+        sock = socket.create_server((args.host, args.port), backlog=512)
+    except OSError as e:
+        sys.exit(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+    port = sock.getsockname()[1]
+    share = math.ceil(args.max_streams / args.workers)
+    rest = [a for a in _drop_flags(argv, {"--workers": 1, "--listen_fd": 1, "--max_streams": 1})]
+    cmd = [sys.executable, "-m", "espnet_omni.bin.serve", *rest, "--max_streams", str(share),
+           "--listen_fd", str(sock.fileno())]
+    procs = [subprocess.Popen(cmd, pass_fds=[sock.fileno()], stdout=subprocess.PIPE, text=True)
+             for _ in range(args.workers)]
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: [p.send_signal(signum) for p in procs if p.poll() is None])
+    for p in procs:
+        if not p.stdout.readline().startswith("serving "):
+            for q in procs:
+                q.kill()
+            sys.exit(f"error: a worker did not start (exit {p.wait()}); see its messages above")
+    sock.close()  # the workers hold it
+    print(f"serving ws://{args.host}:{port}/ (page: http://{args.host}:{port}/; {args.workers} workers: "
+          f"{' '.join(str(p.pid) for p in procs)})", flush=True)
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        sys.exit(f"error: worker exit codes {codes}")
+
+
+def _drop_flags(argv, flags: dict):
+    """``argv`` without the given flags (``--flag value`` and ``--flag=value``)."""
+    out, skip = [], 0
+    for a in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = a.split("=", 1)[0]
+        if name in flags:
+            skip = 0 if "=" in a else flags[name]
+            continue
+        out.append(a)
+    return out
 
 
 if __name__ == "__main__":

@@ -211,8 +211,11 @@ class Server:
             pass
 
     # ---------------------------------------------------------------- life
-    async def serve(self, ready: Optional[Callable[["Server"], None]] = None, handle_signals: bool = True) -> None:
-        """Serve until :meth:`stop` (or SIGTERM / SIGINT with ``handle_signals``); then drain."""
+    async def serve(self, ready: Optional[Callable[["Server"], None]] = None, handle_signals: bool = True,
+                    sock=None) -> None:
+        """Serve until :meth:`stop` (or SIGTERM / SIGINT with ``handle_signals``); then drain.
+        ``sock``: a listening socket to accept on (a worker process of ``bin/serve --workers``)
+        instead of ``config.host`` / ``config.port``."""
         from websockets.asyncio.server import serve
 
         probe = self.make_stream()  # fails early (and here, not per connection) on a broken model
@@ -223,7 +226,8 @@ class Server:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
         # the library's own limit is above ours, so an oversized message gets our error message
-        async with serve(self._handler, self.config.host, self.config.port, process_request=self._http,
+        where = dict(sock=sock) if sock is not None else dict(host=self.config.host, port=self.config.port)
+        async with serve(self._handler, **where, process_request=self._http,
                          max_size=4 * self.config.max_message_bytes, ping_interval=20, ping_timeout=20) as server:
             self._server = server
             self.port = server.sockets[0].getsockname()[1]

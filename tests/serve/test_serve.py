@@ -207,3 +207,29 @@ def test_stream_client_writes_the_offline_text_and_segments(setup, tmp_path, cap
             stream_client.main(["--server", url, "--data_dir", str(tmp_path / "nothing"), "--output", "x"])
     with pytest.raises(SystemExit, match=r"error: .*w4\.wav: ws://127.0.0.1:\d+: cannot connect"):
         stream_client.main(["--server", url, "--fast", str(data / "w4.wav")])
+
+
+def test_workers_share_one_port_and_drain_on_sigterm(setup):
+    """bin/serve --workers 2: two processes accept on one port (the ready line names them);
+    4 concurrent streams get the offline texts; SIGTERM reaches both and the parent exits 0."""
+    export, _, texts, _ = setup
+    proc = subprocess.Popen([sys.executable, "-m", "espnet_omni.bin.serve", "--model_dir", str(export), "--port", "0",
+                             "--workers", "2", "--beam_size", "4", "--lm_weight", "0.5", "--penalty", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving ws://127.0.0.1:") and "2 workers:" in line, line
+        url = line.split()[1].rstrip("/")
+        workers = [int(p) for p in line.split("workers:")[1].strip(" )\n").split()]
+        utts = sorted(texts)[:4]
+
+        async def streams():
+            return await asyncio.gather(*[stream_audio(url, wave(setup, u), FS, realtime=False) for u in utts])
+        assert [r.text for r in asyncio.run(streams())] == [texts[u] for u in utts]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        for pid in workers:  # gone
+            assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
