@@ -285,7 +285,7 @@ def procs(r: dict) -> str:
 
 def markdown(res: dict) -> str:
     lines = ["# Concurrent real-time streams per model (the streaming server)", "",
-             f"Written by `{res['command']}` on {res['date']} ({res['cpu']}, {res['nproc']} cores; load average "
+             f"Written by `bench/serve_load.py` (the commands below) on {res['date']} ({res['cpu']}, {res['nproc']} cores; load average "
              f"before {res['load_average_before'][0]}). Server: `{res['server']}`; decode config "
              f"`{res['decode_config']}` (CTC prefix beam search + LM, endpointing). Each stream: real time, "
              f"{CHUNK_MS:.0f}-ms PCM16 messages, `{res['set']}` utterances one after another. A load holds with "
@@ -303,6 +303,9 @@ def markdown(res: dict) -> str:
                      f"{c.get('server_cpu_cores', 0):.2f} | {r.get('texts_equal_offline', '-')} |")
     lines += ["", "Targets: " + "; ".join(f"{t['target']}: {t['value']} ({'met' if t['met'] else '**missed**'})"
                                         for t in res["targets"]), ""]
+    commands = list(dict.fromkeys(r["command"] for r in res["models"].values() if r.get("command")))
+    lines += ["Rows by command:"] + [f"- `{c}`: " + ", ".join(f"`{k}`" for k, r in res["models"].items()
+                                                           if r.get("command") == c) for c in commands] + [""]
     for key, r in res["models"].items():
         lines.append(f"- `{key}` probes (N: p95 ms, holds): " + ", ".join(
             f"{p['streams']}: {p['latency_ms_p95']:.0f}{'' if p['holds'] else ' x'}" for p in r["probes"]))
@@ -363,6 +366,8 @@ def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
     known = args.out_dir / "serve_load.json"
     res = json.loads(known.read_text()) if args.resume and known.is_file() else {"models": {}}
+    for row in res["models"].values():  # rows of an earlier run: the command that ran it wrote them
+        row.setdefault("command", res.get("command"))
     res.update({"set": args.set, "decode_config": rel(args.decode_config), "seconds": args.seconds,
                 "probe_seconds": args.probe_seconds, "max_p95_ms": args.max_p95_ms, "nproc": os.cpu_count(),
                 "cpu": cpu_model(), "command": command_line(), "date": datetime.date.today().isoformat()})
@@ -384,7 +389,7 @@ def main(cmd=None) -> None:
             confirmed, probes = search(args, server)
         finally:
             server.close()
-        row = {"supernet": tag, "model": name, "runtime": runtime, "workers": args.workers, "encoder_fraction": encoder_fraction(args, name), **info,
+        row = {"command": command_line(), "supernet": tag, "model": name, "runtime": runtime, "workers": args.workers, "encoder_fraction": encoder_fraction(args, name), **info,
                "onnx_dir": rel(onnx_dir), "confirmed": public(confirmed), "probes": probes}
         if confirmed.get("_results"):
             want = offline_texts(args, onnx_dir, runtime, confirmed["_audios"])
