@@ -35,6 +35,7 @@ import datetime
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="keep the models already in the results json")
     p.add_argument("--out_dir", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "serve_load.png")
+    p.add_argument("--render", action="store_true", help="measure nothing: the md and plot again from the json")
     return p
 
 
@@ -286,7 +288,8 @@ def procs(r: dict) -> str:
 def markdown(res: dict) -> str:
     lines = ["# Concurrent real-time streams per model (the streaming server)", "",
              f"Written by `bench/serve_load.py` (the commands below) on {res['date']} ({res['cpu']}, {res['nproc']} cores; load average "
-             f"before {res['load_average_before'][0]}). Server: `{res['server']}`; decode config "
+             f"before {res['load_average_before'][0]}). Server: `{re.sub(r'--workers [0-9]+', '--workers W', res['server'])}` "
+             "(W: 1, or the row's processes); decode config "
              f"`{res['decode_config']}` (CTC prefix beam search + LM, endpointing). Each stream: real time, "
              f"{CHUNK_MS:.0f}-ms PCM16 messages, `{res['set']}` utterances one after another. A load holds with "
              f"no error, no audio lost and partial latency p95 <= {res['max_p95_ms']:.0f} ms beyond the audio; "
@@ -349,14 +352,16 @@ def plot(res: dict, path: Path) -> None:
         group += [r for r in dense if kind(r)[1:] == (runtime, workers) and r not in group]  # the same dense net
         rows = sorted((r["encoder_fraction"], r["confirmed"]["streams"] / res["nproc"])
                       for r in group if r.get("encoder_fraction"))
-        if len(rows) > 1:
-            fmt = next(r["format"] for r in group if r["supernet"] == tag and r["model"] != "dense")
+        if rows:
+            fmt = next(r["format"] for r in group if r["supernet"] == tag)
             ax.plot(*zip(*rows), marker="o", label=f"{fmt} export, {runtime}{procs({'workers': workers})}")
     ax.set_xlabel("encoder size (fraction of the dense encoder)")
     ax.set_ylabel("real-time streams per core")
     ax.set_title("Streaming server: streams per core", fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(0, 1.05)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -368,6 +373,11 @@ def main(cmd=None) -> None:
     res = json.loads(known.read_text()) if args.resume and known.is_file() else {"models": {}}
     for row in res["models"].values():  # rows of an earlier run: the command that ran it wrote them
         row.setdefault("command", res.get("command"))
+    if args.render:
+        res = json.loads(known.read_text())
+        write_results(args.out_dir, "serve_load", res, markdown(res))
+        plot(res, args.plot)
+        return
     res.update({"set": args.set, "decode_config": rel(args.decode_config), "seconds": args.seconds,
                 "probe_seconds": args.probe_seconds, "max_p95_ms": args.max_p95_ms, "nproc": os.cpu_count(),
                 "cpu": cpu_model(), "command": command_line(), "date": datetime.date.today().isoformat()})
