@@ -45,10 +45,15 @@ missing=()
 for p in "${DEB_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# apt_prefix: how this user runs apt-get: "" (root), "sudo -n", or "none" (no apt: --no-apt, or no rights).
+apt_prefix() {
+  if ! $with_apt; then echo none
+  elif [ "$(id -u)" = 0 ]; then echo ""
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then echo "sudo -n"
+  else echo none; fi
+}
 if [ ${#missing[@]} -gt 0 ]; then
-  if $with_apt && [ "$(id -u)" = 0 ]; then SUDO=""
-  elif $with_apt && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"
-  else SUDO="none"; fi
+  SUDO=$(apt_prefix)
   if [ "$SUDO" = none ]; then
     log "missing Debian packages: ${missing[*]}"
     log "install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}"
@@ -62,8 +67,7 @@ fi
 # The tests' only extra: a headless browser for the streaming server's page (tests/serve).
 # Optional: without it that one test skips, saying so.
 if $with_test && $with_apt && ! command -v chromium >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"
-  else SUDO="none"; fi
+  SUDO=$(apt_prefix)
   if [ "$SUDO" = none ]; then
     log "no chromium (the browser test of tests/serve skips): sudo apt-get install -y chromium"
   else
