@@ -136,7 +136,7 @@ def run_workers(args, argv) -> None:
         sys.exit(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}")
     port = sock.getsockname()[1]
     share = math.ceil(args.max_streams / args.workers)
-    rest = [a for a in _drop_flags(argv, {"--workers": 1, "--listen_fd": 1, "--max_streams": 1})]
+    rest = _drop_flags(argv, {"--workers": 1, "--listen_fd": 1, "--max_streams": 1})
     cmd = [sys.executable, "-m", "espnet_omni.bin.serve", *rest, "--max_streams", str(share),
            "--listen_fd", str(sock.fileno())]
     procs = [subprocess.Popen(cmd, pass_fds=[sock.fileno()], stdout=subprocess.PIPE, text=True)

@@ -9,6 +9,17 @@ from typing import Sequence
 import torch
 import yaml
 
+# The tests' tiny CTC supernet: 2 blocks x 16 dims, macaron + conv module, conv2d front end on
+# 20 mels (tests/export, tests/serve).
+TINY_TOKENS = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]
+TINY_ENCODER_CONF = dict(
+    output_size=16, attention_heads=2, linear_units=32, num_blocks=2,
+    cnn_module_kernel=5, macaron_style=True, rel_pos_type="latest",
+    pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
+    input_layer="conv2d",
+)
+TINY_FRONTEND_CONF = "{n_fft: 128, hop_length: 64, n_mels: 20}"
+
 
 def write_random_supernet(directory: Path, tokens: Sequence[str], encoder_conf: dict, frontend_conf: str,
                           seed: int = 0, random_batchnorm: bool = False,

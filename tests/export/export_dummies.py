@@ -12,16 +12,10 @@ import yaml
 from espnet_omni.export import PRUNED_ENCODER
 from espnet_omni.nets.pruned_conformer import PrunedConformerEncoder
 from espnet_omni.tasks import ASR_CHOICES, OmniASRTask
-from espnet_omni.testing.random_supernet import write_random_supernet
+from espnet_omni.testing.random_supernet import (TINY_ENCODER_CONF, TINY_FRONTEND_CONF, TINY_TOKENS,
+                                                 write_random_supernet)
 
-TOKENS = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]
-# 2 blocks x 16 dims, macaron + conv module, conv2d front end on 20 mels.
-ENCODER_CONF = dict(
-    output_size=16, attention_heads=2, linear_units=32, num_blocks=2,
-    cnn_module_kernel=5, macaron_style=True, rel_pos_type="latest",
-    pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
-    input_layer="conv2d",
-)
+TOKENS, ENCODER_CONF = TINY_TOKENS, TINY_ENCODER_CONF
 # Block patterns of OmniConformerEncoder plus the whole front end (conv.0 too).
 ALL_PRUNABLE = [
     "encoders.*.self_attn.linear_[qkvo]*", "encoders.*.feed_forward*.w_[12]",
@@ -45,7 +39,7 @@ def make_experiment(directory: Path, seed: int = 0, global_mvn: bool = False,
     """Write ``config.yaml`` + ``model.pth`` of a random tiny supernet (``global_mvn``:
     with random feature statistics)."""
     return write_random_supernet(directory, TOKENS, {**ENCODER_CONF, **supernet_conf},
-                                 "{n_fft: 128, hop_length: 64, n_mels: 20}", seed, random_batchnorm=True,
+                                 TINY_FRONTEND_CONF, seed, random_batchnorm=True,
                                  global_mvn=global_mvn)
 
 

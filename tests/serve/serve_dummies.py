@@ -13,16 +13,11 @@ import numpy as np
 import soundfile
 
 from espnet_omni.bin import asr_inference_streaming, export_onnx as export_onnx_bin, serve
-from espnet_omni.testing.random_supernet import write_random_supernet
+from espnet_omni.testing.random_supernet import (TINY_ENCODER_CONF, TINY_FRONTEND_CONF, TINY_TOKENS,
+                                                 write_random_supernet)
 from espnet_omni.testing.tiny_lm import write_tiny_lm
 
 FS = 16000
-TOKENS = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]
-ENCODER_CONF = dict(
-    output_size=16, attention_heads=2, linear_units=32, num_blocks=2, cnn_module_kernel=5,
-    macaron_style=True, rel_pos_type="latest", pos_enc_layer_type="rel_pos",
-    selfattention_layer_type="rel_selfattn", input_layer="conv2d",
-)
 # the decoder's options, the same for the server and the offline decode
 DECODE = ["--beam_size", "4", "--lm_weight", "0.5", "--penalty", "0.2"]
 
@@ -30,9 +25,9 @@ DECODE = ["--beam_size", "4", "--lm_weight", "0.5", "--penalty", "0.2"]
 def make_export(root: Path) -> Path:
     """A random tiny CTC supernet's streaming ONNX export (fp32 + int8) with a random LM
     (``lm.onnx``): ``root/onnx``."""
-    config, weights = write_random_supernet(root / "asr", TOKENS, ENCODER_CONF,
-                                            "{n_fft: 128, hop_length: 64, n_mels: 20}", 0, random_batchnorm=True)
-    lm_config, lm_weights = write_tiny_lm(root / "lm", TOKENS, nlayers=2, scale=4.0)
+    config, weights = write_random_supernet(root / "asr", TINY_TOKENS, TINY_ENCODER_CONF, TINY_FRONTEND_CONF, 0,
+                                            random_batchnorm=True)
+    lm_config, lm_weights = write_tiny_lm(root / "lm", TINY_TOKENS, nlayers=2, scale=4.0)
     out = root / "onnx"
     export_onnx_bin.main(["--asr_train_config", str(config), "--asr_model_file", str(weights),
                           "--out_dir", str(out), "--modes", "streaming", "--chunk_size", "4",
