@@ -239,6 +239,56 @@ def _export(module: nn.Module, args: tuple, path: Path, inputs, outputs, dynamic
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
 
 
+def _export_full(model: nn.Module, out: Path, out_name: str, d_in: int) -> str:
+    """``full.onnx``: features of any batch and length to the head's input; its file name."""
+    graph = FullContextGraph(model).eval()
+    feats = torch.randn(2, 120, d_in)
+    lens = torch.tensor([120, 90])
+    _export(graph, (feats, lens), out / "full.onnx", ["feats", "feats_lengths"],
+            [out_name, f"{out_name}_lengths"],
+            {"feats": {0: "B", 1: "T"}, "feats_lengths": {0: "B"}, out_name: {0: "B", 1: "T_out"},
+             f"{out_name}_lengths": {0: "B"}})
+    return "full.onnx"
+
+
+def _export_streaming(model: nn.Module, cfg: StreamingConfig, out: Path, out_name: str,
+                      d_in: int) -> tuple[str, dict[str, Any]]:
+    """``streaming.onnx``: one chunk per call, the caches explicit; its file name and ``onnx.json``'s
+    ``streaming`` entry."""
+    graph = StreamingChunkGraph(model, cfg).eval()
+    step, window = graph.step, graph.window
+    caches = _trace_caches(graph, d_in)
+    ins, outs = graph.names()
+    dynamic = {"feats": {1: "W"}, out_name: {1: "n"}}
+    if not step.bounded:  # the keys of every frame so far
+        for i in range(len(model.encoder.encoders)):
+            for kind in ("k", "v"):
+                dynamic[f"{kind}_cache_{i}"] = dynamic[f"new_{kind}_cache_{i}"] = {2: f"K_{i}"}
+    _export(graph, (torch.randn(1, window, d_in), *caches), out / "streaming.onnx", ins, outs, dynamic)
+    return "streaming.onnx", {
+        "config": cfg.to_dict(), "stride": graph.stride, "field": graph.field,
+        "window": window, "advance": cfg.chunk_size * graph.stride,
+        "cache_frames": cfg.left_chunks * cfg.chunk_size if step.bounded else -1,
+        "lag_chunks": step.lag, "blocks": graph.cache_shapes(),
+        # unlimited left context: positions reach this many frames at most
+        "max_frames": step.max_frames()}
+
+
+def _export_transducer(model: nn.Module, out: Path) -> dict[str, str]:
+    """A transducer's ``decoder.onnx`` (one prediction step) and ``joiner.onnx``; their graph names."""
+    dec = model.decoder
+    h = torch.zeros(dec.dlayers, 2, dec.dunits)  # (L, N, H): N hypotheses, a dynamic axis
+    _export(PredictionStepGraph(model).eval(), (torch.zeros(2, 1, dtype=torch.long), h, h.clone()),
+            out / "decoder.onnx", ["token", "h", "c"], ["dec_out", "new_h", "new_c"],
+            {"token": {0: "N"}, "dec_out": {0: "N"},
+             **{name: {1: "N"} for name in ("h", "c", "new_h", "new_c")}})
+    d_enc = model.encoder.output_size()
+    _export(JointGraph(model).eval(), (torch.randn(3, d_enc), torch.randn(3, dec.dunits)), out / "joiner.onnx",
+            ["encoder_out", "dec_out"], ["logits"],
+            {"encoder_out": {0: "N"}, "dec_out": {0: "N"}, "logits": {0: "N"}})
+    return {"decoder": "decoder.onnx", "joiner": "joiner.onnx"}
+
+
 @torch.no_grad()
 def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[StreamingConfig] = None,
                 modes: tuple[str, ...] = ("full", "streaming"), token_list: Optional[list[str]] = None,
@@ -277,45 +327,13 @@ def export_onnx(model: nn.Module, out_dir: str | Path, streaming: Optional[Strea
         shutil.copyfile(bpemodel, out / Path(bpemodel).name)
         meta["bpemodel"] = Path(bpemodel).name
     if "full" in modes:
-        graph = FullContextGraph(model).eval()
-        feats = torch.randn(2, 120, d_in)
-        lens = torch.tensor([120, 90])
-        _export(graph, (feats, lens), out / "full.onnx", ["feats", "feats_lengths"],
-                [out_name, f"{out_name}_lengths"],
-                {"feats": {0: "B", 1: "T"}, "feats_lengths": {0: "B"}, out_name: {0: "B", 1: "T_out"},
-                 f"{out_name}_lengths": {0: "B"}})
-        meta["graphs"]["full"] = "full.onnx"
+        meta["graphs"]["full"] = _export_full(model, out, out_name, d_in)
     if "streaming" in modes:
         cfg = streaming or getattr(enc, "streaming_config", None) or StreamingConfig(chunk_size=16)
-        graph = StreamingChunkGraph(model, cfg).eval()
-        step, window = graph.step, graph.window
-        caches = _trace_caches(graph, d_in)
-        ins, outs = graph.names()
-        dynamic = {"feats": {1: "W"}, out_name: {1: "n"}}
-        if not step.bounded:  # the keys of every frame so far
-            for i in range(len(enc.encoders)):
-                for kind in ("k", "v"):
-                    dynamic[f"{kind}_cache_{i}"] = dynamic[f"new_{kind}_cache_{i}"] = {2: f"K_{i}"}
-        _export(graph, (torch.randn(1, window, d_in), *caches), out / "streaming.onnx", ins, outs, dynamic)
-        meta["graphs"]["streaming"] = "streaming.onnx"
-        meta["streaming"] = {"config": cfg.to_dict(), "stride": graph.stride, "field": graph.field,
-                             "window": window, "advance": cfg.chunk_size * graph.stride,
-                             "cache_frames": cfg.left_chunks * cfg.chunk_size if step.bounded else -1,
-                             "lag_chunks": step.lag, "blocks": graph.cache_shapes(),
-                             # unlimited left context: positions reach this many frames at most
-                             "max_frames": step.max_frames()}
+        meta["graphs"]["streaming"], meta["streaming"] = _export_streaming(model, cfg, out, out_name, d_in)
     if is_transducer(model):
+        meta["graphs"].update(_export_transducer(model, out))
         dec = model.decoder
-        h = torch.zeros(dec.dlayers, 2, dec.dunits)  # (L, N, H): N hypotheses, a dynamic axis
-        _export(PredictionStepGraph(model).eval(), (torch.zeros(2, 1, dtype=torch.long), h, h.clone()),
-                out / "decoder.onnx", ["token", "h", "c"], ["dec_out", "new_h", "new_c"],
-                {"token": {0: "N"}, "dec_out": {0: "N"},
-                 **{name: {1: "N"} for name in ("h", "c", "new_h", "new_c")}})
-        d_enc = enc.output_size()
-        _export(JointGraph(model).eval(), (torch.randn(3, d_enc), torch.randn(3, dec.dunits)), out / "joiner.onnx",
-                ["encoder_out", "dec_out"], ["logits"],
-                {"encoder_out": {0: "N"}, "dec_out": {0: "N"}, "logits": {0: "N"}})
-        meta["graphs"].update(decoder="decoder.onnx", joiner="joiner.onnx")
         meta["transducer"] = {"rnn_type": dec.dtype, "layers": dec.dlayers, "hidden": dec.dunits}
     if int8:
         for mode, name in list(meta["graphs"].items()):
