@@ -132,6 +132,13 @@ recipe_init() {
   [ -z "$speed_perturb_factors" ] || asr_train_set=${train_set}_sp
   stats_dir=$exp/asr_stats_$(basename "$token_dir")
   [ "$asr_train_set" = "$train_set" ] || stats_dir=${stats_dir}_sp
+  # Statistics of another filterbank size than the recipe's 40 mel bins have their own directory.
+  if [ -f "$asr_config" ]; then
+    local n_mels; n_mels=$($python -c 'import sys, yaml
+conf = yaml.safe_load(open(sys.argv[1])) or {}
+print((conf.get("frontend_conf") or {}).get("n_mels", 80))' "$asr_config")
+    [ "$n_mels" = 40 ] || stats_dir=${stats_dir}_mel$n_mels
+  fi
   token_opts="--token_type $token_type --token_list $token_dir/tokens.txt"
   [ "$token_type" = bpe ] && token_opts="$token_opts --bpemodel $token_dir/bpe.model"
   # calibration_opts: BatchNorm recalibration of each sub-network on training data (search, export).
@@ -240,13 +247,26 @@ run_training() {
   echo $((SECONDS - start)) >> "$dir/train.wall_seconds"
 }
 
+# config_normalize CONFIG [asr_train args...]: the normalize a training uses: the last --normalize
+# of the args, else the config's `normalize:` (ESPnet's default, utterance_mvn, when it has none).
+config_normalize() {
+  local config=$1 norm="" prev=""; shift
+  for a in "$@"; do [ "$prev" = --normalize ] && norm=$a; prev=$a; done
+  [ -n "$norm" ] && { echo "$norm"; return; }
+  $python -c 'import sys, yaml
+conf = yaml.safe_load(open(sys.argv[1])) or {}
+print(conf.get("normalize", "utterance_mvn"))' "$config"
+}
+
 # train_asr CONFIG EXP_DIR [asr_train args...]: ASR training (resuming) into EXP_DIR.
 train_asr() {
   local config=$1 dir=$2; shift 2
   local aug=()
   $noise_rir && aug=(--noise_scp "$dump/noise_rir/noise.scp" --rir_scp "$dump/noise_rir/rir.scp")
-  run_training espnet_omni.bin.asr_train "$config" "$dir" "${aug[@]}" \
-    --normalize_conf "stats_file=$stats_dir/train/feats_stats.npz" \
+  # The feature statistics of stage 4 are global_mvn's; another normalize (utterance_mvn) takes none.
+  local norm=()
+  [ "$(config_normalize "$config" "$@")" = global_mvn ] && norm=(--normalize_conf "stats_file=$stats_dir/train/feats_stats.npz")
+  run_training espnet_omni.bin.asr_train "$config" "$dir" "${aug[@]}" "${norm[@]}" \
     --train_data_path_and_name_and_type "$dump/$asr_train_set/wav.scp,speech,sound" \
     --train_data_path_and_name_and_type "$dump/$asr_train_set/text,text,text" \
     --valid_data_path_and_name_and_type "$dump/$valid_set/wav.scp,speech,sound" \

@@ -9,6 +9,8 @@
 #   local/run_ablation.sh --table_only true                # only rewrite the table from what exists
 #   local/run_ablation.sh --table_only true --note "..."     # with a provenance note under it
 #   local/run_ablation.sh --rows long --table false        # train and decode rows, keep the table
+#   local/run_ablation.sh --rows "base vtlp" --section ablation_mismatch --title "..."
+#                                                          # a table of its own (another RESULTS section)
 #
 # Rows (experiment exp/asr_abl_<row>; run.sh options):
 #   base      the corpus's own voices (DIR/base, --train_voices base, run.sh's default),
@@ -17,6 +19,10 @@
 #   interctc  base + self-conditioned intermediate CTC after block 2 (conf/ablation/interctc.yaml)
 #   hybrid    base + an attention decoder, CTC weight 0.3 (conf/ablation/hybrid.yaml), decoded
 #             jointly (CTC + attention + LM; greedy row: CTC + attention, no LM)
+#   umvn      base + per-utterance mean/variance normalization (conf/ablation/umvn.yaml; offline only)
+#   vtlp      base + vocal-tract-length perturbation of the filterbank per utterance, on the fly
+#             (conf/ablation/vtlp.yaml, specaug: vtlp_specaug)
+#   specaug80 base + the papers' SpecAugment on 80 mel bins (conf/ablation/specaug80.yaml)
 #   voices    + speaker diversity (--train_voices all): pseudo-speakers, 60 more espeak
 #             variants, wider train ranges; the rows below build on it, in DIR
 #   specaug   voices + SpecAugment retuned (conf/ablation/specaug.yaml)
@@ -32,19 +38,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dir=.
-all_rows="base long interctc hybrid voices specaug noise_rir sp combined"
+all_rows="base long interctc hybrid umvn vtlp specaug80 voices specaug noise_rir sp combined"
 rows=$all_rows
 nj=2
 table_only=false
 table=true
 results_file=RESULTS.md
 note=""
+section=ablation        # the RESULTS section the table replaces (another keeps the ablation's rows)
+title=""                # its heading (default: local/ablation.py's)
 extra=""                # one more row, LABEL=DECODE_DIR (e.g. a one-job decoding that times the RTF)
 while [ $# -gt 0 ]; do
   case $1 in
-    --dir|--rows|--nj|--table_only|--table|--results_file|--note|--extra) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
-    *) echo "local/run_ablation.sh: unknown option $1 (valid: --dir --rows --nj --table_only --table --results_file --note --extra)" >&2; exit 2 ;;
+    --dir|--rows|--nj|--table_only|--table|--results_file|--note|--extra|--section|--title) v=${1#--}; printf -v "$v" '%s' "$2"; shift 2 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    *) echo "local/run_ablation.sh: unknown option $1 (valid: --dir --rows --nj --table_only --table --results_file --note --extra --section --title)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
@@ -58,6 +66,9 @@ row_opts() {
     noise_rir) echo "--dir $dir --train_voices all --asr_config conf/ablation/noise_rir.yaml --noise_rir true" ;;
     sp) echo "--dir $dir --train_voices all --asr_config conf/ablation/baseline.yaml --speed_perturb_factors 0.9,1.0,1.1 --asr_args --max_epoch,4" ;;
     long) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/long.yaml" ;;
+    umvn) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/umvn.yaml" ;;
+    vtlp) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/vtlp.yaml" ;;
+    specaug80) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/specaug80.yaml" ;;
     interctc) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/interctc.yaml" ;;
     hybrid) echo "--dir $dir/base --train_voices base --asr_config conf/ablation/hybrid.yaml" ;;
     combined) echo "--dir $dir --train_voices all --asr_config conf/ablation/combined.yaml --noise_rir true --speed_perturb_factors 0.9,1.0,1.1" ;;
@@ -133,6 +144,7 @@ for r in $rows; do
   table+=(--pair "$r, + LM::$(label "$r")")
   [ "$r" = base ] || [[ " $rows " != *" base "* ]] || table+=(--pair "$(label "$r")::base, CTC greedy" --pair "$r, + LM::base, + LM")
 done
+title_opt=(); [ -z "$title" ] || title_opt=(--title "$title")
 .venv/bin/python local/ablation.py "${table[@]}" --dump "$dir/dump/raw" \
-  --sets dev test test_seen real --results_file "$results_file" \
-  --command "local/run_ablation.sh --rows \"$rows\"${extra:+ --extra \"$extra\"}" --note "$note"
+  --sets dev test test_seen real --results_file "$results_file" --section "$section" "${title_opt[@]}" \
+  --command "local/run_ablation.sh --rows \"$rows\"${extra:+ --extra \"$extra\"}$([ "$section" = ablation ] || echo " --section $section")" --note "$note"
