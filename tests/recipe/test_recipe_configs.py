@@ -77,9 +77,12 @@ def _args(config: Path, tmp_path: Path, task=OmniASRTask):
 
     stats = tmp_path / "feats_stats.npz"  # what stage 4 writes: count, sum, sum_square
     np.savez(stats, count=np.array(10), sum=np.zeros(80), sum_square=np.full(80, 10.0))
+    # As the recipe does: stage 4's statistics for a global_mvn model only.
+    norm = (yaml.safe_load(config.read_text()) or {}).get("normalize", "utterance_mvn")
+    stats_opts = ["--normalize_conf", f"stats_file={stats}"] if norm == "global_mvn" else []
     return task.get_parser().parse_args(
         ["--config", str(config), "--token_list", str(tokens), "--output_dir", str(tmp_path / "exp"),
-         "--normalize_conf", f"stats_file={stats}"]
+         *stats_opts]
     )
 
 
