@@ -222,8 +222,13 @@ class OmniConformerEncoder(ConformerEncoder):
         self._groups: dict = {}
         if self.mask_spec.unit.tied:
             self._prunable = self._build_groups(prune_frontend, prunable, prune_exclude)
-            self._finish_init(streaming)
-            return
+        else:
+            self._prunable = self._build_masked(input_layer, prune_frontend, prunable, prune_exclude)
+        self._finish_init(streaming)
+
+    def _build_masked(self, input_layer: Optional[str], prune_frontend: bool,
+                      prunable: Optional[List[str]], prune_exclude: Optional[List[str]]) -> list:
+        """Swap the prunable layers (untied granularities) for masked ones; their names."""
         if prunable is None:
             patterns = _matching(self, BLOCK_PATTERNS)  # absent modules are fine
         else:
@@ -236,12 +241,12 @@ class OmniConformerEncoder(ConformerEncoder):
                     f"prunable layer matching {FRONTEND_PATTERNS}"
                 )
             patterns += front
-        self._prunable = convert_to_masked(
+        names = convert_to_masked(
             self, self.mask_spec, include=patterns, exclude=prune_exclude or ()
         )
-        if not self._prunable:
+        if not names:
             raise ValueError("OmniConformerEncoder has no prunable layer")
-        self._finish_init(streaming)
+        return names
 
     def _finish_init(self, streaming: Optional[dict]) -> None:
         self.streaming_config = StreamingConfig.from_dict(streaming)
