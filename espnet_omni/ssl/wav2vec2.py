@@ -315,29 +315,7 @@ class Wav2Vec2Loss(AbsSSLLoss):
                 masked frames.
             FloatingPointError: If the loss is not finite.
         """
-        if len(encoder_output) == 0:
-            raise ValueError("encoder_output is empty")
-        context = encoder_output[-1]
-        mask_m = None if mask_info is None else mask_info.get("mask_m")
-        if mask_m is None:
-            raise ValueError(
-                "mask_info['mask_m'] is missing: wav2vec2 needs the 'mask' util "
-                "with mask_prob > 0"
-            )
-        if (
-            context.dim() != 3
-            or features.dim() != 3
-            or features.shape[:2] != context.shape[:2]
-            or tuple(mask_m.shape) != tuple(context.shape[:2])
-            or features.shape[2] != self.feature_dim
-            or context.shape[2] != self.encoder_output_size
-        ):
-            raise ValueError(
-                "expected context (B, T, "
-                f"{self.encoder_output_size}), features (B, T, {self.feature_dim}) "
-                f"and mask_m (B, T), got context {tuple(context.shape)}, features "
-                f"{tuple(features.shape)} and mask_m {tuple(mask_m.shape)}"
-            )
+        context, mask_m = self._checked_inputs(encoder_output, features, mask_info)
         b, t_len, _ = context.shape
         device = context.device
         if encoder_output_lengths is None:
@@ -369,23 +347,8 @@ class Wav2Vec2Loss(AbsSSLLoss):
         logits = contrastive_logits(c, y, y_neg, self.logit_temperature)[valid]
         target = torch.zeros(logits.shape[0], dtype=torch.long, device=device)
         contrastive = F.cross_entropy(logits, target)
-
         feature_pen = features[nonpad].float().pow(2).mean()
-
-        loss = contrastive
-        terms = {"contrastive": contrastive}
-        if self.diversity_weight > 0:
-            loss = loss + self.diversity_weight * q.diversity_loss
-            terms["diversity"] = q.diversity_loss
-        if self.feature_penalty_weight > 0:
-            loss = loss + self.feature_penalty_weight * feature_pen
-            terms["feature_penalty"] = feature_pen
-        if not bool(torch.isfinite(loss)):
-            bad = [k for k, v in terms.items() if not bool(torch.isfinite(v))]
-            raise FloatingPointError(
-                f"wav2vec2 loss is not finite ({loss.item()}); non-finite term(s): "
-                f"{', '.join(bad) or 'none alone (their weighted sum overflowed)'}"
-            )
+        loss = self._weighted_sum(contrastive, q.diversity_loss, feature_pen)
 
         with torch.no_grad():
             correct = logits[:, 0] > logits[:, 1:].max(dim=-1).values
@@ -400,3 +363,52 @@ class Wav2Vec2Loss(AbsSSLLoss):
                 "w2v_masked_frac": valid.sum().float() / nonpad.sum().float(),
             }
         return loss, stats
+
+    def _checked_inputs(
+        self, encoder_output: List[torch.Tensor], features: torch.Tensor,
+        mask_info: Optional[Dict[str, torch.Tensor]],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The context (the last encoder output) and the mask, their shapes checked."""
+        if len(encoder_output) == 0:
+            raise ValueError("encoder_output is empty")
+        context = encoder_output[-1]
+        mask_m = None if mask_info is None else mask_info.get("mask_m")
+        if mask_m is None:
+            raise ValueError(
+                "mask_info['mask_m'] is missing: wav2vec2 needs the 'mask' util "
+                "with mask_prob > 0"
+            )
+        if (
+            context.dim() != 3
+            or features.dim() != 3
+            or features.shape[:2] != context.shape[:2]
+            or tuple(mask_m.shape) != tuple(context.shape[:2])
+            or features.shape[2] != self.feature_dim
+            or context.shape[2] != self.encoder_output_size
+        ):
+            raise ValueError(
+                "expected context (B, T, "
+                f"{self.encoder_output_size}), features (B, T, {self.feature_dim}) "
+                f"and mask_m (B, T), got context {tuple(context.shape)}, features "
+                f"{tuple(features.shape)} and mask_m {tuple(mask_m.shape)}"
+            )
+        return context, mask_m
+
+    def _weighted_sum(self, contrastive: torch.Tensor, diversity: torch.Tensor,
+                      feature_pen: torch.Tensor) -> torch.Tensor:
+        """The loss: the contrastive term plus the weighted diversity and feature penalty."""
+        loss = contrastive
+        terms = {"contrastive": contrastive}
+        if self.diversity_weight > 0:
+            loss = loss + self.diversity_weight * diversity
+            terms["diversity"] = diversity
+        if self.feature_penalty_weight > 0:
+            loss = loss + self.feature_penalty_weight * feature_pen
+            terms["feature_penalty"] = feature_pen
+        if not bool(torch.isfinite(loss)):
+            bad = [k for k, v in terms.items() if not bool(torch.isfinite(v))]
+            raise FloatingPointError(
+                f"wav2vec2 loss is not finite ({loss.item()}); non-finite term(s): "
+                f"{', '.join(bad) or 'none alone (their weighted sum overflowed)'}"
+            )
+        return loss
