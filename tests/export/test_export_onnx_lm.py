@@ -93,7 +93,9 @@ def test_lm_step_equals_torch_lm_for_a_batch_of_prefixes(asr, tmp_path, rnn_type
         tokens = rng.integers(1, len(TOKENS) - 1, size=6)
         beams = [lm.advance([beam[i] for i in parents], tokens) for lm, beam in zip(lms, beams)]
         _assert_same_beam(beams[0], beams[1], atol=1e-4)
-        _assert_same_beam(beams[0], beams[2], atol=0.02)
+        # int8: ONNX Runtime's kernels differ by CPU (on an AMD EPYC without VNNI the random LM's
+        # logp moved by up to 0.05 in 4 steps of the GRU); the float graph above is the exact check.
+        _assert_same_beam(beams[0], beams[2], atol=0.1)
 
 
 def _data_dir(tmp_path):
