@@ -134,9 +134,7 @@ recipe_init() {
   [ "$asr_train_set" = "$train_set" ] || stats_dir=${stats_dir}_sp
   # Statistics of another filterbank size than the recipe's 40 mel bins have their own directory.
   if [ -f "$asr_config" ]; then
-    local n_mels; n_mels=$($python -c 'import sys, yaml
-conf = yaml.safe_load(open(sys.argv[1])) or {}
-print((conf.get("frontend_conf") or {}).get("n_mels", 80))' "$asr_config")
+    local n_mels; n_mels=$(config_value "$asr_config" frontend_conf.n_mels 80)
     [ "$n_mels" = 40 ] || stats_dir=${stats_dir}_mel$n_mels
   fi
   token_opts="--token_type $token_type --token_list $token_dir/tokens.txt"
@@ -247,15 +245,22 @@ run_training() {
   echo $((SECONDS - start)) >> "$dir/train.wall_seconds"
 }
 
+# config_value CONFIG KEY[.SUBKEY...] DEFAULT: a value of a YAML config (DEFAULT where it has none).
+config_value() {
+  $python -c 'import sys, yaml
+value = yaml.safe_load(open(sys.argv[1])) or {}
+for key in sys.argv[2].split("."):
+    value = value.get(key, sys.argv[3]) if isinstance(value, dict) else sys.argv[3]
+print(value)' "$@"
+}
+
 # config_normalize CONFIG [asr_train args...]: the normalize a training uses: the last --normalize
 # of the args, else the config's `normalize:` (ESPnet's default, utterance_mvn, when it has none).
 config_normalize() {
   local config=$1 norm="" prev=""; shift
   for a in "$@"; do [ "$prev" = --normalize ] && norm=$a; prev=$a; done
   [ -n "$norm" ] && { echo "$norm"; return; }
-  $python -c 'import sys, yaml
-conf = yaml.safe_load(open(sys.argv[1])) or {}
-print(conf.get("normalize", "utterance_mvn"))' "$config"
+  config_value "$config" normalize utterance_mvn
 }
 
 # train_asr CONFIG EXP_DIR [asr_train args...]: ASR training (resuming) into EXP_DIR.
